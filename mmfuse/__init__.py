@@ -1,0 +1,1 @@
+"""mmfuse: fuse many retrievers and rerank with a VLM for text-to-video retrieval."""
