@@ -1,0 +1,135 @@
+"""Local VLM backend: AutoModelForImageTextToText + AutoProcessor, prompts built with the model's chat template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import ModelError
+from ..prompts import Part
+from .base import PromptedBackend
+
+_YES = ("yes", "Yes", " yes", " Yes", "YES")
+
+
+def _auto_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _auto_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype != "auto":
+        try:
+            return getattr(torch, dtype)
+        except AttributeError:
+            raise ModelError(f"unknown --dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class TransformersBackend(PromptedBackend):
+    """Qwen2-VL / Qwen2.5-VL / Qwen3-VL / SmolVLM / InternVL (HF format) and other image-text-to-text models.
+
+    ``model`` is a hub name or a local directory (no download happens unless a hub name is given).
+    ``batch_size`` bounds how many pointwise prompts go through the model at once.
+    """
+
+    name = "transformers"
+
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", mode: str = "listwise",
+                 template: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
+                 trust_remote_code: bool = False, processor_kwargs: dict[str, Any] | None = None):
+        super().__init__(mode=mode, template=template, max_new_tokens=max_new_tokens)
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model_name = str(model)
+        self.device = _auto_device(device)
+        self.dtype = _auto_dtype(dtype, self.device)
+        self.batch_size = max(1, int(batch_size))
+        try:
+            self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
+                                                           **(processor_kwargs or {}))
+            try:
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    model, dtype=self.dtype, trust_remote_code=trust_remote_code)
+            except TypeError:  # transformers < 4.56 names it torch_dtype
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    model, torch_dtype=self.dtype, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"cannot load VLM {model!r} with transformers: {str(e).splitlines()[0]}") from None
+        self.model.to(self.device).eval()
+        self._torch = torch
+        tok = self.tokenizer
+        ids = []
+        for w in _YES:
+            enc = tok.encode(w, add_special_tokens=False)
+            if enc and enc[0] not in ids:
+                ids.append(enc[0])
+        self.yes_ids = ids
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _messages(self, parts: list[Part]):
+        content, images = [], []
+        for kind, val in parts:
+            if kind == "image":
+                content.append({"type": "image"})
+                images.append(val)
+            else:
+                content.append({"type": "text", "text": val})
+        return [{"role": "user", "content": content}], images
+
+    def encode(self, prompts: list[list[Part]]):
+        """Processor inputs for a batch of prompts (left-padded so the last position is each prompt's end)."""
+        texts, images = [], []
+        for parts in prompts:
+            msgs, imgs = self._messages(parts)
+            texts.append(self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+            images.append(imgs)
+        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+        if any(images):
+            kwargs["images"] = images
+        tok = self.tokenizer
+        old_side = getattr(tok, "padding_side", "right")
+        tok.padding_side = "left"
+        try:
+            inputs = self.processor(**kwargs)
+        finally:
+            tok.padding_side = old_side
+        return inputs.to(self.device)
+
+    def count_tokens(self, parts: list[Part]) -> int:
+        """Prompt length in tokens as the model sees it (images expanded to their visual tokens)."""
+        return int(self.encode([parts])["input_ids"].shape[1])
+
+    def complete(self, parts: list[Part], max_tokens: int) -> str:
+        inputs = self.encode([parts])
+        with self._torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new, skip_special_tokens=True)[0]
+
+    def yes_scores(self, prompts: list[list[Part]]) -> list[float]:
+        """log P(first answer token is a form of "yes") for each prompt."""
+        torch = self._torch
+        scores: list[float] = []
+        for i in range(0, len(prompts), self.batch_size):
+            inputs = self.encode(prompts[i:i + self.batch_size])
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            scores.extend(torch.logsumexp(logp[:, self.yes_ids], dim=-1).tolist())
+        return scores

@@ -1,0 +1,275 @@
+"""S-Grid serialization: a video as one labelled image of sampled frames, cached on disk by content and parameters."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+SAMPLINGS = ("uniform", "scene")
+# Bump when the pixels a given spec produces change, so stale cache entries are never reused.
+_GRID_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """How a video becomes a grid: ``rows`` x ``cols`` cells of ``cell`` = (width, height) pixels each."""
+
+    rows: int = 2
+    cols: int = 2
+    cell: tuple[int, int] = (224, 224)
+    sampling: str = "uniform"
+    background: tuple[int, int, int] = (0, 0, 0)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.cols < 1:
+            raise ParameterError(f"grid must be at least 1x1, got {self.rows}x{self.cols}")
+        if isinstance(self.cell, int):
+            object.__setattr__(self, "cell", (int(self.cell), int(self.cell)))
+        w, h = self.cell
+        if w < 16 or h < 16:
+            raise ParameterError(f"grid cell must be at least 16x16 pixels, got {w}x{h}")
+        if self.sampling not in SAMPLINGS:
+            from ..errors import unknown
+
+            raise unknown("grid sampling", self.sampling, SAMPLINGS)
+
+    @property
+    def n_frames(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.cols * self.cell[0], self.rows * self.cell[1])
+
+    def key(self) -> str:
+        d = asdict(self)
+        d.pop("extra")
+        d["version"] = _GRID_VERSION
+        return json.dumps(d, sort_keys=True)
+
+
+def parse_grid(text: str | tuple[int, int]) -> tuple[int, int]:
+    """``"2x3"`` -> (rows=2, cols=3); tuples pass through."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        r, c = str(text).lower().replace("*", "x").split("x")
+        rows, cols = int(r), int(c)
+    except ValueError:
+        raise ParameterError(f"--grid must look like ROWSxCOLS (e.g. 2x2), got {text!r}") from None
+    if rows < 1 or cols < 1 or rows * cols > 64:
+        raise ParameterError(f"--grid {text!r}: rows and cols must be >= 1 and at most 64 cells in all")
+    return rows, cols
+
+
+def parse_cell(text: str | int | tuple[int, int]) -> tuple[int, int]:
+    """``"224"`` -> (224, 224); ``"320x180"`` -> (320, 180)."""
+    if isinstance(text, tuple):
+        return text
+    if isinstance(text, int):
+        return (text, text)
+    try:
+        parts = [int(p) for p in str(text).lower().split("x")]
+    except ValueError:
+        raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}") from None
+    if len(parts) == 1:
+        return (parts[0], parts[0])
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frame sampling
+
+def _frames(path: Path, *, n: int | None = None, times: list[float] | None = None, size: int | None = None):
+    from .. import media
+
+    if times is not None:
+        return media.sample_frames(path, times=times, size=size)
+    return media.sample_frames(path, n=n, size=size)
+
+
+def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[float]:
+    """Pick ``n`` timestamps, one inside each of the ``n`` longest-contrast shots.
+
+    Decodes ``probe_frames`` small frames uniformly, cuts the timeline at the ``n - 1`` largest
+    consecutive-frame differences, and returns the middle of each piece; with no strong cuts this
+    falls back to near-uniform sampling.
+    """
+    import numpy as np
+
+    from .. import media
+
+    info = media.probe(path)
+    duration = float(info.duration or 0.0)
+    m = probe_frames or max(4 * n, 16)
+    if duration <= 0 or n <= 1:
+        return [duration / 2.0] * max(n, 1)
+    t = (np.arange(m) + 0.5) * duration / m
+    small = media.sample_frames(path, times=list(t), size=32)
+    if len(small) < 2:
+        return list((np.arange(n) + 0.5) * duration / n)
+    # frames of one video share a size, so they stack into one array of grey thumbnails
+    arr = np.stack([np.asarray(f, dtype=np.float32).mean(axis=2) for f in small]).reshape(len(small), -1)
+    diff = np.abs(np.diff(arr, axis=0)).mean(axis=1)
+    cuts = np.sort(np.argsort(-diff, kind="stable")[: n - 1]) + 1  # cut before frame index
+    bounds = np.concatenate([[0], cuts, [len(small)]])
+    starts, ends = bounds[:-1], bounds[1:]
+    mid = (starts + ends - 1) / 2.0
+    return [float((i + 0.5) * duration / len(small)) for i in mid]
+
+
+def sample_times(path: Path, spec: GridSpec) -> list[float] | None:
+    """Timestamps for the grid's frames, or None to let ``media.sample_frames`` spread ``n`` uniformly."""
+    if spec.sampling == "scene":
+        return scene_times(path, spec.n_frames)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Drawing
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no scalable default font
+        return ImageFont.load_default()
+
+
+def _fit(frame, cell: tuple[int, int], background):
+    """Letterbox one frame into a cell, keeping its aspect ratio."""
+    from PIL import Image
+
+    img = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
+    w, h = cell
+    scale = min(w / img.width, h / img.height)
+    nw, nh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    img = img.convert("RGB").resize((nw, nh), Image.Resampling.BILINEAR)
+    out = Image.new("RGB", cell, background)
+    out.paste(img, ((w - nw) // 2, (h - nh) // 2))
+    return out
+
+
+def tile(frames, spec: GridSpec) -> "Image.Image":
+    """Tile frames row-major (time runs left to right, top to bottom); missing cells stay background."""
+    from PIL import Image
+
+    grid = Image.new("RGB", spec.size, spec.background)
+    for i, frame in enumerate(list(frames)[: spec.n_frames]):
+        r, c = divmod(i, spec.cols)
+        grid.paste(_fit(frame, spec.cell, spec.background), (c * spec.cell[0], r * spec.cell[1]))
+    return grid
+
+
+def draw_label(img: "Image.Image", label: str) -> "Image.Image":
+    """Return a copy with ``label`` (e.g. "[3]") in a high-contrast box at the top-left corner."""
+    from PIL import ImageDraw
+
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    size = max(12, min(out.width, out.height) // 8)
+    font = _font(size)
+    x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
+    pad = max(2, size // 6)
+    draw.rectangle((0, 0, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), fill=(255, 230, 0))
+    draw.text((pad - x0, pad - y0), label, font=font, fill=(0, 0, 0))
+    return out
+
+
+def placeholder(spec: GridSpec, note: str = "video unavailable") -> "Image.Image":
+    """A grey grid standing in for a candidate whose video is missing or unreadable."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", spec.size, (96, 96, 96))
+    draw = ImageDraw.Draw(img)
+    font = _font(max(10, min(spec.size) // 14))
+    x0, y0, x1, y1 = draw.textbbox((0, 0), note, font=font)
+    draw.text(((spec.size[0] - (x1 - x0)) // 2 - x0, (spec.size[1] - (y1 - y0)) // 2 - y0), note,
+              font=font, fill=(235, 235, 235))
+    return img
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache
+
+class GridCache:
+    """Builds grids and keeps them as PNG files named by sha256(content hash + grid parameters).
+
+    ``cache_dir=None`` keeps grids in memory only. Content hashes are memoized per (path, size, mtime) so
+    a cached grid costs one ``stat`` and one PNG decode.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._hashes: dict[tuple[str, int, int], str] = {}
+        self._memory: dict[str, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def content_hash(self, path: Path) -> str:
+        from .. import media
+
+        st = path.stat()
+        k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        h = self._hashes.get(k)
+        if h is None:
+            h = self._hashes[k] = media.content_hash(path)
+        return h
+
+    def key(self, path: Path, spec: GridSpec) -> str:
+        return hashlib.sha256(f"{self.content_hash(path)}\n{spec.key()}".encode()).hexdigest()
+
+    def get(self, path: str | os.PathLike, spec: GridSpec) -> "Image.Image":
+        """The unlabelled grid for ``path``; raises ``media.MediaError`` / ``OSError`` if it cannot be read."""
+        from PIL import Image
+
+        path = Path(path)
+        key = self.key(path, spec)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        file = self.cache_dir / key[:2] / f"{key}.png" if self.cache_dir is not None else None
+        if file is not None and file.exists():
+            try:
+                with Image.open(file) as im:
+                    img = im.convert("RGB")
+                self.hits += 1
+                return img
+            except OSError:
+                pass  # a damaged cache entry is rebuilt below
+        self.misses += 1
+        img = build_grid(path, spec)
+        if file is not None:
+            from .._io import atomic_path
+
+            file.parent.mkdir(exist_ok=True)
+            with atomic_path(file) as tmp:
+                img.save(tmp, format="PNG", compress_level=1)
+        else:
+            self._memory[key] = img
+        return img
+
+
+def build_grid(path: str | os.PathLike, spec: GridSpec | None = None) -> "Image.Image":
+    """Sample ``spec.n_frames`` frames from ``path`` and tile them (no label, no cache)."""
+    spec = spec or GridSpec()
+    path = Path(path)
+    times = sample_times(path, spec)
+    size = max(spec.cell)
+    frames = _frames(path, times=times, size=size) if times is not None else _frames(path, n=spec.n_frames, size=size)
+    return tile(frames, spec)

@@ -1,0 +1,396 @@
+"""VLMReranker: reorders the top of each query's list (or the ViC union of several lists) with a VLM backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ParameterError
+from .grid import GridCache, GridSpec, draw_label, placeholder
+from .parsing import ParseStats, repair_order
+from .prompts import Candidate, truncate_words
+from .strategies import fusion_union, sliding_window
+
+log = logging.getLogger("mmfuse.rerankers")
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class RerankStats:
+    """What happened in one ``rerank`` call; ``summary()`` is one line for logs and the CLI."""
+
+    queries: int = 0
+    reranked: int = 0
+    resumed: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (query id, reason)
+    missing_videos: dict[str, str] = field(default_factory=dict)  # doc id -> note
+    model_calls: int = 0
+    grid_seconds: float = 0.0
+    model_seconds: float = 0.0
+    seconds: float = 0.0
+    grid_hits: int = 0
+    grid_misses: int = 0
+    parse: ParseStats = field(default_factory=ParseStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "parse"}
+        d["parse"] = self.parse.as_dict()
+        d["failures"] = [list(f) for f in self.failures]
+        return d
+
+    def summary(self) -> str:
+        s = (f"{self.queries} queries: {self.reranked} reranked, {self.resumed} resumed, {self.failed} kept in "
+             f"incoming order after errors; {self.model_calls} model calls in {self.model_seconds:.1f}s, grids "
+             f"{self.grid_seconds:.1f}s ({self.grid_hits} cached, {self.grid_misses} built)")
+        if self.missing_videos:
+            s += f"; {len(self.missing_videos)} videos missing or unreadable (placeholder grids)"
+        return s
+
+
+def load_queries(path: str | os.PathLike) -> dict[str, str]:
+    """Query texts from TSV ``qid<TAB>text`` (TREC/pyserini topics) or JSON ``{qid: text}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: query file does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{p}: expected a JSON object {{qid: text}}")
+        return {str(k): str(v) for k, v in data.items()}
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        qid, sep, q = line.rstrip("\r\n").partition("\t")
+        if not sep or not qid.strip() or not q.strip():
+            raise InputError(f"{p}:{n}: expected 'qid<TAB>query text'")
+        out[qid.strip()] = q.strip()
+    if not out:
+        raise InputError(f"{p}: no queries")
+    return out
+
+
+def load_subtitles(src: str | os.PathLike | Mapping[str, str]) -> dict[str, str]:
+    """Subtitles per video id from a mapping, JSON ``{id: text}`` or a list of ``{video_id, subtitle}``.
+
+    Only the ``subtitle`` field is read: datasets such as MSR-VTT also carry ``desc`` (the caption the
+    queries come from), which must never reach the model.
+    """
+    if isinstance(src, Mapping):
+        return {str(k): str(v or "") for k, v in src.items()}
+    p = Path(src)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: subtitles file does not exist") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if isinstance(data, dict):
+        return {str(k): str(v or "") for k, v in data.items()}
+    if isinstance(data, list):
+        out = {}
+        for i, item in enumerate(data):
+            if not isinstance(item, dict) or "video_id" not in item:
+                raise InputError(f"{p}: item {i} has no 'video_id'")
+            out[str(item["video_id"])] = str(item.get("subtitle") or "")
+        return out
+    raise InputError(f"{p}: expected a list of {{video_id, subtitle}} or an object {{video_id: text}}")
+
+
+def load_mapping(path: str | os.PathLike) -> dict[str, Path]:
+    """doc id -> video path from TSV ``doc<TAB>path`` or JSON ``{doc: path}`` (relative to the file's folder)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: mapping file does not exist")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            raw = {str(k): str(v) for k, v in json.loads(text).items()}
+        except (json.JSONDecodeError, AttributeError):
+            raise InputError(f"{p}: expected a JSON object {{doc_id: path}}") from None
+    else:
+        raw = {}
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            doc, sep, path_ = line.partition("\t")
+            if not sep:
+                raise InputError(f"{p}:{n}: expected 'doc_id<TAB>video path'")
+            raw[doc.strip()] = path_.strip()
+    return {k: (v if Path(v).is_absolute() else p.parent / v) for k, v in
+            ((k, Path(v)) for k, v in raw.items())}
+
+
+def index_videos(videos: str | os.PathLike | Mapping[str, Any]) -> dict[str, Path]:
+    """doc id -> path: a mapping as given, or every video file under a directory keyed by its stem."""
+    if isinstance(videos, Mapping):
+        return {str(k): Path(v) for k, v in videos.items()}
+    from .. import media
+
+    root = Path(videos)
+    if not root.is_dir():
+        raise InputError(f"{root}: video directory does not exist")
+    out: dict[str, Path] = {}
+    exts = {e.lower() for e in media.VIDEO_EXTENSIONS}
+    for f in sorted(root.rglob("*")):
+        if f.suffix.lower() in exts and f.is_file():
+            out.setdefault(f.stem, f)
+    return out
+
+
+def _read_checkpoint(path: Path) -> dict[str, tuple[list[str], str]]:
+    done: dict[str, tuple[list[str], str]] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+                done[str(rec["qid"])] = ([str(d) for d in rec["docs"]], str(rec.get("status", "ok")))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by a crash is simply redone
+    return done
+
+
+class VLMReranker:
+    """Rerank the top ``top`` candidates of each query with a VLM over S-Grids; the tail keeps its order.
+
+    ``window``/``step`` control the sliding window when ``top > window`` (back to front, like RankGPT).
+    ``subtitles`` (path or mapping) adds each video's speech, cut to ``subtitle_tokens`` tokens.
+    ``cache_dir`` keeps built grids on disk (default: in memory for this object only).
+    """
+
+    def __init__(self, backend, top: int = 20, window: int = 20, step: int = 10, grid: tuple[int, int] = (2, 2),
+                 cell: int | tuple[int, int] = 224, subtitles=None, subtitle_tokens: int = 64,
+                 cache_dir: str | os.PathLike | None = None, sampling: str = "uniform", show_ranks: bool = True):
+        if top < 1:
+            raise ParameterError(f"top must be >= 1, got {top}")
+        if window < 2:
+            raise ParameterError(f"window must be >= 2, got {window}")
+        if not 1 <= step <= window:
+            raise ParameterError(f"step must be between 1 and window ({window}), got {step}")
+        self.backend = backend
+        self.top, self.window, self.step = int(top), int(window), int(step)
+        self.spec = GridSpec(rows=grid[0], cols=grid[1], cell=cell, sampling=sampling)
+        self.subtitles = load_subtitles(subtitles) if subtitles is not None else {}
+        self.subtitle_tokens = int(subtitle_tokens)
+        self.cache = GridCache(cache_dir)
+        self.show_ranks = show_ranks
+        self.stats = RerankStats()
+        tok = getattr(backend, "tokenizer", None)
+        self._count = (lambda s: len(tok.encode(s, add_special_tokens=False))) if tok is not None else None
+
+    # -- candidate material -------------------------------------------------------------------------------------
+    def grid_for(self, doc: str, paths: Mapping[str, Path]):
+        """The unlabelled grid of ``doc`` (a placeholder, noted in the stats, when its video is unusable)."""
+        from ..errors import MmfuseError
+
+        path = paths.get(doc)
+        t0 = time.perf_counter()
+        try:
+            if path is None or not Path(path).is_file():
+                self.stats.missing_videos[doc] = "video missing"
+                return placeholder(self.spec, "video missing"), "video missing"
+            h0, m0 = self.cache.hits, self.cache.misses
+            try:
+                img = self.cache.get(path, self.spec)
+            except (MmfuseError, OSError) as e:
+                log.warning("%s: %s", doc, e)
+                self.stats.missing_videos[doc] = "video unreadable"
+                return placeholder(self.spec, "video unreadable"), "video unreadable"
+            self.stats.grid_hits += self.cache.hits - h0
+            self.stats.grid_misses += self.cache.misses - m0
+            return img, ""
+        finally:
+            self.stats.grid_seconds += time.perf_counter() - t0
+
+    def subtitle_for(self, doc: str) -> str:
+        text = self.subtitles.get(doc, "")
+        return truncate_words(text, self.subtitle_tokens, self._count) if text else ""
+
+    # -- one query ----------------------------------------------------------------------------------------------
+    def _order_query(self, query: str, docs: list[str], paths: Mapping[str, Path],
+                     ranks: Mapping[str, dict[str, int | None]] | None, interleaved: list[str] | None) -> list[str]:
+        head = docs[: self.top]
+        grids = {d: self.grid_for(d, paths) for d in dict.fromkeys(head)}
+
+        def rank_fn(positions: list[int]) -> list[int]:
+            cands = []
+            label_of = {}
+            for j, pos in enumerate(positions):
+                d = head[pos]
+                img, note = grids[d]
+                label_of[d] = j + 1
+                cands.append(Candidate(doc_id=d, label=j + 1, image=draw_label(img, f"[{j + 1}]"),
+                                       subtitle=self.subtitle_for(d), note=note,
+                                       ranks=dict(ranks.get(d, {})) if (ranks and self.show_ranks) else {}))
+            meta: dict[str, Any] = {}
+            if interleaved and self.show_ranks:
+                meta["interleaved"] = [label_of[d] for d in interleaved if d in label_of]
+            t0 = time.perf_counter()
+            order = self.backend.rank(query, cands, meta)
+            self.stats.model_seconds += time.perf_counter() - t0
+            self.stats.model_calls += 1
+            order, _ = repair_order([int(i) for i in order], len(cands))
+            return [positions[i] for i in order]
+
+        new_head = sliding_window(list(range(len(head))), rank_fn, self.window, self.step)
+        return [head[i] for i in new_head] + docs[self.top:]
+
+    # -- driver -------------------------------------------------------------------------------------------------
+    def _run_all(self, query_texts: Mapping[str, str], lists: dict[str, list[str]], paths: Mapping[str, Path],
+                 ranks: dict[str, dict] | None, inter: dict[str, list[str]] | None, progress: Progress | None,
+                 checkpoint: str | os.PathLike | None, resume: bool) -> dict[str, list[str]]:
+        t_start = time.perf_counter()
+        self.stats = RerankStats()
+        if hasattr(self.backend, "parse_stats"):
+            self.backend.parse_stats = ParseStats()
+        results: dict[str, list[str]] = {}
+        ck = Path(checkpoint) if checkpoint is not None else None
+        if ck is not None and resume:
+            for qid, (docs, status) in _read_checkpoint(ck).items():
+                if qid in lists and sorted(docs) == sorted(lists[qid]) and status == "ok":
+                    results[qid] = docs
+            self.stats.resumed = len(results)
+        elif ck is not None and ck.exists():
+            ck.unlink()
+        todo = [q for q in lists if q not in results]
+        total = len(lists)
+        self.stats.queries = total
+        ck_fh = open(ck, "a", encoding="utf-8") if ck is not None else None
+
+        def work(qid: str) -> tuple[str, list[str], str | None]:
+            docs = lists[qid]
+            if qid not in query_texts:
+                return qid, docs, "no query text for this query id"
+            try:
+                return qid, self._order_query(query_texts[qid], docs, paths, (ranks or {}).get(qid),
+                                              (inter or {}).get(qid)), None
+            except Exception as e:  # the model or server failing must not lose the other queries
+                return qid, docs, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+        def done(qid: str, order: list[str], err: str | None) -> None:
+            results[qid] = order
+            if err is None:
+                self.stats.reranked += 1
+            else:
+                self.stats.failed += 1
+                self.stats.failures.append((qid, err))
+                log.warning("query %s kept its incoming order: %s", qid, err)
+            if ck_fh is not None:
+                ck_fh.write(json.dumps({"qid": qid, "docs": order, "status": "ok" if err is None else "failed"}) + "\n")
+                ck_fh.flush()
+            if progress is not None:
+                progress(len(results), total, qid)
+
+        try:
+            if progress is not None and results:
+                progress(len(results), total, "resumed")
+            workers = max(1, int(getattr(self.backend, "concurrency", 1)))
+            if workers == 1 or len(todo) <= 1:
+                for qid in todo:
+                    done(*work(qid))
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    for res in pool.map(work, todo):
+                        done(*res)
+        finally:
+            if ck_fh is not None:
+                ck_fh.close()
+            if hasattr(self.backend, "parse_stats"):
+                self.stats.parse = self.backend.parse_stats
+            self.stats.seconds = time.perf_counter() - t_start
+        return results
+
+    def rerank(self, query_texts: Mapping[str, str], run, videos, *, retriever_runs: Sequence | None = None,
+               progress: Progress | None = None, checkpoint: str | os.PathLike | None = None,
+               resume: bool = False):
+        """Return ``run`` with each query's top ``top`` entries reordered by the model.
+
+        ``videos``: {doc id: path} or a directory whose video file stems are the doc ids.
+        ``retriever_runs``: optional first-stage runs whose ranks are shown to the model as evidence.
+        ``checkpoint``: a JSONL file that records each finished query; with ``resume=True`` finished
+        queries are taken from it instead of being reranked again.
+        """
+        from ..run import Run
+
+        paths = index_videos(videos)
+        qids = [str(q) for q in run.query_ids.tolist()]
+        docs_all = run.doc_ids
+        off = run.offsets
+        lists = {q: [str(d) for d in docs_all[run.doc_idx[off[i]:off[i + 1]]]] for i, q in enumerate(qids)}
+        ranks = self._ranks_from(retriever_runs, lists) if retriever_runs else None
+        results = self._run_all(query_texts, lists, paths, ranks, None, progress, checkpoint, resume)
+
+        # permute each query's entries in place so evidence columns follow their documents
+        perm = np.empty(len(run), dtype=np.int64)
+        for i, q in enumerate(qids):
+            a, b = int(off[i]), int(off[i + 1])
+            pos = {d: a + j for j, d in enumerate(lists[q])}
+            perm[a:b] = [pos[d] for d in results[q]]
+        counts = np.diff(off)
+        within = np.arange(len(run)) - np.repeat(off[:-1], counts)
+        scores = (np.repeat(counts, counts) - within).astype(np.float64)
+        evidence = {k: np.asarray(v)[perm] for k, v in run.evidence.items()} if run.evidence else None
+        return Run(run.query_ids, run.doc_ids, run.offsets, run.doc_idx[perm], scores,
+                   name=f"{run.name}+vlm" if run.name else "vlm", evidence=evidence)
+
+    def rerank_fusion(self, query_texts: Mapping[str, str], runs: Sequence, videos, *, depth: int | None = None,
+                      names: Sequence[str] | None = None, progress: Progress | None = None,
+                      checkpoint: str | os.PathLike | None = None, resume: bool = False):
+        """Vote-in-Context: interleave ``runs`` per query (duplicates kept), rerank the union of their top docs.
+
+        The model sees each candidate's rank in every run and the interleaved order (repeats = consensus).
+        The output holds the union; beyond ``top`` the first-appearance interleaved order is kept.
+        """
+        from ..run import Run
+
+        if len(runs) < 1:
+            raise ParameterError("fusion reranking needs at least one run")
+        paths = index_videos(videos)
+        qids = list(dict.fromkeys(str(q) for r in runs for q in r.query_ids.tolist()))
+        lists, ranks, inter = {}, {}, {}
+        for q in qids:
+            docs, r, seq = fusion_union(runs, q, depth=depth, names=names)
+            lists[q], ranks[q], inter[q] = docs, r, seq
+        results = self._run_all(query_texts, lists, paths, ranks, inter, progress, checkpoint, resume)
+        qcol, dcol, scol = [], [], []
+        for q in qids:
+            order = results[q]
+            qcol += [q] * len(order)
+            dcol += order
+            scol += list(range(len(order), 0, -1))
+        return Run.from_arrays(np.asarray(qcol, dtype=object), np.asarray(dcol, dtype=object),
+                               np.asarray(scol, dtype=np.float64), name="vic+vlm")
+
+    @staticmethod
+    def _ranks_from(runs: Sequence, lists: dict[str, list[str]]) -> dict[str, dict[str, dict[str, int | None]]]:
+        names = [getattr(r, "name", None) or f"run{i}" for i, r in enumerate(runs)]
+        if len(set(names)) != len(names):
+            names = [f"{n}#{i + 1}" for i, n in enumerate(names)]
+        per_run = []
+        for r in runs:
+            table = {}
+            rk = r.ranks()
+            qi = r.qidx()
+            qids = r.query_ids
+            ds = r.doc_ids[r.doc_idx]
+            for q, d, k in zip(qids[qi].tolist(), ds.tolist(), rk.tolist()):
+                table[(str(q), str(d))] = int(k)
+            per_run.append(table)
+        return {q: {d: {n: t.get((q, d)) for n, t in zip(names, per_run)} for d in docs[:]}
+                for q, docs in lists.items()}
