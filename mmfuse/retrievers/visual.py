@@ -1,0 +1,399 @@
+"""Visual side of retrieval: the open_clip frame/text encoder and frame-pooling scores over segments or videos.
+
+Pooling choices for turning per-frame embeddings into one score per owner (segment or video):
+
+- ``mean``: CLIP4Clip's parameter-free mean pooling of frame embeddings, re-normalized.
+- ``max``: element-wise max over frame embeddings, re-normalized.
+- ``softmax``: query-scored softmax-weighted mean (Bain et al., "A CLIP-Hitchhiker's Guide to Long Video
+  Retrieval"): frame weights ``softmax(q.f / T)``, pooled embedding ``sum w f`` normalized, score its cosine
+  with ``q``.
+- ``maxsim``: late interaction (Video-ColBERT style): max over frames of ``q.f``; for multi-vector queries
+  ``[m, t, d]`` the sum over query vectors of their max over frames.
+
+``mean`` and ``max`` are query-independent, so an index can store the pooled vectors (``pool``); ``softmax``
+and ``maxsim`` need the frame vectors at search time (``score``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ModelError, ParameterError, unknown
+from .text import _first_line, _resolve_device
+
+__all__ = [
+    "ClipEncoder",
+    "POOLINGS",
+    "pool",
+    "pool_mean",
+    "pool_max",
+    "score",
+    "score_softmax_weighted",
+    "score_maxsim",
+    "enable_hint",
+]
+
+POOLINGS = ("mean", "max", "softmax", "maxsim")
+
+Progress = Callable[[int, int, str], None]
+
+
+def enable_hint() -> str:
+    return (
+        "enable it with --clip-model ViT-B-32 --clip-pretrained openai (downloads the weights once) "
+        "or --clip-checkpoint PATH (a local open_clip .pt/.bin/.safetensors file)"
+    )
+
+
+def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def _fingerprint(path: Path) -> str:
+    """Cheap identity of a large checkpoint: size + sha256 of its first and last MiB."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------- pooling
+
+
+def _owners(frame_owner: np.ndarray, n_frames: int, n_owners: int | None) -> tuple[np.ndarray, int]:
+    owner = np.asarray(frame_owner)
+    if owner.shape != (n_frames,):
+        raise InputError(f"frame_owner has shape {owner.shape}, expected ({n_frames},) (one owner per frame)")
+    if n_frames and not np.issubdtype(owner.dtype, np.integer):
+        raise InputError(f"frame_owner must hold integer owner indices, got dtype {owner.dtype}")
+    owner = owner.astype(np.int64, copy=False)
+    if n_frames and owner.min() < 0:
+        raise InputError("frame_owner holds negative owner indices")
+    top = int(owner.max()) + 1 if n_frames else 0
+    if n_owners is None:
+        n_owners = top
+    elif n_owners < top:
+        raise InputError(f"frame_owner refers to owner {top - 1} but n_owners={n_owners}")
+    return owner, int(n_owners)
+
+
+def _pad(frame_embs: np.ndarray, frame_owner, n_owners: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames grouped per owner into a zero-padded [O, K, d] block and a validity mask [O, K]."""
+    f = np.asarray(frame_embs, dtype=np.float32)
+    if f.ndim != 2:
+        raise InputError(f"frame embeddings must be [n_frames, dim], got shape {f.shape}")
+    owner, n_owners = _owners(frame_owner, f.shape[0], n_owners)
+    counts = np.bincount(owner, minlength=n_owners)
+    k = int(counts.max()) if counts.size else 0
+    order = np.argsort(owner, kind="stable")
+    sorted_owner = owner[order]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(f.shape[0]) - starts[sorted_owner]
+    block = np.zeros((n_owners, k, f.shape[1]), dtype=np.float32)
+    mask = np.zeros((n_owners, k), dtype=bool)
+    block[sorted_owner, pos] = f[order]
+    mask[sorted_owner, pos] = True
+    return block, mask
+
+
+def pool_mean(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
+    """Mean of each owner's frame embeddings, L2-normalized: [O, d]. Owners without frames get zeros."""
+    block, mask = _pad(frame_embs, frame_owner, n_owners)
+    counts = np.maximum(mask.sum(axis=1), 1)[:, None]
+    return _l2(block.sum(axis=1) / counts).astype(np.float32)
+
+
+def pool_max(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
+    """Element-wise max over each owner's frame embeddings, L2-normalized: [O, d]."""
+    block, mask = _pad(frame_embs, frame_owner, n_owners)
+    masked = np.where(mask[:, :, None], block, -np.inf)
+    pooled = masked.max(axis=1) if block.shape[1] else np.zeros(block.shape[::2], np.float32)
+    pooled = np.where(mask.any(axis=1)[:, None], pooled, 0.0)
+    return _l2(pooled).astype(np.float32)
+
+
+def pool(frame_embs: np.ndarray, frame_owner, method: str = "mean", n_owners: int | None = None) -> np.ndarray:
+    """Query-independent pooling ('mean' or 'max') to one vector per owner, for storing in an index."""
+    if method == "mean":
+        return pool_mean(frame_embs, frame_owner, n_owners)
+    if method == "max":
+        return pool_max(frame_embs, frame_owner, n_owners)
+    if method in POOLINGS:
+        raise ParameterError(f"pooling {method!r} depends on the query: use score(..., pooling={method!r})")
+    raise unknown("pooling", method, POOLINGS)
+
+
+def _queries(query_embs: np.ndarray) -> np.ndarray:
+    q = np.asarray(query_embs, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim not in (2, 3):
+        raise InputError(f"query embeddings must be [m, d] or [m, tokens, d], got shape {q.shape}")
+    return q
+
+
+def score_softmax_weighted(
+    query_embs: np.ndarray,
+    frame_embs: np.ndarray,
+    frame_owner=None,
+    temperature: float = 0.1,
+    n_owners: int | None = None,
+) -> np.ndarray:
+    """Query-scored softmax-weighted mean pooling; returns cosine(q, normalize(sum_f w_f f)) as [m, O].
+
+    ``frame_owner`` None treats all frames as one owner. The pooled vector is never materialized per query:
+    ``|sum w f|^2 = w^T G w`` with ``G`` the per-owner Gram matrix, so memory stays [m, O, K].
+    """
+    if temperature <= 0:
+        raise ParameterError(f"temperature must be > 0, got {temperature}")
+    q = _queries(query_embs)
+    if q.ndim == 3:
+        raise InputError("softmax pooling takes single-vector queries [m, d]; use maxsim for multi-vector queries")
+    f = np.asarray(frame_embs, dtype=np.float32)
+    if frame_owner is None:
+        frame_owner = np.zeros(f.shape[0], dtype=np.int64)
+    block, mask = _pad(f, frame_owner, n_owners)
+    sims = np.einsum("md,okd->mok", q, block)
+    logits = np.where(mask[None], sims / temperature, -np.inf)
+    has = mask.any(axis=1)
+    mx = np.where(has[None, :, None], logits.max(axis=2, keepdims=True) if logits.shape[2] else 0.0, 0.0)
+    w = np.where(mask[None], np.exp(logits - mx), 0.0)
+    w /= np.maximum(w.sum(axis=2, keepdims=True), 1e-30)
+    num = (w * sims).sum(axis=2)
+    gram = np.einsum("okd,old->okl", block, block)
+    den2 = np.einsum("mok,okl,mol->mo", w, gram, w)
+    out = num / np.sqrt(np.maximum(den2, 1e-30))
+    return np.where(has[None, :], out, -np.inf).astype(np.float32)
+
+
+def score_maxsim(
+    query_embs: np.ndarray, frame_embs: np.ndarray, frame_owner=None, n_owners: int | None = None
+) -> np.ndarray:
+    """Late interaction: [m, d] -> max_f q.f; [m, t, d] -> sum_t max_f q_t.f (zero rows pad short queries)."""
+    q = _queries(query_embs)
+    f = np.asarray(frame_embs, dtype=np.float32)
+    if frame_owner is None:
+        frame_owner = np.zeros(f.shape[0], dtype=np.int64)
+    block, mask = _pad(f, frame_owner, n_owners)
+    has = mask.any(axis=1)
+    if block.shape[1] == 0:
+        return np.full((q.shape[0], block.shape[0]), -np.inf, dtype=np.float32)
+    if q.ndim == 2:
+        sims = np.einsum("md,okd->mok", q, block)
+        out = np.where(mask[None], sims, -np.inf).max(axis=2)
+    else:
+        sims = np.einsum("mtd,okd->mtok", q, block)
+        out = np.where(mask[None, None], sims, -np.inf).max(axis=3).sum(axis=1)
+    return np.where(has[None, :], out, -np.inf).astype(np.float32)
+
+
+def score(
+    query_embs: np.ndarray,
+    frame_embs: np.ndarray,
+    frame_owner,
+    pooling: str = "mean",
+    *,
+    temperature: float = 0.1,
+    n_owners: int | None = None,
+    block_queries: int = 256,
+) -> np.ndarray:
+    """Score queries [m, d] (or [m, t, d] for maxsim) against owners of frames: float32 [m, n_owners].
+
+    ``frame_owner[i]`` is the owner (segment or video index, 0..O-1) of frame ``i``; ``n_owners`` defaults to
+    ``max(frame_owner) + 1``. Owners without frames score ``-inf``. Queries are processed in blocks so the
+    [block, O, K] similarity tensor stays bounded.
+    """
+    if pooling not in POOLINGS:
+        raise unknown("pooling", pooling, POOLINGS)
+    q = _queries(query_embs)
+    f = np.asarray(frame_embs, dtype=np.float32)
+    owner, n_owners = _owners(frame_owner, f.shape[0], n_owners)
+    if pooling in ("mean", "max"):
+        if q.ndim == 3:
+            raise InputError(f"{pooling} pooling takes single-vector queries [m, d]; got {q.shape}")
+        pooled = pool(f, owner, pooling, n_owners)
+        out = q @ pooled.T
+        counts = np.bincount(owner, minlength=n_owners)
+        out[:, counts == 0] = -np.inf
+        return out.astype(np.float32)
+    fn = score_maxsim if pooling == "maxsim" else score_softmax_weighted
+    kwargs = {"temperature": temperature} if pooling == "softmax" else {}
+    parts = [
+        fn(q[i : i + block_queries], f, owner, n_owners=n_owners, **kwargs)
+        for i in range(0, q.shape[0], max(1, block_queries))
+    ]
+    if not parts:
+        return np.zeros((0, n_owners), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+# --------------------------------------------------------------------------------------------------- encoder
+
+
+class ClipEncoder:
+    """open_clip image/text encoder, loaded lazily; embeddings are float32 and L2-normalized.
+
+    ``model`` is an open_clip model name (``ViT-B-32``), ``hf-hub:org/repo``, ``local-dir:/path`` or a directory
+    holding ``open_clip_config.json`` and weights, or a model-config ``.json`` file (its stem becomes the name).
+    Weights come from ``pretrained`` (an open_clip tag, downloaded once by open_clip) or ``checkpoint`` (a local
+    file). Without either, and without a schema that carries weights, construction raises ``ModelError``:
+    random weights would index noise.
+    """
+
+    modality = "visual"
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "ViT-B-32",
+        pretrained: str | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        precision: str = "fp32",
+    ):
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = device
+        self.precision = precision
+        self.pretrained = pretrained
+        self.checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
+        self._config_file: Path | None = None
+        name = str(model)
+        path = Path(name)
+        if name.endswith(".json") and path.is_file():
+            self._config_file = path.resolve()
+            name = path.stem
+        elif not name.startswith(("hf-hub:", "local-dir:")) and path.is_dir():
+            name = f"local-dir:{path.resolve()}"
+        self.model_name = name
+        if self.checkpoint is not None and pretrained is not None:
+            raise ParameterError("pass either pretrained (a tag) or checkpoint (a file), not both")
+        if self.checkpoint is not None and not self.checkpoint.is_file():
+            raise ModelError(f"CLIP checkpoint {self.checkpoint} does not exist; {enable_hint()}")
+        if self.checkpoint is None and pretrained is None and not name.startswith(("hf-hub:", "local-dir:")):
+            raise ModelError(f"no CLIP weights configured for {name!r}; {enable_hint()}")
+        self._model = None
+        self._preprocess = None
+        self._tokenizer = None
+        self._torch_device = None
+        self._fp = _fingerprint(self.checkpoint) if self.checkpoint is not None else None
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def spec(self) -> dict[str, Any]:
+        """Model identity stored with every vector; two encoders with different specs must not share a column."""
+        spec: dict[str, Any] = {"kind": "open_clip", "model": self.model_name, "pretrained": self.pretrained}
+        if self.checkpoint is not None:
+            spec["checkpoint"] = str(self.checkpoint)
+            spec["checkpoint_fingerprint"] = self._fp
+        if self.model_name.startswith("local-dir:"):
+            d = Path(self.model_name[len("local-dir:") :])
+            weights = sorted(p for p in d.glob("*") if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
+            if weights:
+                spec["checkpoint_fingerprint"] = _fingerprint(weights[0])
+        return spec
+
+    # ---------------------------------------------------------------- loading
+    def _import(self):
+        try:
+            import open_clip
+            import torch
+        except ImportError:
+            raise ModelError("open_clip_torch is not installed: pip install 'mmfuse[video]'") from None
+        return open_clip, torch
+
+    def load(self):
+        """Build the model and load its weights now; raises ``ModelError`` with how to fix it."""
+        if self._model is not None:
+            return self._model
+        open_clip, torch = self._import()
+        if self._config_file is not None and self.model_name not in open_clip.list_models():
+            open_clip.add_model_config(self._config_file)
+        name = self.model_name
+        if not name.startswith(("hf-hub:", "local-dir:")) and open_clip.get_model_config(name) is None:
+            raise unknown("open_clip model", name, open_clip.list_models())
+        device = _resolve_device(self.device)
+        source = str(self.checkpoint) if self.checkpoint is not None else self.pretrained
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=source, device=device, precision=self.precision
+            )
+            tokenizer = open_clip.get_tokenizer(name)
+        except Exception as e:
+            what = f"checkpoint {self.checkpoint}" if self.checkpoint else f"pretrained {self.pretrained!r}"
+            raise ModelError(f"cannot load CLIP {name!r} with {what}: {_first_line(e)}; {enable_hint()}") from None
+        model.eval()
+        self._model, self._preprocess, self._tokenizer = model, preprocess, tokenizer
+        self._torch_device = torch.device(device)
+        return model
+
+    @property
+    def dim(self) -> int:
+        model = self.load()
+        proj = getattr(getattr(model, "visual", None), "output_dim", None)
+        if proj:
+            return int(proj)
+        return int(self.encode_text(["x"]).shape[1])
+
+    # ---------------------------------------------------------------- encoding
+    def encode_frames(self, frames: Sequence[np.ndarray], progress: Progress | None = None) -> np.ndarray:
+        """Frames (HxWx3 uint8 RGB) -> float32 [n, d], L2-normalized."""
+        model = self.load()
+        import torch
+        from PIL import Image
+
+        n = len(frames)
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        for start in range(0, n, self.batch_size):
+            chunk = frames[start : start + self.batch_size]
+            imgs = []
+            for i, fr in enumerate(chunk):
+                a = np.asarray(fr)
+                if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+                    raise InputError(
+                        f"frame {start + i}: expected HxWx3 uint8 RGB, got shape {a.shape} dtype {a.dtype}"
+                    )
+                imgs.append(self._preprocess(Image.fromarray(a)))
+            batch = torch.stack(imgs).to(self._torch_device)
+            with torch.inference_mode():
+                emb = model.encode_image(batch, normalize=True)
+            out.append(emb.float().cpu().numpy())
+            if progress is not None:
+                progress(min(start + self.batch_size, n), n, "visual")
+        return _l2(np.concatenate(out, axis=0)).astype(np.float32)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Query texts -> float32 [m, d], L2-normalized (open_clip's tokenizer truncates to its context)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        model = self.load()
+        import torch
+
+        if len(texts) == 0:
+            proj = getattr(getattr(model, "visual", None), "output_dim", 0)
+            return np.zeros((0, int(proj)), dtype=np.float32)
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self._tokenizer([t or "" for t in texts[start : start + self.batch_size]])
+            with torch.inference_mode():
+                emb = model.encode_text(tokens.to(self._torch_device), normalize=True)
+            out.append(emb.float().cpu().numpy())
+        return _l2(np.concatenate(out, axis=0)).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"ClipEncoder({json.dumps(self.spec)})"
