@@ -47,3 +47,12 @@ def rerank_clips(tmp_path_factory):
     pytest.importorskip("av")
     d = tmp_path_factory.mktemp("rerank-clips")
     return {name: write_clip(d / f"{name}.mp4", rgb) for name, rgb in CLIP_COLOURS.items()}
+
+
+def cell_mean(img, spec, r, c):
+    """Mean RGB of one grid cell, ignoring its top-left third (label / moving patch)."""
+    import numpy as np
+
+    w, h = spec.cell
+    a = np.asarray(img, dtype=np.float64)[r * h:(r + 1) * h, c * w:(c + 1) * w]
+    return a[h // 3:, w // 3:].reshape(-1, 3).mean(axis=0)

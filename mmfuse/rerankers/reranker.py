@@ -21,6 +21,7 @@ from .prompts import Candidate, truncate_words
 from .strategies import fusion_union, sliding_window
 
 log = logging.getLogger("mmfuse.rerankers")
+log.addHandler(logging.NullHandler())  # the CLI reports failures from RerankStats; apps may add handlers
 Progress = Callable[[int, int, str], None]
 
 
