@@ -1,0 +1,239 @@
+"""Vectorised alignment of several Runs onto one query table, one doc table and one (query, doc) pair table.
+
+After alignment every run's entries live in flat arrays (run, query, doc, score, rank) grouped in (run, query)
+segments; each entry also knows its *pair*: the index of its (query, doc) in the union of all runs. Fusion methods
+are then scatter-reductions over pairs (``np.bincount``) and one segmented sort orders the output. No Python loop
+runs over queries or documents.
+
+Conventions: the query table is the union of the runs' queries in first-seen order (run 0's order, then new
+queries of run 1, ...); a query absent from a run is that run's *empty list* for it. The doc table is the sorted
+union of the doc tables, so "doc id descending" is "doc index descending".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["Aligned", "FusionInput", "align", "order_pairs", "segment_reduce"]
+
+# Dense (query x doc) bookkeeping is used for pair ids while it stays this small; beyond, a sort finds them.
+_DENSE_LIMIT = 1 << 24
+
+
+@dataclass
+class Aligned:
+    """Several runs' entries on shared query/doc tables. Per-entry arrays have length N (all runs' entries)."""
+
+    query_ids: np.ndarray      # [Q] object
+    doc_ids: np.ndarray        # [D] object, sorted
+    names: list[str]           # [R]
+    run: np.ndarray            # [N] run index of each entry
+    qidx: np.ndarray           # [N] query index
+    didx: np.ndarray           # [N] doc index
+    score: np.ndarray          # [N] raw score (non-finite values already made finite)
+    rank: np.ndarray           # [N] 1-based rank of the entry in its own run's list
+    seg_offsets: np.ndarray    # [S+1] (run, query) segments over the entries
+    seg_run: np.ndarray        # [S]
+    seg_q: np.ndarray          # [S]
+    n_ret: np.ndarray          # [R, Q] number of entries run r has for query q
+    pair: np.ndarray           # [N] pair index of each entry
+    pair_q: np.ndarray         # [P] query of each pair (pairs sorted by query, then doc asc)
+    pair_d: np.ndarray         # [P] doc of each pair
+    q_pair_offsets: np.ndarray  # [Q+1] pairs of query q are q_pair_offsets[q]:q_pair_offsets[q+1]
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.query_ids.size)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_q.size)
+
+    @property
+    def n_cand(self) -> np.ndarray:
+        """[Q] number of distinct candidates (union over runs) of each query."""
+        return np.diff(self.q_pair_offsets)
+
+
+@dataclass
+class FusionInput:
+    """What a fusion method sees: per-entry run/pair/value/rank arrays plus the pair table and weights.
+
+    ``value`` holds the normalised scores (the raw ones when no normalisation applies). Entries added by a
+    normalisation that scores missing docs (Borda) have ``rank == 0``.
+    """
+
+    aligned: Aligned
+    run: np.ndarray
+    pair: np.ndarray
+    qidx: np.ndarray
+    value: np.ndarray
+    rank: np.ndarray
+    weights: np.ndarray        # [R] float, all ones when the caller gave none
+
+    @property
+    def n_runs(self) -> int:
+        return self.aligned.n_runs
+
+    @property
+    def n_pairs(self) -> int:
+        return self.aligned.n_pairs
+
+    @property
+    def n_queries(self) -> int:
+        return self.aligned.n_queries
+
+    @property
+    def pair_q(self) -> np.ndarray:
+        return self.aligned.pair_q
+
+    def pair_sum(self, x: np.ndarray) -> np.ndarray:
+        """Sum of per-entry ``x`` over each pair ([P])."""
+        return np.bincount(self.pair, weights=x, minlength=self.n_pairs)
+
+    def pair_count(self) -> np.ndarray:
+        """Number of runs holding each pair ([P], float)."""
+        return np.bincount(self.pair, minlength=self.n_pairs).astype(np.float64)
+
+    def entry_weight(self) -> np.ndarray:
+        return self.weights[self.run]
+
+
+def segment_reduce(ufunc: np.ufunc, values: np.ndarray, offsets: np.ndarray, empty: float = np.nan) -> np.ndarray:
+    """``ufunc.reduceat`` over segments ``offsets[i]:offsets[i+1]``, giving ``empty`` for empty segments."""
+    counts = np.diff(offsets)
+    out = np.full(counts.size, empty, dtype=np.float64)
+    nz = counts > 0
+    if nz.any():
+        out[nz] = ufunc.reduceat(values, offsets[:-1][nz])
+    return out
+
+
+def _union_first_seen(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Union of id tables in first-seen order and, per table, the position of each id in the union."""
+    import pyarrow as pa
+
+    enc = pa.chunked_array([pa.array(t, type=pa.string()) for t in tables]).combine_chunks().dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    union = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    bounds = np.cumsum([0] + [len(t) for t in tables])
+    return union, [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _union_sorted(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Sorted union of sorted doc tables and each table's positions in it (identical tables cost nothing)."""
+    first = tables[0]
+    if all(t is first or (t.size == first.size and np.array_equal(t, first)) for t in tables[1:]):
+        ident = np.arange(first.size, dtype=np.int64)
+        return first, [ident] * len(tables)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = [pa.array(t, type=pa.string()) for t in tables]
+    uni = pc.unique(pa.chunked_array(arrays))
+    uni = uni.take(pc.sort_indices(uni))  # byte order, the order Run uses for its doc tables
+    maps = [pc.index_in(a, value_set=uni).to_numpy(zero_copy_only=False).astype(np.int64) for a in arrays]
+    return np.asarray(uni.to_numpy(zero_copy_only=False), dtype=object), maps
+
+
+def _finite(score: np.ndarray, seg_offsets: np.ndarray, names: list[str], run: np.ndarray) -> np.ndarray:
+    """Replace +-inf by a value just beyond the segment's finite range so that every method stays finite.
+
+    -inf ranks below every finite score of its list, +inf above; a list of only infinities becomes all zeros.
+    """
+    bad = ~np.isfinite(score)
+    if not bad.any():
+        return score
+    if np.isnan(score).any():
+        i = int(np.flatnonzero(np.isnan(score))[0])
+        raise InputError(f"run {names[int(run[i])]!r}: NaN score")
+    fin = np.where(bad, np.nan, score)
+    counts = np.diff(seg_offsets)
+    lo = np.repeat(segment_reduce(np.fmin, fin, seg_offsets), counts)
+    hi = np.repeat(segment_reduce(np.fmax, fin, seg_offsets), counts)
+    span = np.where(np.isfinite(hi - lo) & (hi > lo), hi - lo, 1.0)
+    out = score.copy()
+    neg, pos = bad & (score < 0), bad & (score > 0)
+    out[neg] = np.nan_to_num(lo[neg] - span[neg], nan=0.0)
+    out[pos] = np.nan_to_num(hi[pos] + span[pos], nan=0.0)
+    return out
+
+
+def align(runs: list, depth: int | None = None) -> Aligned:
+    """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring."""
+    if depth is not None:
+        runs = [r.cut(depth) for r in runs]
+    names = [str(r.name) for r in runs]
+    query_ids, qmaps = _union_first_seen([r.query_ids for r in runs])
+    doc_ids, dmaps = _union_sorted([r.doc_ids for r in runs])
+    R, Q, D = len(runs), int(query_ids.size), int(doc_ids.size)
+
+    counts = [np.diff(r.offsets) for r in runs]
+    n_ret = np.zeros((R, Q), dtype=np.int64)
+    for i, (qm, c) in enumerate(zip(qmaps, counts)):  # loop over runs, never over queries
+        n_ret[i, qm] = c
+    seg_q = np.concatenate(qmaps)
+    seg_run = np.repeat(np.arange(R, dtype=np.int64), [len(q) for q in qmaps])
+    seg_counts = np.concatenate(counts)
+    seg_offsets = np.zeros(seg_counts.size + 1, dtype=np.int64)
+    np.cumsum(seg_counts, out=seg_offsets[1:])
+
+    run = np.repeat(np.arange(R, dtype=np.int64), [len(r) for r in runs])
+    qidx = np.repeat(seg_q, seg_counts)
+    didx = np.concatenate([dm[r.doc_idx] for dm, r in zip(dmaps, runs)])
+    score = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in runs])
+    rank = np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1
+    score = _finite(score, seg_offsets, names, run)
+
+    keys = qidx * max(D, 1) + didx
+    if Q * D <= max(_DENSE_LIMIT, 2 * keys.size):
+        present = np.zeros(Q * D, dtype=bool)
+        present[keys] = True
+        ukeys = np.flatnonzero(present)
+        pid = np.cumsum(present, dtype=np.int64) - 1
+        pair = pid[keys]
+        del present, pid
+    else:
+        ukeys, pair = np.unique(keys, return_inverse=True)
+        pair = pair.reshape(-1)
+    pair_q, pair_d = np.divmod(ukeys, max(D, 1))
+    q_pair_offsets = np.zeros(Q + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_q, minlength=Q), out=q_pair_offsets[1:])
+    return Aligned(query_ids, doc_ids, names, run, qidx, didx, score, rank, seg_offsets, seg_run, seg_q, n_ret,
+                   pair, pair_q.astype(np.int64), pair_d.astype(np.int64), q_pair_offsets)
+
+
+def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_offsets: np.ndarray) -> np.ndarray:
+    """Permutation ordering pairs by query (asc), score (desc), doc index (desc): trec_eval's order.
+
+    Pairs arrive grouped by query with doc ascending. Rows of a padded (query x max-candidates) matrix, laid out
+    doc-descending, are sorted with a stable row-wise argsort: cheaper than a global three-key lexsort.
+    """
+    P = pair_q.size
+    if P == 0:
+        return np.zeros(0, dtype=np.int64)
+    if np.isnan(score).any():
+        raise InputError("fusion produced NaN scores")
+    counts = np.diff(q_offsets)
+    L = int(counts.max())
+    Q = counts.size
+    if Q * L > 3 * P + 4096:  # very uneven lists: padding would cost more than it saves
+        return np.lexsort((-pair_d, -score, pair_q))
+    pos = np.arange(P, dtype=np.int64) - np.repeat(q_offsets[:-1], counts)
+    col = np.repeat(counts, counts) - 1 - pos  # doc-descending inside each row
+    mat = np.full((Q, L), np.inf)
+    mat[pair_q, col] = -score
+    idx = np.zeros((Q, L), dtype=np.int64)
+    idx[pair_q, col] = np.arange(P, dtype=np.int64)
+    order = np.argsort(mat, axis=1, kind="stable")
+    sorted_idx = np.take_along_axis(idx, order, axis=1)
+    keep = np.arange(L)[None, :] < counts[:, None]
+    return sorted_idx[keep]

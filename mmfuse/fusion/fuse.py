@@ -1,0 +1,111 @@
+"""``fuse``: validate inputs, align runs, normalise, call the registered method, order the fused Run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, ParameterError
+from .align import FusionInput, align, order_pairs
+from .norm import NORM_PARAMS, norm_name, normalize_entries
+from .registry import get_method
+
+__all__ = ["fuse", "check_weights"]
+
+
+def check_weights(weights: Sequence[float] | None, n_runs: int) -> np.ndarray | None:
+    """Validate per-run weights: one finite, non-negative number per run, not all zero."""
+    if weights is None:
+        return None
+    try:
+        w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(f"weights must be numbers, got {list(weights)!r}") from None
+    if w.size != n_runs:
+        raise ParameterError(f"weights: got {w.size} value(s) for {n_runs} run(s); give one weight per run")
+    if not np.isfinite(w).all():
+        raise ParameterError(f"weights must be finite numbers, got {w.tolist()}")
+    if (w < 0).any():
+        raise ParameterError(f"weights must not be negative, got {w.tolist()}")
+    if w.sum() <= 0:
+        raise ParameterError(f"weights must not sum to zero, got {w.tolist()}")
+    return w
+
+
+def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequence[float] | None = None,
+         depth: int | None = None, **params: Any):
+    """Fuse several Runs into one, vectorised over all queries.
+
+    ``method``: a registered name (``mmfuse.fusion.methods()``); None = the library default. ``norm``: one of
+    ``NORMS``; None = the method's default (min-max for score-based methods, none for rank-based). ``weights``: one
+    per run, for weighted methods. ``depth``: each input list is cut to its top ``depth`` before fusing and the fused
+    lists are cut to ``depth``. ``params``: the method's parameters; ``norm_temperature`` goes to the softmax norm.
+    Queries are the union over runs (an absent query is an empty list for that run); the output is ordered by score
+    desc, then doc id desc.
+    """
+    from ..run import Run
+
+    if isinstance(runs, Run) or runs is None:
+        raise ParameterError("fuse expects a list of runs")
+    runs = list(runs)
+    if not runs:
+        raise ParameterError("fuse: no runs given")
+    for r in runs:
+        if not isinstance(r, Run):
+            raise ParameterError(f"fuse expects Run objects, got {type(r).__name__}")
+        if len(r) == 0:
+            raise InputError(f"run {r.name!r} is empty (no entries)")
+    m = get_method(method)
+    norm_kw = {k[5:]: params.pop(k) for k in list(params) if k.startswith("norm_")}
+    nname = norm_name(norm if norm is not None else (m.default_norm or "none"))
+    if m.kind == "rank" and nname != "none":
+        raise ParameterError(f"method {m.name!r} fuses ranks; normalization {nname!r} does not apply (use norm='none')")
+    allowed = NORM_PARAMS.get(nname, {})
+    for k in norm_kw:
+        if k not in allowed:
+            from ..errors import unknown
+
+            raise unknown(f"parameter for normalization {nname!r}", "norm_" + k,
+                          ["norm_" + a for a in allowed] or ["(none)"])
+    try:
+        norm_kw = {k: float(v) for k, v in norm_kw.items()}
+    except ValueError:
+        raise ParameterError(f"normalization parameters must be numbers, got {norm_kw}") from None
+    w = check_weights(weights, len(runs))
+    if w is not None and not m.weighted:
+        raise ParameterError(f"method {m.name!r} takes no weights; use a weighted method such as 'wsum' or 'rrf'")
+    resolved = m.resolve(params)
+    if depth is not None:
+        if isinstance(depth, bool) or int(depth) != depth or depth < 1:
+            raise ParameterError(f"depth must be an integer >= 1, got {depth!r}")
+        depth = int(depth)
+
+    a = align(runs, depth)
+    if a.n_runs > 1 and not (a.n_ret > 0).all(axis=0).any():
+        raise InputError(f"runs {', '.join(repr(n) for n in a.names)} have no query in common")
+    run, pair, qidx, value, rank = normalize_entries(a, nname, **norm_kw)
+    ctx = FusionInput(a, run, pair, qidx, value, rank, w if w is not None else np.ones(a.n_runs))
+    scores = np.asarray(m.fn(ctx, **resolved), dtype=np.float64)
+    if scores.shape != (a.n_pairs,):
+        raise ParameterError(f"fusion method {m.name!r} returned {scores.shape} scores for {a.n_pairs} pairs")
+    if np.isnan(scores).any():
+        raise InputError(f"fusion method {m.name!r} produced NaN scores")
+    order = order_pairs(a.pair_q, a.pair_d, scores, a.q_pair_offsets)
+    counts = np.diff(a.q_pair_offsets)
+    if depth is not None:
+        pos = np.arange(order.size) - np.repeat(a.q_pair_offsets[:-1], counts)
+        order = order[pos < depth]
+        counts = np.minimum(counts, depth)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    d = a.pair_d[order]
+    used = np.zeros(a.doc_ids.size, dtype=bool)
+    used[d] = True
+    if used.all():
+        doc_ids, doc_idx = a.doc_ids, d
+    else:
+        remap = np.cumsum(used) - 1
+        doc_ids, doc_idx = a.doc_ids[used], remap[d]
+    return Run(a.query_ids, doc_ids, offsets, doc_idx, scores[order], m.name)
