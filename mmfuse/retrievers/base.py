@@ -1,0 +1,244 @@
+"""The retriever protocol, query normalisation and vectorized segment -> video score aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ParameterError, unknown
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..run import Run
+
+AGGREGATIONS = ("max", "mean", "sum", "topn")
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything with a name, a modality and ``search(queries, k) -> Run`` over video ids.
+
+    ``queries`` is ``{query_id: text}`` or a list of texts (ids become "0", "1", ...).
+    Index-backed retrievers may also implement ``index(...)``; plug-ins that want to take part in the
+    single decode pass of ``mmfuse index`` implement :class:`SegmentEncoder` instead (see there).
+    """
+
+    name: str
+    modality: str
+
+    def search(self, queries: Mapping[str, str] | Sequence[str], k: int = 100) -> "Run": ...
+
+
+@runtime_checkable
+class SegmentEncoder(Protocol):
+    """A plug-in that embeds segments during indexing and queries during search.
+
+    ``mmfuse index --retriever X`` feeds every decoded segment (``mmfuse.media.Segment``: frames,
+    audio at the rates in ``audio_rates``) to ``encode_segments`` and stores the vectors in the index,
+    tagged with ``spec``; ``mmfuse search`` loads the same class again and calls ``encode_queries``.
+    """
+
+    name: str
+    modality: str
+    spec: dict
+
+    def encode_segments(self, segments: list) -> np.ndarray: ...
+
+    def encode_queries(self, queries: list[str]) -> np.ndarray: ...
+
+
+def normalize_queries(queries: Mapping[str, str] | Sequence[str] | str) -> tuple[np.ndarray, list[str]]:
+    """Return (query ids as a str array, texts) from a dict, a list of texts or one text."""
+    if isinstance(queries, str):
+        queries = [queries]
+    if isinstance(queries, Mapping):
+        qids = [str(q) for q in queries.keys()]
+        texts = [str(t) for t in queries.values()]
+    else:
+        texts = [str(t) for t in queries]
+        qids = [str(i) for i in range(len(texts))]
+    return np.asarray(qids, dtype=object).astype(str), texts
+
+
+def check_aggregation(aggregation: str, top_n: int = 3) -> None:
+    if aggregation not in AGGREGATIONS:
+        raise unknown("aggregation", aggregation, AGGREGATIONS)
+    if aggregation == "topn" and int(top_n) < 1:
+        raise ParameterError(f"top_n must be >= 1, got {top_n}")
+
+
+def aggregate_segments(
+    qidx: np.ndarray,
+    seg_idx: np.ndarray,
+    scores: np.ndarray,
+    seg_video: np.ndarray,
+    aggregation: str = "max",
+    top_n: int = 3,
+) -> dict[str, np.ndarray]:
+    """Collapse (query, segment, score) entries into (query, video, score) entries, all vectorized.
+
+    ``seg_video[s]`` is the video index of segment ``s``. Aggregations: ``max`` (default), ``mean``,
+    ``sum`` over the segments given, ``topn`` = mean of the best ``top_n`` segments of each video.
+    Returns arrays ``qidx``, ``video``, ``score`` and ``best_seg`` (the highest-scoring segment of each
+    (query, video) pair, kept as evidence).
+    """
+    check_aggregation(aggregation, top_n)
+    qidx = np.asarray(qidx, dtype=np.int64)
+    seg_idx = np.asarray(seg_idx, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if qidx.size == 0:
+        e = np.empty(0, dtype=np.int64)
+        return {"qidx": e, "video": e.copy(), "score": np.empty(0), "best_seg": e.copy()}
+    video = np.asarray(seg_video, dtype=np.int64)[seg_idx]
+    # Sort by query, video, then score descending (ties: lower segment index first, deterministic).
+    order = np.lexsort((seg_idx, -scores, video, qidx))
+    q, v, s, g = qidx[order], video[order], scores[order], seg_idx[order]
+    new_group = np.ones(q.size, dtype=bool)
+    new_group[1:] = (q[1:] != q[:-1]) | (v[1:] != v[:-1])
+    starts = np.flatnonzero(new_group)
+    counts = np.diff(np.append(starts, q.size))
+    if aggregation == "max":
+        agg = s[starts]
+    elif aggregation == "sum":
+        agg = np.add.reduceat(s, starts)
+    elif aggregation == "mean":
+        agg = np.add.reduceat(s, starts) / counts
+    else:  # topn
+        pos = np.arange(q.size) - np.repeat(starts, counts)
+        kept = np.where(pos < top_n, s, 0.0)
+        agg = np.add.reduceat(kept, starts) / np.minimum(counts, top_n)
+    return {"qidx": q[starts], "video": v[starts], "score": agg, "best_seg": g[starts]}
+
+
+def top_k_dense(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` column indices per row of a [Q, S] matrix (unordered within the k): (qidx, col)."""
+    scores = np.asarray(scores)
+    n_q, n_s = scores.shape
+    k = min(int(k), n_s)
+    if k <= 0 or n_q == 0:
+        e = np.empty(0, dtype=np.int64)
+        return e, e.copy()
+    if k < n_s:
+        cols = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        cols = np.broadcast_to(np.arange(n_s), (n_q, n_s))
+    qidx = np.repeat(np.arange(n_q), k)
+    return qidx, np.ascontiguousarray(cols).reshape(-1).astype(np.int64)
+
+
+def segment_run(
+    name: str,
+    modality: str,
+    query_ids: np.ndarray,
+    qidx: np.ndarray,
+    seg_idx: np.ndarray,
+    scores: np.ndarray,
+    segments: Mapping[str, np.ndarray],
+    k: int,
+    aggregation: str = "max",
+    top_n: int = 3,
+) -> "Run":
+    """Build a video-level Run from segment hits, keeping segment_id/start/end/modality as evidence.
+
+    ``segments`` holds per-segment columns ``video_id``, ``segment_id``, ``start``, ``end`` (aligned
+    with ``seg_idx``). Queries without hits simply have no entries.
+    """
+    from ..run import Run
+
+    vids, seg_video = np.unique(np.asarray(segments["video_id"]).astype(str), return_inverse=True)
+    agg = aggregate_segments(qidx, seg_idx, scores, seg_video, aggregation, top_n)
+    best = agg["best_seg"]
+    evidence = {
+        "segment_id": np.asarray(segments["segment_id"]).astype(str)[best],
+        "start": np.asarray(segments["start"], dtype=np.float64)[best],
+        "end": np.asarray(segments["end"], dtype=np.float64)[best],
+        "modality": np.full(best.size, modality, dtype=object).astype(str),
+    }
+    run = Run.from_arrays(
+        np.asarray(query_ids).astype(str)[agg["qidx"]],
+        vids[agg["video"]],
+        agg["score"],
+        name=name,
+        evidence=evidence,
+    )
+    return ensure_queries(run.cut(k) if k else run, query_ids)
+
+
+def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
+    """The run with exactly ``query_ids``, in that order; queries without hits get zero entries."""
+    from ..run import Run
+
+    qids = np.asarray(query_ids).astype(str)
+    pos = {q: i for i, q in enumerate(np.asarray(run.query_ids).astype(str).tolist())}
+    src = np.asarray([pos.get(q, -1) for q in qids.tolist()], dtype=np.int64)
+    ok = src >= 0
+    starts = np.where(ok, run.offsets[np.maximum(src, 0)], 0) if src.size else src
+    counts = np.where(ok, run.offsets[np.maximum(src, 0) + 1] - starts, 0) if src.size else src
+    total = int(counts.sum())
+    take = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    ev = {c: np.asarray(v)[take] for c, v in run.evidence.items()} if run.evidence else None
+    return Run(qids, run.doc_ids, offsets, run.doc_idx[take], run.scores[take], name=run.name, evidence=ev)
+
+
+def empty_run(name: str, query_ids: np.ndarray) -> "Run":
+    """A Run with the given queries and no entries (a retriever with nothing indexed yet)."""
+    from ..run import Run
+
+    qids = np.asarray(query_ids).astype(str)
+    e = np.empty(0, dtype=np.int64)
+    return Run(qids, np.empty(0, dtype=object), np.zeros(qids.size + 1, dtype=np.int64), e, np.empty(0), name=name)
+
+
+def describe(obj: Any) -> str:
+    """``name (modality)`` of a retriever, for messages."""
+    return f"{getattr(obj, 'name', type(obj).__name__)} ({getattr(obj, 'modality', '?')})"
+
+
+class IndexedRetriever:
+    """Base class for retrievers backed by an :class:`mmfuse.index.IndexStore` table of segments.
+
+    Subclasses set ``modality`` and implement ``_load()`` (return the per-segment columns
+    ``video_id``, ``segment_id``, ``start``, ``end`` plus whatever they need, e.g. vectors) and
+    ``_score(texts, data, n_hits) -> (qidx, seg_idx, scores)``. ``search`` then aggregates segment
+    hits to videos (``aggregation``: max, mean, sum, topn) and keeps the best segment as evidence.
+    """
+
+    modality: str = "?"
+
+    def __init__(self, store: Any, *, name: str | None = None, aggregation: str = "max", top_n: int = 3,
+                 segment_depth: int | None = None) -> None:
+        check_aggregation(aggregation, top_n)
+        self.store = store
+        self.name = name or self.modality
+        self.aggregation = aggregation
+        self.top_n = int(top_n)
+        self.segment_depth = segment_depth
+        self._data: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def n_segments(self) -> int:
+        return int(len(self.data["segment_id"]))
+
+    def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
+        qids, texts = normalize_queries(queries)
+        data = self.data
+        n_seg = len(data["segment_id"])
+        if n_seg == 0 or not texts:
+            return empty_run(self.name, qids)
+        # Max needs only enough segments to cover k videos; mean/sum/topn see every segment.
+        depth = self.segment_depth or (max(20 * int(k), 1000) if self.aggregation == "max" else n_seg)
+        qidx, seg, sc = self._score(texts, data, min(depth, n_seg))
+        return segment_run(self.name, self.modality, qids, qidx, seg, sc, data, k, self.aggregation, self.top_n)
