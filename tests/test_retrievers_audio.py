@@ -27,9 +27,8 @@ def test_windows_cover_audio_and_merge_short_tails():
 
 def test_default_without_cache_is_model_error_with_hint(monkeypatch, tmp_path):
     monkeypatch.setattr(audio_mod, "DEFAULT_CLAP", "mmfuse-test/not-in-any-cache")
-    enc = ClapEncoder()
     with pytest.raises(ModelError, match="--clap-model"):
-        enc.load()
+        ClapEncoder()  # checked on construction (cheap cache lookup), so callers can skip the modality early
     with pytest.raises(ModelError, match="does not exist"):
         ClapEncoder(str(tmp_path / "missing" / "clap"))
     with pytest.raises(ModelError, match="does not exist"):

@@ -139,11 +139,16 @@ def test_tiny_clip_checkpoint_loads_and_encodes(tiny_clip_checkpoint):
     spec = enc.spec
     assert spec["model"] == info["model"] and spec["checkpoint"] == info["checkpoint"]
     assert len(spec["checkpoint_fingerprint"]) == 16
+    assert ClipEncoder(None, checkpoint=info["checkpoint"]).spec["model"] == "ViT-B-32"
 
     # The other ways to point at the same weights give the same vectors (so the weights really load).
     for other in (ClipEncoder(info["config"], checkpoint=info["checkpoint"]), ClipEncoder(info["local_dir"])):
         np.testing.assert_allclose(other.encode_frames(frames[:2]), emb[:2], atol=1e-5)
         np.testing.assert_allclose(other.encode_text(["a red bicycle"]), txt[:1], atol=1e-5)
+        # The recorded spec rebuilds the same encoder (what `mmfuse search` does from the index).
+        spec = other.spec
+        again = ClipEncoder(spec["model"], pretrained=spec["pretrained"], checkpoint=spec.get("checkpoint"))
+        assert again.spec == spec
 
     progress = []
     enc.encode_frames(frames, progress=lambda d, t, label: progress.append((d, t, label)))

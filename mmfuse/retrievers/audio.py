@@ -35,6 +35,19 @@ def enable_hint() -> str:
     )
 
 
+def _in_hf_cache(repo: str) -> bool:
+    """Whether a hub model's config is in the local cache (no network: huggingface_hub only looks on disk)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        found = try_to_load_from_cache(repo, "config.json")
+    except Exception:  # malformed repo ids raise validation errors
+        return False
+    return isinstance(found, str)
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
@@ -102,6 +115,9 @@ class ClapEncoder:
         elif model is not None and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
             raise ModelError(f"CLAP model directory {name} does not exist; {enable_hint()}")
         self.model_name = name
+        if self._local_only and not _in_hf_cache(name):
+            raise ModelError(f"no CLAP model configured ({name} is not in the local Hugging Face cache); "
+                             f"{enable_hint()}")
         self._model = None
         self._processor = None
         self._torch_device = None

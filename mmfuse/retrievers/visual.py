@@ -247,6 +247,8 @@ class ClipEncoder:
 
     ``model`` is an open_clip model name (``ViT-B-32``), ``hf-hub:org/repo``, ``local-dir:/path`` or a directory
     holding ``open_clip_config.json`` and weights, or a model-config ``.json`` file (its stem becomes the name).
+    ``ClipEncoder(model=spec["model"], pretrained=spec["pretrained"], checkpoint=spec.get("checkpoint"))``
+    rebuilds an encoder from its recorded ``spec``.
     Weights come from ``pretrained`` (an open_clip tag, downloaded once by open_clip) or ``checkpoint`` (a local
     file). Without either, and without a schema that carries weights, construction raises ``ModelError``:
     random weights would index noise.
@@ -256,7 +258,7 @@ class ClipEncoder:
 
     def __init__(
         self,
-        model: str | os.PathLike = "ViT-B-32",
+        model: str | os.PathLike | None = "ViT-B-32",
         pretrained: str | None = None,
         checkpoint: str | os.PathLike | None = None,
         device: str = "auto",
@@ -271,13 +273,19 @@ class ClipEncoder:
         self.pretrained = pretrained
         self.checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
         self._config_file: Path | None = None
-        name = str(model)
-        path = Path(name)
+        name = "ViT-B-32" if model is None else str(model)
+        path = Path(name).expanduser()
+        # ``source`` is what spec records: passing it back as ``model`` rebuilds the same encoder in any process.
+        self.source = name
         if name.endswith(".json") and path.is_file():
             self._config_file = path.resolve()
+            self.source = str(self._config_file)
             name = path.stem
+        elif name.endswith(".json"):
+            raise ModelError(f"open_clip model config {name} does not exist; {enable_hint()}")
         elif not name.startswith(("hf-hub:", "local-dir:")) and path.is_dir():
             name = f"local-dir:{path.resolve()}"
+            self.source = name
         self.model_name = name
         if self.checkpoint is not None and pretrained is not None:
             raise ParameterError("pass either pretrained (a tag) or checkpoint (a file), not both")
@@ -295,7 +303,7 @@ class ClipEncoder:
     @property
     def spec(self) -> dict[str, Any]:
         """Model identity stored with every vector; two encoders with different specs must not share a column."""
-        spec: dict[str, Any] = {"kind": "open_clip", "model": self.model_name, "pretrained": self.pretrained}
+        spec: dict[str, Any] = {"kind": "open_clip", "model": self.source, "pretrained": self.pretrained}
         if self.checkpoint is not None:
             spec["checkpoint"] = str(self.checkpoint)
             spec["checkpoint_fingerprint"] = self._fp
