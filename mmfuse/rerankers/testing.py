@@ -37,11 +37,12 @@ _CORPUS = [
 ]
 
 
-def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 56 * 56) -> Path:
+def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 1280 * 28 * 28) -> Path:
     """Write a random ~1 MB Qwen2-VL checkpoint + processor to ``out_dir`` and return the path.
 
     Loadable with ``AutoProcessor.from_pretrained`` / ``AutoModelForImageTextToText.from_pretrained``.
-    ``image_pixels`` caps the image size the processor feeds the vision tower (56*56 = 4 visual tokens).
+    ``image_pixels`` caps the pixels per image like Qwen2-VL's ``max_pixels`` (same default), so prompt sizes in
+    tokens match the real checkpoints.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
