@@ -46,6 +46,12 @@ _SEEK_GAP_S = 3.0
 # Bound on compressed packets buffered per GOP in iter_segments before we give up skipping.
 _MAX_GOP_BUFFER_BYTES = 64 << 20
 _EPS = 1e-6
+# Decoders skip a packet they reject (as the ffmpeg CLI does); more bad packets than this share of a
+# stream (and at least _MIN_BAD of them) mean the file is corrupt rather than glitched.
+_MAX_BAD_SHARE = 0.02
+_MIN_BAD = 3
+# Data that stops this long before the declared end of a stream means a truncated file.
+_TRUNCATION_SLACK_S = 1.0
 
 
 class MediaError(InputError):
@@ -210,10 +216,70 @@ class _Opened:
             self.close()
             raise MediaError(self.path, "no audio or video stream")
         self.t0 = c.start_time / 1_000_000 if c.start_time is not None else 0.0
+        self.bad = 0
+        self.packets = 0
+        self.last_error: BaseException | None = None
+        self._check_index()
         if self.video is not None:
             cc = self.video.codec_context
             cc.thread_type = "AUTO"
             cc.thread_count = 0
+
+    def _check_index(self) -> None:
+        """Containers with a sample index (MP4/MOV) name where every packet lies: catch truncation early."""
+        end = 0
+        for s in (self.video, self.audio):
+            if s is None:
+                continue
+            try:
+                entries = s.index_entries
+            except Exception:  # noqa: BLE001 - not every demuxer keeps an index
+                continue
+            if not entries:
+                continue
+            n = len(entries)
+            for e in (entries[i] for i in range(max(0, n - 64), n)):
+                if e.pos >= 0 and e.size > 0:
+                    end = max(end, e.pos + e.size)
+        if end > self.size:
+            self.close()
+            raise MediaError(
+                self.path, f"truncated file: its index points to byte {end:,} but the file has {self.size:,} bytes"
+            )
+
+    def decode(self, stream: Any, pkt: Any) -> list:
+        """Decode one packet (None drains); a packet the decoder rejects is counted and skipped."""
+        av = _av()
+        self.packets += 1
+        try:
+            return stream.codec_context.decode(pkt)
+        except av.error.EOFError:
+            return []
+        except av.error.FFmpegError as e:
+            self.bad += 1
+            self.last_error = e
+            return []
+
+    def check_decoded(self, what: str) -> None:
+        if self.bad >= _MIN_BAD and self.bad > _MAX_BAD_SHARE * self.packets:
+            raise MediaError(
+                self.path,
+                f"corrupt {what}: {self.bad} of {self.packets} packets could not be decoded "
+                f"({_ffmpeg_reason(self.last_error)})",
+            )
+
+    def check_complete(self, ends: dict[int, float]) -> None:
+        """``ends``: stream index -> time the demuxed data reached; compare with each stream's header."""
+        for s in (self.video, self.audio):
+            if s is None or s.index not in ends or not s.duration or s.time_base is None:
+                continue
+            start = float(s.start_time * s.time_base) - self.t0 if s.start_time is not None else 0.0
+            declared = start + float(s.duration * s.time_base)
+            if ends[s.index] < declared - max(_TRUNCATION_SLACK_S, 0.02 * declared):
+                raise MediaError(
+                    self.path,
+                    f"truncated file: {s.type} data ends at {ends[s.index]:.1f} s of {declared:.1f} s",
+                )
 
     def close(self) -> None:
         try:
@@ -316,11 +382,14 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 def _first_frame_rotation(o: _Opened) -> int:
     av = _av()
     try:
-        for frame in o.container.decode(o.video):
-            return _rotation_of(frame)
+        for pkt in o.container.demux(o.video):
+            for frame in o.decode(o.video, pkt):
+                return _rotation_of(frame)
+            if o.bad > 8:
+                break
     except av.error.FFmpegError as e:
         raise o.decode_error(e, "the first video frame") from None
-    return 0
+    raise MediaError(o.path, "no video frame could be decoded")
 
 
 def _rotation_of(frame: Any) -> int:
@@ -406,6 +475,16 @@ def _frame_time(frame: Any, o: _Opened, tb: float | None, fallback: float) -> fl
     return fallback
 
 
+def _note_end(pkt: Any, o: _Opened, ends: dict[int, float]) -> None:
+    ts = pkt.pts if pkt.pts is not None else pkt.dts
+    if ts is None or pkt.time_base is None:
+        return
+    end = float((ts + (pkt.duration or 0)) * pkt.time_base) - o.t0
+    idx = pkt.stream.index
+    if end > ends.get(idx, -math.inf):
+        ends[idx] = end
+
+
 def _uniform_times(start: float, end: float, n: int) -> list[float]:
     step = (end - start) / n
     return [start + (i + 0.5) * step for i in range(n)]
@@ -464,8 +543,8 @@ def sample_frames(
             _seek_sample(o, [targets[i] for i in order], order, out, convert)
         except av.error.FFmpegError as e:
             raise o.decode_error(e, "video frames") from None
-        missing = [i for i, f in enumerate(out) if f is None]
-        if len(missing) == len(out):
+        o.check_decoded("video")
+        if all(f is None for f in out):
             raise MediaError(o.path, "no video frame could be decoded")
         last = None
         for i in order:
@@ -497,7 +576,7 @@ def _seek_sample(o: _Opened, targets: list[float], order: list[int], out: list, 
                 need_seek = t - pos > _SEEK_GAP_S
         if need_seek:
             _seek(o, max(t, 0.0), tb)
-            it = o.container.decode(vs)
+            it = _frames(o)
             prev, prev_t, ahead, ahead_t = None, -math.inf, None, -math.inf
         while True:
             if ahead is None:
@@ -518,12 +597,26 @@ def _seek_sample(o: _Opened, targets: list[float], order: list[int], out: list, 
             out[order[j]] = last_rgb
 
 
+def _frames(o: _Opened) -> Iterator[Any]:
+    for pkt in o.container.demux(o.video):
+        yield from o.decode(o.video, pkt)
+
+
 def _seek(o: _Opened, t: float, tb: float) -> None:
     ts = int(math.floor((t + o.t0) / tb))
     o.container.seek(ts, stream=o.video, backward=True, any_frame=False)
 
 
 # ---------------------------------------------------------------------------------------------- audio
+
+
+def _resampler(av: Any, rate: int) -> Any:
+    # rematrix_maxval=1 makes the downmix an average of the channels (FFmpeg's default gain of 0.707
+    # per channel would push full-scale stereo past 1.0).
+    try:
+        return av.AudioResampler(format="flt", layout="mono", rate=rate, options={"rematrix_maxval": "1.0"})
+    except TypeError:  # PyAV without resampler options
+        return av.AudioResampler(format="flt", layout="mono", rate=rate)
 
 
 class _AudioSink:
@@ -533,7 +626,7 @@ class _AudioSink:
         av = _av()
         self.rates = [int(r) for r in rates]
         self.t0 = t0
-        self.res = {r: av.AudioResampler(format="flt", layout="mono", rate=r) for r in self.rates}
+        self.res = {r: _resampler(av, r) for r in self.rates}
         self.chunks: dict[int, list[np.ndarray]] = {r: [] for r in self.rates}
         self.base: dict[int, int] = {r: 0 for r in self.rates}  # sample index of chunks[r][0][0]
         self.total: dict[int, int] = {r: 0 for r in self.rates}  # samples received (incl. padding)
@@ -604,11 +697,16 @@ def load_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
         if o.audio is None:
             return np.zeros(0, np.float32)
         sink = _AudioSink([int(rate)], o.t0)
+        ends: dict[int, float] = {}
         try:
-            for frame in o.container.decode(o.audio):
-                sink.push(frame, _frame_time(frame, o, None, 0.0))
+            for pkt in o.container.demux(o.audio):
+                _note_end(pkt, o, ends)
+                for frame in o.decode(o.audio, pkt):
+                    sink.push(frame, _frame_time(frame, o, None, 0.0))
         except av.error.FFmpegError as e:
             raise o.decode_error(e, "audio") from None
+        o.check_decoded("audio")
+        o.check_complete(ends)
         sink.finish()
         chunks = sink.chunks[int(rate)]
         a = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
@@ -689,7 +787,6 @@ def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_
         video = _GopSampler(o, flat, _FrameConverter(o.video, frame_size)) if want_video else None
         sink = _AudioSink(rates, o.t0) if want_audio else None
         streams = [s for s, w in ((o.video, want_video), (o.audio, want_audio)) if w]
-        adec = o.audio.codec_context if want_audio else None
         next_seg = 0
         offset = 0  # index into flat of next_seg's first frame
 
@@ -710,25 +807,28 @@ def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_
                 offset += k
                 next_seg += 1
 
+        ends: dict[int, float] = {}
         try:
             if streams:
                 for pkt in o.container.demux(streams):
+                    if pkt.size == 0 and pkt.dts is None:
+                        continue  # demuxer flush packet; decoders are drained below
+                    _note_end(pkt, o, ends)
                     if pkt.stream is o.audio:
-                        if pkt.dts is None and pkt.size == 0:
-                            continue
-                        for frame in adec.decode(pkt):
+                        for frame in o.decode(o.audio, pkt):
                             sink.push(frame, _frame_time(frame, o, None, 0.0))
                     elif video is not None:
-                        if pkt.size == 0 and pkt.dts is None:
-                            continue  # demuxer flush packet; the sampler drains at the end
                         video.packet(pkt)
                     yield from complete()
+            o.check_decoded("stream")
+            o.check_complete(ends)
             if sink is not None:
-                for frame in adec.decode(None):
+                for frame in o.decode(o.audio, None):
                     sink.push(frame, _frame_time(frame, o, None, 0.0))
                 sink.finish()
             if video is not None:
                 video.finish()
+            o.check_decoded("stream")
         except av.error.FFmpegError as e:
             raise o.decode_error(e, "the stream") from None
         yield from complete()
@@ -781,12 +881,12 @@ class _GopSampler:
 
     def _decode(self, pkt: Any) -> None:
         self.fed = True
-        for frame in self.cc.decode(pkt):
+        for frame in self.o.decode(self.o.video, pkt):
             self._on_frame(frame)
 
     def _drain(self) -> None:
         if self.fed:
-            for frame in self.cc.decode(None):
+            for frame in self.o.decode(self.o.video, None):
                 self._on_frame(frame)
             self.cc.flush_buffers()
             self.fed = False
