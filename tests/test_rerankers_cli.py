@@ -94,3 +94,20 @@ def test_grid_cli(rerank_clips, tmp_path):
     img = Image.open(out)
     assert img.size == (120, 40) and img.getpixel((1, 1)) == (255, 230, 0)
     assert _cli("grid", tmp_path / "missing.mp4", "-o", out) == 2
+
+
+def test_rerank_two_runs_is_vic_fusion(inputs, tmp_path, capsys):
+    run, q, vids = inputs
+    other = tmp_path / "ocr.trec"
+    Run.from_dict({"q1": {"blue": 2.0, "purple": 1.0}}, name="ocr").write(other)
+    out = tmp_path / "fused.trec"
+    with FakeOpenAI() as srv:
+        code = _cli("rerank", run, other, "--queries", q, "--videos", vids, "--backend", "openai", "--model", "m",
+                    "--base-url", srv.url, "--cell", "32", "--cache-dir", "", "-o", out)
+    assert code == 0, capsys.readouterr()
+    texts = ["".join(p.get("text", "") for p in r["messages"][0]["content"] if p["type"] == "text")
+             for r in srv.requests]
+    text = next(t for t in texts if "purple" in t)  # queries run concurrently: find q1's request
+    assert "interleaved order" in text and "first #1, ocr -" in text and "first #3, ocr #1" in text  # names: file stems
+    res = Run.read(out)
+    assert [d for d, _ in res.query("q1")][0] == "purple" and len(res.query("q1")) == 6

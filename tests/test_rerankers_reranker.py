@@ -137,3 +137,16 @@ def test_loaders(tmp_path):
     m = tmp_path / "map.tsv"
     m.write_text("d1\tvids/a.mp4\nd2\t/abs/b.mp4\n")
     assert load_mapping(m) == {"d1": tmp_path / "vids/a.mp4", "d2": Path("/abs/b.mp4")}
+
+
+def test_fusion_mode_reranks_the_union(rerank_clips):
+    clip = Run.from_dict({"q1": {"red": 3.0, "green": 2.0, "blue": 1.0}}, name="clip")
+    ocr = Run.from_dict({"q1": {"green": 5.0, "purple": 4.0}}, name="ocr")
+    be = Reverse()
+    out = VLMReranker(be, top=3, cell=32).rerank_fusion({"q1": "x"}, [clip, ocr], rerank_clips)
+    query, docs, labels, meta, notes, ranks = be.calls[0]
+    assert docs == ["red", "green", "purple"]  # interleaved union, first appearance, cut at top
+    assert meta == {"interleaved": [1, 2, 2, 3]}  # red, green(clip), green(ocr), purple; blue is beyond top
+    assert ranks[1] == {"clip": 2, "ocr": 1}
+    assert [d for d, _ in out.query("q1")] == ["purple", "green", "red", "blue"]
+    assert out.name == "vic+vlm"

@@ -101,33 +101,40 @@ def _frames(path: Path, *, n: int | None = None, times: list[float] | None = Non
 
 
 def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[float]:
-    """Pick ``n`` timestamps, one inside each of the ``n`` longest-contrast shots.
+    """``n`` timestamps spread over the video's shots: every shot gets a frame, longer shots get more.
 
-    Decodes ``probe_frames`` small frames uniformly, cuts the timeline at the ``n - 1`` largest
-    consecutive-frame differences, and returns the middle of each piece; with no strong cuts this
-    falls back to near-uniform sampling.
+    Decodes ``probe_frames`` small grey thumbnails uniformly and cuts where consecutive thumbnails differ far
+    more than usual (3x the median difference and at least 10 grey levels); with more shots than frames the
+    ``n - 1`` strongest cuts win. Without cuts this is uniform sampling.
     """
     import numpy as np
 
     from .. import media
 
-    info = media.probe(path)
-    duration = float(info.duration or 0.0)
-    m = probe_frames or max(4 * n, 16)
+    duration = float(media.probe(path).duration or 0.0)
+    m = probe_frames or max(4 * n, 24)
     if duration <= 0 or n <= 1:
         return [duration / 2.0] * max(n, 1)
-    t = (np.arange(m) + 0.5) * duration / m
-    small = media.sample_frames(path, times=list(t), size=32)
-    if len(small) < 2:
+    small = media.sample_frames(path, times=list((np.arange(m) + 0.5) * duration / m), size=32)
+    m = len(small)
+    if m < 2:
         return list((np.arange(n) + 0.5) * duration / n)
     # frames of one video share a size, so they stack into one array of grey thumbnails
-    arr = np.stack([np.asarray(f, dtype=np.float32).mean(axis=2) for f in small]).reshape(len(small), -1)
+    arr = np.stack([np.asarray(f, dtype=np.float32).mean(axis=2) for f in small]).reshape(m, -1)
     diff = np.abs(np.diff(arr, axis=0)).mean(axis=1)
-    cuts = np.sort(np.argsort(-diff, kind="stable")[: n - 1]) + 1  # cut before frame index
-    bounds = np.concatenate([[0], cuts, [len(small)]])
-    starts, ends = bounds[:-1], bounds[1:]
-    mid = (starts + ends - 1) / 2.0
-    return [float((i + 0.5) * duration / len(small)) for i in mid]
+    strong = np.flatnonzero(diff > max(3.0 * float(np.median(diff)), 10.0))
+    cuts = np.sort(strong[np.argsort(-diff[strong], kind="stable")][: n - 1]) + 1
+    bounds = np.concatenate([[0], cuts, [m]]) * (duration / m)
+    lengths = np.diff(bounds)
+    # one frame per shot, the rest by largest remainder of the shot-length share
+    share = lengths / lengths.sum() * (n - len(lengths))
+    alloc = 1 + np.floor(share).astype(int)
+    rest = n - int(alloc.sum())
+    alloc[np.argsort(-(share - np.floor(share)), kind="stable")[:rest]] += 1
+    times: list[float] = []
+    for (a, b), k in zip(zip(bounds[:-1], bounds[1:]), alloc):
+        times += list(a + (np.arange(k) + 0.5) * (b - a) / k)
+    return [float(t) for t in times]
 
 
 def sample_times(path: Path, spec: GridSpec) -> list[float] | None:
@@ -272,4 +279,6 @@ def build_grid(path: str | os.PathLike, spec: GridSpec | None = None) -> "Image.
     times = sample_times(path, spec)
     size = max(spec.cell)
     frames = _frames(path, times=times, size=size) if times is not None else _frames(path, n=spec.n_frames, size=size)
+    if not frames:  # audio-only files: say so instead of showing a black grid
+        return placeholder(spec, "no picture (audio only)")
     return tile(frames, spec)

@@ -18,7 +18,7 @@ from ..errors import InputError, ParameterError
 from .grid import GridCache, GridSpec, draw_label, placeholder
 from .parsing import ParseStats, repair_order
 from .prompts import Candidate, truncate_words
-from .strategies import fusion_union, sliding_window
+from .strategies import fusion_lists, sliding_window
 
 log = logging.getLogger("mmfuse.rerankers")
 log.addHandler(logging.NullHandler())  # the CLI reports failures from RerankStats; apps may add handlers
@@ -363,11 +363,8 @@ class VLMReranker:
         if len(runs) < 1:
             raise ParameterError("fusion reranking needs at least one run")
         paths = index_videos(videos)
-        qids = list(dict.fromkeys(str(q) for r in runs for q in r.query_ids.tolist()))
-        lists, ranks, inter = {}, {}, {}
-        for q in qids:
-            docs, r, seq = fusion_union(runs, q, depth=depth, names=names)
-            lists[q], ranks[q], inter[q] = docs, r, seq
+        lists, ranks, inter = fusion_lists(runs, depth=depth, names=names)
+        qids = list(lists)
         results = self._run_all(query_texts, lists, paths, ranks, inter, progress, checkpoint, resume)
         qcol, dcol, scol = [], [], []
         for q in qids:

@@ -43,26 +43,34 @@ def sliding_window(positions: Sequence[int], rank_fn: RankFn, window: int = 20, 
     return order
 
 
-def fusion_union(runs: Sequence[Any], qid: str, depth: int | None = None,
-                 names: Sequence[str] | None = None) -> tuple[list[str], dict[str, dict[str, int | None]], list[str]]:
-    """Interleave ``runs`` for one query ViC-style (duplicates kept) and return the union to rerank.
+def fusion_lists(runs: Sequence[Any], depth: int | None = None, names: Sequence[str] | None = None):
+    """Interleave ``runs`` ViC-style (duplicates kept) once for all queries and return, per query id:
 
-    Returns (docs in first-appearance order of the interleaving, per doc {run name: 1-based rank or None},
-    the duplicate-keeping interleaved doc sequence the model is shown as consensus evidence).
+    the union to rerank (docs in first-appearance order of the interleaving), per doc {run name: 1-based
+    rank or None}, and the duplicate-keeping interleaved doc sequence shown to the model as consensus evidence.
     """
     from .. import fusion
 
-    names = list(names) if names else [getattr(r, "name", f"run{i}") or f"run{i}" for i, r in enumerate(runs)]
+    names = list(names) if names else [getattr(r, "name", None) or f"run{i}" for i, r in enumerate(runs)]
     if len(set(names)) != len(names):
         names = [f"{n}#{i + 1}" for i, n in enumerate(names)]
-    inter = fusion.interleave(list(runs), keep="all", depth=depth).get(qid, [])
-    seq = [str(d) for d, _, _ in inter]
-    docs: list[str] = []
-    ranks: dict[str, dict[str, int | None]] = {}
-    for doc, ri, rank in inter:
-        doc = str(doc)
-        if doc not in ranks:
-            docs.append(doc)
-            ranks[doc] = {n: None for n in names}
-        ranks[doc][names[int(ri)]] = int(rank)
-    return docs, ranks, seq
+    lists: dict[str, list[str]] = {}
+    ranks: dict[str, dict[str, dict[str, int | None]]] = {}
+    seqs: dict[str, list[str]] = {}
+    for qid, inter in fusion.interleave(list(runs), keep="all", depth=depth).items():
+        docs: list[str] = []
+        rk: dict[str, dict[str, int | None]] = {}
+        for doc, ri, rank in inter:
+            doc = str(doc)
+            if doc not in rk:
+                docs.append(doc)
+                rk[doc] = {n: None for n in names}
+            rk[doc][names[int(ri)]] = int(rank)
+        lists[str(qid)], ranks[str(qid)], seqs[str(qid)] = docs, rk, [str(d) for d, _, _ in inter]
+    return lists, ranks, seqs
+
+
+def fusion_union(runs: Sequence[Any], qid: str, depth: int | None = None, names: Sequence[str] | None = None):
+    """``fusion_lists`` for one query: (docs, ranks per doc, interleaved sequence)."""
+    lists, ranks, seqs = fusion_lists(runs, depth, names)
+    return lists.get(qid, []), ranks.get(qid, {}), seqs.get(qid, [])
