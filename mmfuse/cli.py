@@ -31,6 +31,132 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 # --- fusion commands (fuse, methods, eval) ------------------------------------------------
 
+
+def _fusion_params(items: list[str]) -> dict[str, str]:
+    from .errors import ParameterError
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ParameterError(f"--param {item!r}: expected name=value")
+        out[name.strip().replace("-", "_").replace(".", "_")] = value.strip()
+    return out
+
+
+def _fusion_weights(text: Optional[str]) -> Optional[list[float]]:
+    from .errors import ParameterError
+
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        raise ParameterError(f"--weights {text!r}: expected comma-separated numbers such as 1,0.5") from None
+
+
+@app.command("fuse")
+def fuse_cmd(
+    runs: list[str] = typer.Argument(..., help="Run files: TREC, Parquet or JSON (format from the extension)."),
+    output: str = typer.Option(..., "-o", "--output", help="Output file; .parquet/.json by extension, else TREC."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Fusion method (see `mmfuse methods`); default: the library default."),
+    norm: Optional[str] = typer.Option(None, "--norm", help="Normalization: none, min-max, zmuv, sum, max, rank, borda, softmax."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per run, comma-separated (weighted methods)."),
+    k: Optional[float] = typer.Option(None, "--k", help="RRF k (same as --param k=VALUE)."),
+    depth: Optional[int] = typer.Option(1000, "--depth", help="Use the top DEPTH of each run and write the top DEPTH."),
+    param: list[str] = typer.Option([], "--param", help="Method parameter name=value (repeatable); norm_temperature=T for softmax."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Force the input format: trec, parquet or json."),
+    on_duplicate: str = typer.Option("error", "--on-duplicate", help="Repeated (query, doc) in a run: error, max or first."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Run tag written in TREC output (default: the method name)."),
+) -> None:
+    """Fuse several runs into one and write it."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .fusion import fuse
+    from .run import Run
+
+    params = _fusion_params(param)
+    if k is not None:
+        params["k"] = str(k)
+    w = _fusion_weights(weights)
+    out = Path(output)
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory; give an output file name")
+    loaded = [Run.read(p, format=fmt, name=Path(p).stem, on_duplicate=on_duplicate) for p in runs]
+    fused = fuse(loaded, method=method, norm=norm, weights=w, depth=depth, **params)
+    try:
+        fused.write(out, tag=tag or fused.name)
+    except OSError as e:
+        raise InputError(f"{out}: cannot write: {e.strerror or e}") from None
+    err_console.print(f"fused {len(loaded)} runs with {fused.name}: {fused.n_queries} queries, {len(fused)} entries -> {out}",
+                      highlight=False)
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List fusion methods, their parameters and defaults."""
+    from rich.table import Table
+
+    from .fusion import default_method, methods
+
+    default = default_method()
+    table = Table(title="fusion methods (* = default)")
+    for col in ("method", "kind", "default norm", "weights", "parameters", "description"):
+        table.add_column(col, overflow="fold")
+    for name, m in methods().items():
+        params = "\n".join(f"{p.name}={p.default!r}: {p.doc}" for p in m.params) or "-"
+        desc = m.doc + (" [transductive]" if m.transductive else "") + (f" (ranx: {m.ranx})" if m.ranx else "")
+        if m.aliases:
+            desc += f" aliases: {', '.join(m.aliases)}"
+        table.add_row(name + (" *" if name == default else ""), m.kind, m.default_norm or "none",
+                      "yes" if m.weighted else "-", params, desc)
+    console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    qrels: str = typer.Argument(..., help="Qrels file (TREC, Parquet or JSON)."),
+    runs: list[str] = typer.Argument(..., help="Run files to evaluate."),
+    metrics: str = typer.Option("ndcg@10,recall@100,mrr@10,map", "--metrics", help="Comma-separated ranx metric names."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Force the run format: trec, parquet or json."),
+) -> None:
+    """Evaluate runs against qrels (ranx metric names)."""
+    import json
+    from pathlib import Path
+
+    from .run import Qrels, Run
+
+    try:
+        from .benchmarks.metrics import evaluate
+    except ImportError:  # metrics module not available: ranx computes the same numbers
+        def evaluate(q, r, metrics):
+            import ranx
+
+            res = ranx.evaluate(q.to_ranx(), r.to_ranx(), metrics, make_comparable=True)
+            return res if isinstance(res, dict) else {metrics[0]: res}
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    q = Qrels.read(qrels)
+    results = {}
+    for p in runs:
+        run = Run.read(p, format=fmt, name=Path(p).stem)
+        results[Path(p).name] = {m: float(v) for m, v in evaluate(q, run, names).items()}
+    if as_json:
+        console.print_json(json.dumps(results))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{Path(qrels).name}")
+    table.add_column("run")
+    for m in names:
+        table.add_column(m, justify="right")
+    for run_name, vals in results.items():
+        table.add_row(run_name, *(f"{vals[m]:.4f}" for m in names))
+    console.print(table)
+
 # --- end fusion commands ------------------------------------------------------------------
 
 # --- benchmark commands (bench) -----------------------------------------------------------

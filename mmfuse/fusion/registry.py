@@ -189,5 +189,7 @@ def get_method(name: str | None) -> Method:
     key = _norm_name(name)
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise unknown("fusion method", name, list(_REGISTRY) + list(_ALIASES))
+        close = unknown("fusion method", name, list(_REGISTRY) + list(_ALIASES))
+        hint = str(close).split(";")[0]  # the suggestion may be an alias; list only the primary names
+        raise ParameterError(f"{hint}; choose from: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[key]
