@@ -11,6 +11,7 @@ import pytest
 from mmfuse.errors import InputError, ModelError, ParameterError
 from mmfuse.retrievers.visual import (
     ClipEncoder,
+    FrameScorer,
     pool,
     pool_max,
     pool_mean,
@@ -77,6 +78,19 @@ def test_maxsim_single_and_multi_vector_match_loops(toy):
         [[sum(max(g @ t) for t in qi) for g in _groups(f, owner, 3)] for qi in mq]
     )
     np.testing.assert_allclose(score(mq, f, owner, "maxsim"), ref_multi, atol=1e-6)
+
+
+def test_frame_scorer_reuses_preparation(toy):
+    q, f, owner = toy
+    sc = FrameScorer(f, owner, n_owners=4)
+    for p in ("mean", "max", "softmax", "maxsim"):
+        ref = score(q, f, owner, p, n_owners=4)
+        np.testing.assert_allclose(sc.score(q, p), ref, atol=1e-6)
+        np.testing.assert_allclose(score(q, sc, pooling=p), ref, atol=1e-6)
+        np.testing.assert_allclose(score(q, f, owner, p, n_owners=4), ref, atol=1e-6)  # cached path
+    # Frames already grouped by owner and shuffled frames give the same answer.
+    perm = np.random.default_rng(1).permutation(len(owner))
+    np.testing.assert_allclose(score(q, f[perm], owner[perm], "softmax"), score(q, f, owner, "softmax"), atol=1e-6)
 
 
 def test_empty_owner_and_errors(toy):

@@ -30,6 +30,7 @@ from .text import _first_line, _resolve_device
 
 __all__ = [
     "ClipEncoder",
+    "FrameScorer",
     "POOLINGS",
     "pool",
     "pool_mean",
@@ -89,47 +90,147 @@ def _owners(frame_owner: np.ndarray, n_frames: int, n_owners: int | None) -> tup
     return owner, int(n_owners)
 
 
-def _pad(frame_embs: np.ndarray, frame_owner, n_owners: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Frames grouped per owner into a zero-padded [O, K, d] block and a validity mask [O, K]."""
-    f = np.asarray(frame_embs, dtype=np.float32)
-    if f.ndim != 2:
-        raise InputError(f"frame embeddings must be [n_frames, dim], got shape {f.shape}")
-    owner, n_owners = _owners(frame_owner, f.shape[0], n_owners)
-    counts = np.bincount(owner, minlength=n_owners)
-    k = int(counts.max()) if counts.size else 0
-    order = np.argsort(owner, kind="stable")
-    sorted_owner = owner[order]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    pos = np.arange(f.shape[0]) - starts[sorted_owner]
-    block = np.zeros((n_owners, k, f.shape[1]), dtype=np.float32)
-    mask = np.zeros((n_owners, k), dtype=bool)
-    block[sorted_owner, pos] = f[order]
-    mask[sorted_owner, pos] = True
-    return block, mask
+class FrameScorer:
+    """Frame embeddings grouped by owner, with the query-independent work done once.
+
+    Build it once per loaded index (``FrameScorer(frames, owner)``) and call ``score(queries, pooling)`` per
+    search: frames are sorted by owner once, pooled vectors and per-owner Gram matrices are cached, and every
+    pooling is a matrix product plus ``ufunc.reduceat`` over contiguous owner runs (no Python loop over owners).
+    """
+
+    def __init__(self, frame_embs: np.ndarray, frame_owner, n_owners: int | None = None):
+        f = np.asarray(frame_embs, dtype=np.float32)
+        if f.ndim != 2:
+            raise InputError(f"frame embeddings must be [n_frames, dim], got shape {f.shape}")
+        owner, self.n_owners = _owners(frame_owner, f.shape[0], n_owners)
+        if owner.size and np.any(owner[1:] < owner[:-1]):
+            order = np.argsort(owner, kind="stable")
+            f, owner = f[order], owner[order]
+        self.frames = np.ascontiguousarray(f)
+        self.owner = owner
+        self.dim = f.shape[1]
+        self.counts = np.bincount(owner, minlength=self.n_owners)
+        self.nonempty = np.flatnonzero(self.counts)
+        self.starts = (np.cumsum(self.counts) - self.counts)[self.nonempty]
+        self._pooled: dict[str, np.ndarray] = {}
+        self._gram: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _fill(self, values: np.ndarray, m: int) -> np.ndarray:
+        """[O_nonempty, ...] per-owner values -> [m, O] with -inf for owners without frames."""
+        out = np.full((m, self.n_owners), -np.inf, dtype=np.float32)
+        out[:, self.nonempty] = values.T
+        return out
+
+    def pooled(self, method: str) -> np.ndarray:
+        """Mean or element-wise max of each owner's frames, L2-normalized: [O, d] (zeros for empty owners)."""
+        if method not in self._pooled:
+            out = np.zeros((self.n_owners, self.dim), dtype=np.float32)
+            if self.nonempty.size:
+                if method == "mean":
+                    sums = np.add.reduceat(self.frames, self.starts, axis=0)
+                    out[self.nonempty] = sums / self.counts[self.nonempty, None]
+                else:
+                    out[self.nonempty] = np.maximum.reduceat(self.frames, self.starts, axis=0)
+            self._pooled[method] = _l2(out).astype(np.float32)
+        return self._pooled[method]
+
+    def _padded_gram(self) -> tuple[np.ndarray, np.ndarray]:
+        """Position of each frame inside its owner's run, and per-owner Gram matrices [O_nonempty, K, K]."""
+        if self._gram is None:
+            k = int(self.counts.max()) if self.counts.size else 0
+            first = np.repeat(self.starts, self.counts[self.nonempty])
+            pos = np.arange(self.frames.shape[0]) - first
+            grp = np.repeat(np.arange(self.nonempty.size), self.counts[self.nonempty])
+            block = np.zeros((self.nonempty.size, k, self.dim), dtype=np.float32)
+            block[grp, pos] = self.frames
+            self._gram = (pos, np.einsum("okd,old->okl", block, block))
+        return self._gram
+
+    def score(self, query_embs: np.ndarray, pooling: str = "mean", *, temperature: float = 0.1,
+              block_queries: int = 256) -> np.ndarray:
+        """Scores [m, O] (float32; -inf for owners without frames). See the module docstring for poolings."""
+        if pooling not in POOLINGS:
+            raise unknown("pooling", pooling, POOLINGS)
+        q = _queries(query_embs)
+        if q.shape[-1] != self.dim and self.frames.shape[0]:
+            raise InputError(f"query dim {q.shape[-1]} != frame dim {self.dim}")
+        m = q.shape[0]
+        if pooling in ("mean", "max"):
+            if q.ndim == 3:
+                raise InputError(f"{pooling} pooling takes single-vector queries [m, d]; got {q.shape}")
+            out = q @ self.pooled(pooling).T
+            out[:, self.counts == 0] = -np.inf
+            return out.astype(np.float32)
+        if pooling == "softmax":
+            if q.ndim == 3:
+                raise InputError("softmax pooling takes single-vector queries [m, d]; use maxsim for [m, t, d]")
+            if temperature <= 0:
+                raise ParameterError(f"temperature must be > 0, got {temperature}")
+        if self.nonempty.size == 0 or m == 0:
+            return np.full((m, self.n_owners), -np.inf, dtype=np.float32)
+        step = max(1, int(block_queries))
+        parts = [self._score_block(q[i : i + step], pooling, temperature) for i in range(0, m, step)]
+        return np.concatenate(parts, axis=0)
+
+    def _score_block(self, q: np.ndarray, pooling: str, temperature: float) -> np.ndarray:
+        m = q.shape[0]
+        if pooling == "maxsim":
+            flat = q.reshape(-1, self.dim)
+            sims = self.frames @ flat.T  # [n, m*t]
+            best = np.maximum.reduceat(sims, self.starts, axis=0)  # [O_ne, m*t]
+            if q.ndim == 3:
+                best = best.reshape(-1, m, q.shape[1]).sum(axis=2)
+            return self._fill(best, m)
+        # Query-scored softmax weights per owner run, then cos(q, sum w f) = (w.s) / sqrt(w^T G w).
+        sims = self.frames @ q.T  # [n, m]
+        seg = np.repeat(np.arange(self.nonempty.size), self.counts[self.nonempty])
+        gmax = np.maximum.reduceat(sims, self.starts, axis=0)
+        e = np.exp((sims - gmax[seg]) / temperature)
+        w = e / np.add.reduceat(e, self.starts, axis=0)[seg]
+        num = np.add.reduceat(w * sims, self.starts, axis=0)  # [O_ne, m]
+        pos, gram = self._padded_gram()
+        wp = np.zeros((self.nonempty.size, gram.shape[1], m), dtype=np.float32)
+        wp[seg, pos] = w
+        den2 = np.einsum("okm,okl,olm->om", wp, gram, wp)
+        return self._fill(num / np.sqrt(np.maximum(den2, 1e-30)), m)
+
+
+# One-entry cache so repeated score() calls on the same arrays (one loaded index, many searches) reuse the
+# grouping, pooled vectors and Gram matrices. Keyed on object identity: arrays must not be mutated in place.
+_LAST: list = [None, None, None, None]
+
+
+def _scorer(frame_embs, frame_owner, n_owners) -> FrameScorer:
+    if isinstance(frame_embs, FrameScorer):
+        return frame_embs
+    if _LAST[0] is frame_embs and _LAST[1] is frame_owner and _LAST[2] == n_owners:
+        return _LAST[3]
+    sc = FrameScorer(frame_embs, frame_owner, n_owners)
+    if isinstance(frame_embs, np.ndarray) and isinstance(frame_owner, np.ndarray):
+        _LAST[:] = [frame_embs, frame_owner, n_owners, sc]
+    return sc
+
+
+def _default_owner(frame_embs, frame_owner):
+    if frame_owner is None and not isinstance(frame_embs, FrameScorer):
+        return np.zeros(np.asarray(frame_embs).shape[0], dtype=np.int64)
+    return frame_owner
 
 
 def pool_mean(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
     """Mean of each owner's frame embeddings, L2-normalized: [O, d]. Owners without frames get zeros."""
-    block, mask = _pad(frame_embs, frame_owner, n_owners)
-    counts = np.maximum(mask.sum(axis=1), 1)[:, None]
-    return _l2(block.sum(axis=1) / counts).astype(np.float32)
+    return FrameScorer(frame_embs, frame_owner, n_owners).pooled("mean")
 
 
 def pool_max(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
     """Element-wise max over each owner's frame embeddings, L2-normalized: [O, d]."""
-    block, mask = _pad(frame_embs, frame_owner, n_owners)
-    masked = np.where(mask[:, :, None], block, -np.inf)
-    pooled = masked.max(axis=1) if block.shape[1] else np.zeros(block.shape[::2], np.float32)
-    pooled = np.where(mask.any(axis=1)[:, None], pooled, 0.0)
-    return _l2(pooled).astype(np.float32)
+    return FrameScorer(frame_embs, frame_owner, n_owners).pooled("max")
 
 
 def pool(frame_embs: np.ndarray, frame_owner, method: str = "mean", n_owners: int | None = None) -> np.ndarray:
     """Query-independent pooling ('mean' or 'max') to one vector per owner, for storing in an index."""
-    if method == "mean":
-        return pool_mean(frame_embs, frame_owner, n_owners)
-    if method == "max":
-        return pool_max(frame_embs, frame_owner, n_owners)
+    if method in ("mean", "max"):
+        return FrameScorer(frame_embs, frame_owner, n_owners).pooled(method)
     if method in POOLINGS:
         raise ParameterError(f"pooling {method!r} depends on the query: use score(..., pooling={method!r})")
     raise unknown("pooling", method, POOLINGS)
@@ -151,58 +252,26 @@ def score_softmax_weighted(
     temperature: float = 0.1,
     n_owners: int | None = None,
 ) -> np.ndarray:
-    """Query-scored softmax-weighted mean pooling; returns cosine(q, normalize(sum_f w_f f)) as [m, O].
+    """Query-scored softmax-weighted mean pooling: cos(q, normalize(sum_f w_f f)), w = softmax(q.f / T): [m, O].
 
-    ``frame_owner`` None treats all frames as one owner. The pooled vector is never materialized per query:
-    ``|sum w f|^2 = w^T G w`` with ``G`` the per-owner Gram matrix, so memory stays [m, O, K].
+    ``frame_owner`` None treats all frames as one owner. The pooled vector is never built per query:
+    ``|sum w f|^2 = w^T G w`` with ``G`` each owner's Gram matrix.
     """
-    if temperature <= 0:
-        raise ParameterError(f"temperature must be > 0, got {temperature}")
-    q = _queries(query_embs)
-    if q.ndim == 3:
-        raise InputError("softmax pooling takes single-vector queries [m, d]; use maxsim for multi-vector queries")
-    f = np.asarray(frame_embs, dtype=np.float32)
-    if frame_owner is None:
-        frame_owner = np.zeros(f.shape[0], dtype=np.int64)
-    block, mask = _pad(f, frame_owner, n_owners)
-    sims = np.einsum("md,okd->mok", q, block)
-    logits = np.where(mask[None], sims / temperature, -np.inf)
-    has = mask.any(axis=1)
-    mx = np.where(has[None, :, None], logits.max(axis=2, keepdims=True) if logits.shape[2] else 0.0, 0.0)
-    w = np.where(mask[None], np.exp(logits - mx), 0.0)
-    w /= np.maximum(w.sum(axis=2, keepdims=True), 1e-30)
-    num = (w * sims).sum(axis=2)
-    gram = np.einsum("okd,old->okl", block, block)
-    den2 = np.einsum("mok,okl,mol->mo", w, gram, w)
-    out = num / np.sqrt(np.maximum(den2, 1e-30))
-    return np.where(has[None, :], out, -np.inf).astype(np.float32)
+    sc = _scorer(frame_embs, _default_owner(frame_embs, frame_owner), n_owners)
+    return sc.score(query_embs, "softmax", temperature=temperature)
 
 
 def score_maxsim(
     query_embs: np.ndarray, frame_embs: np.ndarray, frame_owner=None, n_owners: int | None = None
 ) -> np.ndarray:
     """Late interaction: [m, d] -> max_f q.f; [m, t, d] -> sum_t max_f q_t.f (zero rows pad short queries)."""
-    q = _queries(query_embs)
-    f = np.asarray(frame_embs, dtype=np.float32)
-    if frame_owner is None:
-        frame_owner = np.zeros(f.shape[0], dtype=np.int64)
-    block, mask = _pad(f, frame_owner, n_owners)
-    has = mask.any(axis=1)
-    if block.shape[1] == 0:
-        return np.full((q.shape[0], block.shape[0]), -np.inf, dtype=np.float32)
-    if q.ndim == 2:
-        sims = np.einsum("md,okd->mok", q, block)
-        out = np.where(mask[None], sims, -np.inf).max(axis=2)
-    else:
-        sims = np.einsum("mtd,okd->mtok", q, block)
-        out = np.where(mask[None, None], sims, -np.inf).max(axis=3).sum(axis=1)
-    return np.where(has[None, :], out, -np.inf).astype(np.float32)
+    return _scorer(frame_embs, _default_owner(frame_embs, frame_owner), n_owners).score(query_embs, "maxsim")
 
 
 def score(
     query_embs: np.ndarray,
-    frame_embs: np.ndarray,
-    frame_owner,
+    frame_embs: np.ndarray | FrameScorer,
+    frame_owner=None,
     pooling: str = "mean",
     *,
     temperature: float = 0.1,
@@ -212,31 +281,14 @@ def score(
     """Score queries [m, d] (or [m, t, d] for maxsim) against owners of frames: float32 [m, n_owners].
 
     ``frame_owner[i]`` is the owner (segment or video index, 0..O-1) of frame ``i``; ``n_owners`` defaults to
-    ``max(frame_owner) + 1``. Owners without frames score ``-inf``. Queries are processed in blocks so the
-    [block, O, K] similarity tensor stays bounded.
+    ``max(frame_owner) + 1``. Owners without frames score ``-inf``. ``frame_embs`` may be a prepared
+    :class:`FrameScorer` (then ``frame_owner`` is ignored); calling again with the very same arrays reuses
+    the preparation of the previous call.
     """
     if pooling not in POOLINGS:
         raise unknown("pooling", pooling, POOLINGS)
-    q = _queries(query_embs)
-    f = np.asarray(frame_embs, dtype=np.float32)
-    owner, n_owners = _owners(frame_owner, f.shape[0], n_owners)
-    if pooling in ("mean", "max"):
-        if q.ndim == 3:
-            raise InputError(f"{pooling} pooling takes single-vector queries [m, d]; got {q.shape}")
-        pooled = pool(f, owner, pooling, n_owners)
-        out = q @ pooled.T
-        counts = np.bincount(owner, minlength=n_owners)
-        out[:, counts == 0] = -np.inf
-        return out.astype(np.float32)
-    fn = score_maxsim if pooling == "maxsim" else score_softmax_weighted
-    kwargs = {"temperature": temperature} if pooling == "softmax" else {}
-    parts = [
-        fn(q[i : i + block_queries], f, owner, n_owners=n_owners, **kwargs)
-        for i in range(0, q.shape[0], max(1, block_queries))
-    ]
-    if not parts:
-        return np.zeros((0, n_owners), dtype=np.float32)
-    return np.concatenate(parts, axis=0)
+    sc = _scorer(frame_embs, _default_owner(frame_embs, frame_owner), n_owners)
+    return sc.score(query_embs, pooling, temperature=temperature, block_queries=block_queries)
 
 
 # --------------------------------------------------------------------------------------------------- encoder
