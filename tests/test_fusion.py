@@ -1,0 +1,195 @@
+"""Hand-computed cases for mmfuse-only fusion pieces, ordering, numerics, validation and the registry."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mmfuse.fusion as F
+from mmfuse import Run
+from mmfuse.errors import InputError, ParameterError
+from mmfuse.fusion import align as align_mod
+from mmfuse.fusion import fuse, interleave, interleave_run, normalize, register_method
+from mmfuse.fusion.registry import Param
+
+
+def R(d, name="r"):
+    return Run.from_dict(d, name=name)
+
+
+A = R({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"a": 1.0}}, "A")
+B = R({"q1": {"b": 5.0, "d": 1.0}, "q2": {"b": 2.0, "a": 1.0}}, "B")
+
+
+def test_import_does_not_pull_torch():
+    code = "import mmfuse, mmfuse.fusion, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_softmax_norm_hand_computed():
+    out = normalize(R({"q": {"a": 2.0, "b": 1.0, "c": 1.0}}), "softmax", temperature=0.5)
+    e = np.exp(np.array([0.0, -2.0, -2.0]))
+    assert [d for d, _ in out.query("q")] == ["a", "c", "b"]
+    assert [s for _, s in out.query("q")] == pytest.approx((e / e.sum()).tolist())
+
+
+def test_weighted_rrf_hand_computed():
+    out = fuse([A, B], method="rrf", weights=[2, 1], k=10).to_dict()
+    assert out["q1"]["b"] == pytest.approx(2 / 12 + 1 / 11)
+    assert out["q1"]["d"] == pytest.approx(1 / 12)
+    assert out["q2"]["a"] == pytest.approx(2 / 11 + 1 / 12)
+
+
+def test_bordafuse_hand_computed():
+    out = fuse([A, B], method="bordafuse").to_dict()
+    # q1 candidates a,b,c,d (n=4). A: a4 b3 c2, d unranked (4-3+1)/2=1. B: b4 d3, a,c unranked (4-2+1)/2=1.5
+    assert out["q1"] == {"b": 7.0, "a": 5.5, "d": 4.0, "c": 3.5}
+
+
+def test_condorcet_copeland_hand_computed():
+    r1 = R({"q": {"a": 3, "b": 2, "c": 1}})
+    r2 = R({"q": {"b": 3, "a": 2, "c": 1}})
+    r3 = R({"q": {"a": 3, "c": 2, "b": 1}})
+    out = fuse([r1, r2, r3], method="condorcet")
+    assert [d for d, _ in out.query("q")] == ["a", "b", "c"]
+    assert dict(out.query("q")) == {"a": 2.0, "b": 1.0, "c": 0.0}
+
+
+def test_ordering_ties_doc_desc_dense_and_sparse(monkeypatch):
+    rng = np.random.default_rng(3)
+    runs = []
+    for i in range(3):
+        q = np.repeat([f"q{j}" for j in range(20)], 30)
+        d = np.concatenate([rng.choice(80, 30, replace=False) for _ in range(20)]).astype(str)
+        runs.append(Run.from_arrays(q, d, rng.integers(0, 4, q.size).astype(float), name=f"r{i}"))
+    dense = fuse(runs, method="combsum", norm="none")
+    monkeypatch.setattr(align_mod, "_DENSE_LIMIT", 0)
+    sparse = fuse(runs, method="combsum", norm="none")
+    assert dense.to_dict() == sparse.to_dict()
+    for out in (dense, sparse):
+        qs, ds, ss = out.entry_query_ids(), out.entry_doc_ids(), out.scores
+        naive = sorted(range(len(out)), key=lambda i: (out.qidx()[i], -ss[i], tuple(-ord(c) for c in ds[i]) + (1,)))
+        assert list(naive) == list(range(len(out)))
+        assert len(set(zip(qs.tolist(), ds.tolist()))) == len(out)
+    # the lexsort fallback of order_pairs gives the same order
+    a = align_mod.align(runs)
+    s = np.round(rng.normal(size=a.n_pairs), 1)
+    got = align_mod.order_pairs(a.pair_q, a.pair_d, s, a.q_pair_offsets)
+    assert (got == np.lexsort((-a.pair_d, -s, a.pair_q))).all()
+
+
+def test_queries_in_some_runs_and_empty_queries():
+    a = R({"q1": {"x": 1.0}, "q2": {}, "q3": {"y": 2.0}}, "a")
+    b = R({"q1": {"x": 2.0, "z": 1.0}, "q2": {}}, "b")
+    out = fuse([a, b], method="combsum", norm="none")
+    assert out.query_ids.tolist() == ["q1", "q2", "q3"]
+    assert out.to_dict() == {"q1": {"x": 3.0, "z": 1.0}, "q2": {}, "q3": {"y": 2.0}}
+
+
+def test_depth_cuts_inputs_and_output():
+    out = fuse([A, B], method="combsum", norm="none", depth=1)
+    assert out.to_dict() == {"q1": {"b": 5.0}, "q2": {"b": 2.0}}
+    assert set(out.doc_ids.tolist()) == {"b"}
+
+
+@pytest.mark.parametrize("method", ["entropy", "q2e_entropy"])
+def test_adaptive_numerics(method):
+    r1 = R({"q1": {"a": 1e300, "b": -1e300, "c": 0.0}, "q2": {"a": 5.0, "b": 5.0, "c": 5.0}, "q3": {"a": 1e-300}})
+    r2 = Run.from_arrays(["q1", "q1", "q2", "q2", "q3", "q3"], ["b", "c", "a", "b", "a", "b"],
+                         [float("-inf"), 2.0, float("inf"), 1.0, float("-inf"), float("-inf")], name="r2")
+    out = fuse([r1, r2], method=method)
+    assert np.isfinite(out.scores).all()
+    assert set(out.query_ids.tolist()) == {"q1", "q2", "q3"}
+    assert out.query("q2")[0][0] == "a"  # r2 ranks a first (+inf), r1 is flat
+
+
+def test_entropy_prefers_peaked_list():
+    flat = R({"q": {"a": 1.0, "x": 0.99, "y": 0.98, "b": 0.0}}, "flat")
+    peak = R({"q": {"b": 1.0, "a": 0.5, "x": 0.0, "y": 0.0}}, "peak")
+    # CombSUM(min-max): a = 1 + .5 beats b = 0 + 1; the flat list is unsure, so entropy trusts the peaked one
+    assert fuse([flat, peak], method="combsum").query("q")[0][0] == "a"
+    ent = fuse([flat, peak], method="entropy", top_k=3, temperature=0.1)
+    assert ent.query("q")[0][0] == "b"
+    w = F.adaptive.entropy_weights
+    assert callable(w)
+
+
+def test_topk_entropy_hand_computed():
+    H, k = F.adaptive.topk_entropy(np.array([1.0, 1.0, 5.0, 3.0, 2.0]), np.array([0, 2, 2, 5]), 2, 1.0)
+    p = np.exp([0.0, -2.0]) / np.exp([0.0, -2.0]).sum()
+    assert k.tolist() == [2, 0, 2]
+    assert H == pytest.approx([math.log(2), 0.0, -(p * np.log(p)).sum()])
+
+
+def test_interleave_modes():
+    a = R({"q": {"x": 3, "y": 2, "z": 1}}, "a")
+    b = R({"q": {"y": 3, "w": 2}}, "b")
+    assert interleave([a, b])["q"] == [("x", 0, 1), ("y", 1, 1), ("y", 0, 2), ("w", 1, 2), ("z", 0, 3)]
+    assert [d for d, _, _ in interleave([a, b], keep="first")["q"]] == ["x", "y", "w", "z"]
+    assert len(interleave([a, b], depth=2)["q"]) == 2
+    run = interleave_run([a, b])
+    assert [d for d, _ in run.query("q")] == ["x", "y", "w", "z"]
+    assert [d for d, _ in fuse([a, b], method="interleave").query("q")] == ["x", "y", "w", "z"]
+    with pytest.raises(ParameterError, match="did you mean 'first'"):
+        interleave([a, b], keep="frist")
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(method="wsum", weights=[1]), ParameterError, "got 1 value"),
+    (dict(method="wsum", weights=[1, -1]), ParameterError, "negative"),
+    (dict(method="wsum", weights=[0, 0]), ParameterError, "sum to zero"),
+    (dict(method="wsum", weights=[1, float("nan")]), ParameterError, "finite"),
+    (dict(method="combsum", weights=[1, 2]), ParameterError, "takes no weights"),
+    (dict(method="combsom"), ParameterError, "did you mean 'combsum'"),
+    (dict(method="rrf", kk=3), ParameterError, "did you mean 'k'"),
+    (dict(method="rrf", k="abc"), ParameterError, "expected float"),
+    (dict(method="rrf", norm="zmuv"), ParameterError, "fuses ranks"),
+    (dict(method="combsum", norm="zmvu"), ParameterError, "did you mean 'zmuv'"),
+    (dict(method="combsum", depth=0), ParameterError, "depth"),
+    (dict(method="combsum", norm="softmax", norm_temp=2), ParameterError, "norm_temperature"),
+])
+def test_validation_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        fuse([A, B], **kwargs)
+
+
+def test_empty_and_disjoint_runs():
+    empty = Run.from_dict({"q1": {}}, name="empty")
+    with pytest.raises(InputError, match="'empty' is empty"):
+        fuse([A, empty])
+    other = R({"zz": {"a": 1.0}}, "other")
+    with pytest.raises(InputError, match="no query in common"):
+        fuse([A, other])
+    with pytest.raises(ParameterError, match="no runs"):
+        fuse([])
+
+
+def test_registry_plugin_and_default(monkeypatch):
+    @register_method("test_double_sum", params=[Param("scale", 2.0, float, "multiplier")], default_norm="none")
+    def _double(ctx, scale):
+        """Test-only: scaled CombSUM."""
+        return scale * ctx.pair_sum(ctx.value)
+
+    try:
+        m = F.methods()["test_double_sum"]
+        assert m.params[0].default == 2.0 and m.doc.startswith("Test-only")
+        out = fuse([A, B], method="test_double_sum", scale="3")  # CLI-style string coerced to float
+        assert out.to_dict()["q1"]["b"] == 21.0
+        with pytest.raises(ParameterError, match="already registered"):
+            register_method("test_double_sum")(_double)
+        from mmfuse.fusion import registry
+
+        before = registry.DEFAULT_METHOD
+        register_method("test_default", default=True, default_norm="none")(lambda ctx: ctx.pair_count())
+        try:
+            assert F.default_method() == "test_default"
+            assert fuse([A, B]).to_dict()["q1"]["b"] == 2.0
+        finally:
+            registry.set_default(before)
+            registry._REGISTRY.pop("test_default")
+    finally:
+        F.registry._REGISTRY.pop("test_double_sum")
