@@ -387,9 +387,15 @@ class ClipEncoder:
             raise unknown("open_clip model", name, open_clip.list_models())
         device = _resolve_device(self.device)
         source = str(self.checkpoint) if self.checkpoint is not None else self.pretrained
+        # Tags trained with QuickGELU (all 'openai' ones) silently degrade on a GELU config; open_clip only
+        # warns, so follow the tag.
+        quick_gelu = False
+        if self.pretrained and self.checkpoint is None and not name.startswith(("hf-hub:", "local-dir:")):
+            tag_cfg = open_clip.get_pretrained_cfg(name, self.pretrained) or {}
+            quick_gelu = bool(tag_cfg.get("quick_gelu")) and not open_clip.get_model_config(name).get("quick_gelu")
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=source, device=device, precision=self.precision
+                name, pretrained=source, device=device, precision=self.precision, force_quick_gelu=quick_gelu
             )
             tokenizer = open_clip.get_tokenizer(name)
         except Exception as e:
