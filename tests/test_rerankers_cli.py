@@ -36,7 +36,8 @@ def test_rerank_openai_cli(inputs, tmp_path, capsys):
     out, stats = tmp_path / "out.trec", tmp_path / "stats.json"
     with FakeOpenAI(script=["garbage"]) as srv:
         code = _cli("rerank", run, "--queries", q, "--videos", vids, "--backend", "openai", "--model", "m",
-                    "--base-url", srv.url, "--top", "4", "--cell", "32", "--cache-dir", tmp_path / "c",
+                    "--base-url", srv.url, "--concurrency", "1", "--top", "4", "--cell", "32",
+                    "--cache-dir", tmp_path / "c",
                     "--stats", stats, "-o", out)
     assert code == 0, capsys.readouterr()
     res = Run.read(out)

@@ -46,12 +46,23 @@ def test_cache_hits_and_keys(rerank_clips, tmp_path):
     spec = GridSpec(cell=(32, 32))
     a = cache.get(rerank_clips["red"], spec)
     assert (cache.hits, cache.misses) == (0, 1)
-    files = list((tmp_path / "cache").rglob("*.png"))
+    files = list((tmp_path / "cache").rglob("*.npy"))
     assert len(files) == 1
     again = GridCache(tmp_path / "cache").get(rerank_clips["red"], spec)  # a fresh process reads the disk
     assert np.array_equal(np.asarray(a), np.asarray(again))
+    import mmfuse.media
+
+    def no_hashing(path):
+        raise AssertionError("a known file must not be hashed again")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(mmfuse.media, "content_hash", no_hashing)
+    try:  # a third process: the (path, size, mtime) -> hash memo in hashes.jsonl spares re-reading the video
+        assert GridCache(tmp_path / "cache").get(rerank_clips["red"], spec).size == a.size
+    finally:
+        mp.undo()
     cache.get(rerank_clips["red"], GridSpec(rows=1, cols=2, cell=(32, 32)))  # other params -> other entry
-    assert cache.misses == 2 and len(list((tmp_path / "cache").rglob("*.png"))) == 2
+    assert cache.misses == 2 and len(list((tmp_path / "cache").rglob("*.npy"))) == 2
     cache.get(rerank_clips["red"], spec)
     assert cache.hits == 1
     # same content under another name shares the entry (keyed by content, not path)

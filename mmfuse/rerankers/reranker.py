@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -192,12 +193,23 @@ class VLMReranker:
         self.cache = GridCache(cache_dir)
         self.show_ranks = show_ranks
         self.stats = RerankStats()
+        self._grid_memo: dict[str, tuple[Any, str]] = {}
+        self._grid_lock = threading.Lock()
         tok = getattr(backend, "tokenizer", None)
         self._count = (lambda s: len(tok.encode(s, add_special_tokens=False))) if tok is not None else None
 
     # -- candidate material -------------------------------------------------------------------------------------
     def grid_for(self, doc: str, paths: Mapping[str, Path]):
         """The unlabelled grid of ``doc`` (a placeholder, noted in the stats, when its video is unusable)."""
+        memo = self._grid_memo.get(doc)
+        if memo is not None:  # a doc shared by many queries is looked up once per rerank call
+            return memo
+        with self._grid_lock:
+            if doc not in self._grid_memo:
+                self._grid_memo[doc] = self._grid_uncached(doc, paths)
+            return self._grid_memo[doc]
+
+    def _grid_uncached(self, doc: str, paths: Mapping[str, Path]):
         from ..errors import MmfuseError
 
         path = paths.get(doc)
@@ -258,6 +270,7 @@ class VLMReranker:
                  checkpoint: str | os.PathLike | None, resume: bool) -> dict[str, list[str]]:
         t_start = time.perf_counter()
         self.stats = RerankStats()
+        self._grid_memo = {}
         if hasattr(self.backend, "parse_stats"):
             self.backend.parse_stats = ParseStats()
         results: dict[str, list[str]] = {}
