@@ -188,9 +188,13 @@ def align(runs: list, depth: int | None = None) -> Aligned:
 
     run = np.repeat(np.arange(R, dtype=np.int64), [len(r) for r in runs])
     qidx = np.repeat(seg_q, seg_counts)
-    didx = np.concatenate([dm[r.doc_idx] for dm, r in zip(dmaps, runs)])
+    identity = all(dm.size == 0 or (dm[0] == 0 and dm[-1] == dm.size - 1 and dm.size == D) for dm in dmaps)
+    didx = np.concatenate([r.doc_idx if identity else dm[r.doc_idx] for dm, r in zip(dmaps, runs)])
     score = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in runs])
-    rank = np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1
+    if seg_counts.size and seg_counts[0] > 0 and (seg_counts == seg_counts[0]).all():  # top-k lists: no repeat
+        rank = np.tile(np.arange(1, int(seg_counts[0]) + 1, dtype=np.int64), seg_counts.size)
+    else:
+        rank = np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1
     score = _finite(score, seg_offsets, names, run)
 
     keys = qidx * max(D, 1) + didx
@@ -214,8 +218,9 @@ def align(runs: list, depth: int | None = None) -> Aligned:
 def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_offsets: np.ndarray) -> np.ndarray:
     """Permutation ordering pairs by query (asc), score (desc), doc index (desc): trec_eval's order.
 
-    Pairs arrive grouped by query with doc ascending. Rows of a padded (query x max-candidates) matrix, laid out
-    doc-descending, are sorted with a stable row-wise argsort: cheaper than a global three-key lexsort.
+    Pairs arrive grouped by query. Rows of a padded (query x max-candidates) matrix are sorted with one row-wise
+    argsort (cheaper than a global three-key lexsort); runs of equal scores, the only places where that unstable
+    sort may be wrong, are then re-ordered by doc index with a lexsort over just those entries.
     """
     P = pair_q.size
     if P == 0:
@@ -227,13 +232,22 @@ def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_off
     Q = counts.size
     if Q * L > 3 * P + 4096:  # very uneven lists: padding would cost more than it saves
         return np.lexsort((-pair_d, -score, pair_q))
-    pos = np.arange(P, dtype=np.int64) - np.repeat(q_offsets[:-1], counts)
-    col = np.repeat(counts, counts) - 1 - pos  # doc-descending inside each row
+    col = np.arange(P, dtype=np.int64) - np.repeat(q_offsets[:-1], counts)
     mat = np.full((Q, L), np.inf)
     mat[pair_q, col] = -score
     idx = np.zeros((Q, L), dtype=np.int64)
     idx[pair_q, col] = np.arange(P, dtype=np.int64)
-    order = np.argsort(mat, axis=1, kind="stable")
-    sorted_idx = np.take_along_axis(idx, order, axis=1)
-    keep = np.arange(L)[None, :] < counts[:, None]
-    return sorted_idx[keep]
+    order = np.argsort(mat, axis=1)
+    del mat
+    out = np.take_along_axis(idx, order, axis=1)[np.arange(L)[None, :] < counts[:, None]]
+    s, q = score[out], pair_q[out]
+    tie = (s[1:] == s[:-1]) & (q[1:] == q[:-1])
+    if tie.any():
+        involved = np.zeros(P, dtype=bool)
+        involved[1:] |= tie
+        involved[:-1] |= tie
+        pos = np.flatnonzero(involved)
+        sub = out[pos]
+        # tie groups occupy the same slots whatever their inner order, so a full-key sort of the subset fits back
+        out[pos] = sub[np.lexsort((-pair_d[sub], -score[sub], pair_q[sub]))]
+    return out

@@ -58,6 +58,8 @@ def normalize_values(norm: str, score: np.ndarray, rank: np.ndarray, seg_offsets
     """Normalise per-entry ``score`` within segments (every norm except borda, which needs the other runs)."""
     norm = norm_name(norm)
     counts, n = _seg_stats(score, seg_offsets)
+    if counts.size and norm not in ("none", "rank") and counts[0] > 0 and (counts == counts[0]).all():
+        return _normalize_uniform(norm, score.reshape(counts.size, int(counts[0])), temperature).reshape(-1)
     rep = lambda x: np.repeat(x, counts)  # noqa: E731
     if norm == "none":
         return score.astype(np.float64, copy=True)
@@ -87,6 +89,28 @@ def normalize_values(norm: str, score: np.ndarray, rank: np.ndarray, seg_offsets
         e = np.exp((score - hi) / temperature)
         return e / rep(segment_reduce(np.add, e, seg_offsets))
     raise ParameterError(f"normalization {norm!r} needs all runs; use normalize_entries")
+
+
+def _normalize_uniform(norm: str, m: np.ndarray, temperature: float) -> np.ndarray:
+    """Same formulas on a (segments x length) matrix: every list has the same length (the common top-k case)."""
+    if norm in ("min-max", "min-max-inverted"):
+        lo, hi = m.min(axis=1, keepdims=True), m.max(axis=1, keepdims=True)
+        den = np.maximum(hi - lo, _EPS)
+        return (m - lo) / den if norm == "min-max" else (hi - m) / den
+    if norm == "zmuv":
+        dev = m - m.mean(axis=1, keepdims=True)
+        return dev / np.maximum(np.sqrt((dev * dev).mean(axis=1, keepdims=True)), _EPS)
+    if norm == "sum":
+        lo = m.min(axis=1, keepdims=True)
+        return (m - lo) / np.maximum(m.sum(axis=1, keepdims=True) - lo * m.shape[1], _EPS)
+    if norm == "max":
+        return m / np.maximum(m.max(axis=1, keepdims=True), _EPS)
+    if norm == "softmax":
+        if not temperature > 0:
+            raise ParameterError(f"softmax normalization: temperature must be > 0, got {temperature}")
+        e = np.exp((m - m.max(axis=1, keepdims=True)) / temperature)
+        return e / e.sum(axis=1, keepdims=True)
+    raise ParameterError(f"normalization {norm!r} has no matrix form")
 
 
 def normalize_entries(a: Aligned, norm: str | None, temperature: float = 1.0):

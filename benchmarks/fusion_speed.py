@@ -1,0 +1,181 @@
+"""Fusion and loading speed of mmfuse against ranx on the same input, measured in one run, plus peak memory.
+
+    .venv/bin/python benchmarks/fusion_speed.py            # everything (about 3-5 minutes on 2 cores)
+    .venv/bin/python benchmarks/fusion_speed.py --quick    # smaller sizes, for a smoke test
+
+1. Fusion, 4 runs x 1000 queries x 1000 candidates, CombSUM(zmuv), CombMNZ(min-max), RRF(k=60), wsum(min-max),
+   in two layouts: "corpus-1k" (every run ranks the same 1000-doc collection, like the MSR-VTT score matrices)
+   and "pool-2k" (each run's 1000 candidates are drawn from a 2000-doc pool per query out of a 2M-doc collection,
+   so runs overlap partially). ranx is warmed up on a small input first so its numba JIT is excluded; each figure
+   is the best of a few repeats. Scores of both are compared (rel 1e-6) as a sanity check.
+2. Loading a 1M-line TREC run file: ``mmfuse.Run.read`` vs ``ranx.Run.from_file``.
+3. Peak memory of fusing 10,000 queries x 1000 candidates x 4 runs (CombSUM, zmuv), in a fresh subprocess:
+   peak RSS of the whole process (inputs included) and tracemalloc's peak during ``fuse`` alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+CONFIGS = [("combsum", "zmuv", "sum", "zmuv", {}), ("combmnz", "min-max", "mnz", "min-max", {}),
+           ("rrf", "none", "rrf", None, {"k": 60}), ("wsum", "min-max", "wsum", "min-max", {"weights": [0.4, 0.3, 0.2, 0.1]})]
+
+
+def make_runs(n_q: int, n_c: int, n_runs: int, layout: str, seed: int = 0):
+    """Runs built straight from arrays (sorted per query: score desc, doc desc), like a retriever would emit."""
+    from mmfuse import Run
+
+    rng = np.random.default_rng(seed)
+    if layout == "corpus-1k":
+        n_docs = max(n_c, 1000)
+        doc_ids = np.array([f"d{i:07d}" for i in range(n_docs)], dtype=object)
+    else:
+        n_docs = n_q * 2 * n_c
+        doc_ids = np.array([f"d{i:08d}" for i in range(n_docs)], dtype=object)
+    query_ids = np.array([f"q{i}" for i in range(n_q)], dtype=object)
+    offsets = np.arange(n_q + 1, dtype=np.int64) * n_c
+    runs = []
+    for r in range(n_runs):
+        if layout == "corpus-1k":
+            docs = np.argsort(rng.random((n_q, n_docs)), axis=1)[:, :n_c]
+        else:
+            docs = np.argsort(rng.random((n_q, 2 * n_c)), axis=1)[:, :n_c] + (np.arange(n_q) * 2 * n_c)[:, None]
+        scores = rng.normal(size=(n_q, n_c)) * (r + 1) + r
+        order = np.argsort(-scores, axis=1, kind="stable")  # continuous scores: no ties to break
+        docs = np.take_along_axis(docs, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        runs.append(Run(query_ids, doc_ids, offsets, docs.reshape(-1).astype(np.int64), scores.reshape(-1),
+                        name=f"run{r}"))
+    return runs
+
+
+def best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_fusion(n_q: int, n_c: int, layout: str, repeats: int) -> list[dict]:
+    import ranx
+
+    from mmfuse.fusion import fuse
+
+    runs = make_runs(n_q, n_c, 4, layout)
+    t = time.perf_counter()
+    rruns = [r.to_ranx() for r in runs]
+    build_ranx = time.perf_counter() - t
+    small = [r.to_ranx() for r in make_runs(5, 20, 4, layout, seed=1)]
+    rows = []
+    for method, norm, rmethod, rnorm, params in CONFIGS:
+        rparams = dict(params)
+        ranx.fuse(small, norm=rnorm, method=rmethod, params=rparams)  # JIT warm-up, excluded
+        kw = dict(params)
+        fuse(runs, method=method, norm=norm, **kw)  # first-call imports, excluded
+        t_ranx = best(lambda: ranx.fuse(rruns, norm=rnorm, method=rmethod, params=rparams), 1 if repeats < 3 else 2)
+        t_mm = best(lambda: fuse(runs, method=method, norm=norm, **kw), repeats)
+        ours = fuse(runs, method=method, norm=norm, **kw).to_dict()
+        theirs = ranx.fuse(rruns, norm=rnorm, method=rmethod, params=rparams).to_dict()
+        q0 = next(iter(theirs))
+        ok = all(abs(ours[q0][d] - s) <= 1e-6 * max(1.0, abs(s)) for d, s in theirs[q0].items())
+        rows.append(dict(layout=layout, method=f"{method}({norm})", ranx_s=t_ranx, mmfuse_s=t_mm,
+                         ratio=t_ranx / t_mm, same_scores=ok))
+    rows.append(dict(layout=layout, method="build ranx.Run from dicts (4 runs)", ranx_s=build_ranx))
+    return rows
+
+
+def bench_load(n_q: int, n_c: int) -> dict:
+    import ranx
+
+    from mmfuse import Run
+
+    runs = make_runs(n_q, n_c, 1, "pool-2k")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "run.trec")
+        runs[0].write(path, tag="bench")
+        t_mm = best(lambda: Run.read(path), 3)
+        t_ranx = best(lambda: ranx.Run.from_file(path, kind="trec"), 1)
+    return dict(lines=n_q * n_c, ranx_s=t_ranx, mmfuse_s=t_mm, ratio=t_ranx / t_mm)
+
+
+def memory_child(n_q: int, n_c: int, layout: str) -> None:
+    import resource
+    import tracemalloc
+
+    from mmfuse.fusion import fuse
+
+    runs = make_runs(n_q, n_c, 4, layout)
+    gc.collect()
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = fuse(runs, method="combsum", norm="zmuv")
+    dt = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(layout=layout, entries=4 * n_q * n_c, fused_entries=len(out), fuse_s=dt,
+                          fuse_peak_gb=peak / 2**30, process_peak_rss_gb=rss / 2**30)))
+
+
+def bench_memory(n_q: int, n_c: int, layout: str) -> dict:
+    cmd = [sys.executable, __file__, "--memory-child", str(n_q), str(n_c), layout]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        return dict(layout=layout, error=p.stderr.strip().splitlines()[-1] if p.stderr else f"exit {p.returncode}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: fusion,load,memory")
+    args = ap.parse_args()
+    if args.memory_child:
+        memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2])
+        return
+    skip = set(args.skip.split(","))
+    nq, nc = (100, 200) if args.quick else (1000, 1000)
+    report: dict = {"cpu_count": os.cpu_count()}
+    if "fusion" not in skip:
+        report["fusion"] = []
+        for layout in ("corpus-1k", "pool-2k"):
+            for row in bench_fusion(nq, nc, layout, 3 if not args.quick else 2):
+                report["fusion"].append(row)
+                if "ratio" in row:
+                    print(f"fuse {layout:9s} {row['method']:18s} ranx {row['ranx_s']:7.3f} s  mmfuse "
+                          f"{row['mmfuse_s']:7.4f} s  ratio {row['ratio']:6.1f}x  same scores: {row['same_scores']}",
+                          flush=True)
+                else:
+                    print(f"      {layout:9s} {row['method']}: ranx {row['ranx_s']:.2f} s", flush=True)
+    if "load" not in skip:
+        row = bench_load(*((100, 1000) if args.quick else (1000, 1000)))
+        report["load"] = row
+        print(f"load TREC {row['lines']} lines: ranx.Run.from_file {row['ranx_s']:.3f} s  mmfuse Run.read "
+              f"{row['mmfuse_s']:.3f} s  ratio {row['ratio']:.1f}x", flush=True)
+    if "memory" not in skip:
+        report["memory"] = []
+        for layout in ("corpus-1k", "pool-2k"):
+            row = bench_memory(1000 if args.quick else 10_000, 1000, layout)
+            report["memory"].append(row)
+            print("memory", json.dumps(row), flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
