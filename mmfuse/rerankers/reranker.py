@@ -242,6 +242,8 @@ class VLMReranker:
         grids = {d: self.grid_for(d, paths) for d in dict.fromkeys(head)}
 
         def rank_fn(positions: list[int]) -> list[int]:
+            if len(positions) < 2:  # nothing to order: spare the model call
+                return list(positions)
             cands = []
             label_of = {}
             for j, pos in enumerate(positions):
