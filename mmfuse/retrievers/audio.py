@@ -231,7 +231,8 @@ class LaionClapEncoder:
 
     laion_clap builds its text tokenizer with ``transformers`` from a hub name at run time (``roberta-base`` /
     ``bert-base-uncased``), so it needs network access or a warm Hugging Face cache. Prefer converting the
-    checkpoint to a transformers directory (``transformers``' ``convert_clap_original_pytorch_to_hf.py``) and
+    checkpoint to a transformers directory (``convert_clap_original_pytorch_to_hf.py`` in the transformers
+    source repository) and
     using ``ClapEncoder``.
     """
 
