@@ -176,3 +176,18 @@ def _logprob_reply(body: dict) -> dict:
     return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Yes"},
                          "logprobs": {"content": [{"token": "Yes", "logprob": top[0]["logprob"],
                                                    "top_logprobs": top}]}}]}
+
+
+if __name__ == "__main__":  # python tests/_fake_openai.py [--port 8765] [--lifetime 600]: try the CLI by hand
+    import argparse
+
+    ap = argparse.ArgumentParser(description="loopback imitation of an OpenAI-compatible VLM server")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--lifetime", type=float, default=600.0)
+    ap.add_argument("--mode", default="good", choices=MODES)
+    args = ap.parse_args()
+    srv = FakeOpenAI(default=args.mode, lifetime=args.lifetime)
+    srv._server = ThreadingHTTPServer(("127.0.0.1", args.port), srv._handler())
+    threading.Timer(args.lifetime, srv._server.shutdown).start()
+    print(f"serving {srv.url} for {args.lifetime:.0f} s", flush=True)
+    srv._server.serve_forever()

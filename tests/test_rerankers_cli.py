@@ -112,3 +112,26 @@ def test_rerank_two_runs_is_vic_fusion(inputs, tmp_path, capsys):
     assert "interleaved order" in text and "first #1, ocr -" in text and "first #3, ocr #1" in text  # names: file stems
     res = Run.read(out)
     assert [d for d, _ in res.query("q1")][0] == "purple" and len(res.query("q1")) == 6
+
+
+def test_rerank_sample_corpus(repo_root, tmp_path, capsys):
+    corpus = repo_root / "examples" / "corpus"
+    if not (corpus / "queries.tsv").exists():
+        pytest.skip("sample corpus not generated")
+    from mmfuse.rerankers.reranker import index_videos, load_queries
+
+    docs = sorted(index_videos(corpus))
+    qids = list(load_queries(corpus / "queries.tsv"))[:3]
+    run = tmp_path / "all.trec"
+    Run.from_dict({q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q in qids}).write(run)
+    out, stats = tmp_path / "out.trec", tmp_path / "stats.json"
+    with FakeOpenAI() as srv:
+        code = _cli("rerank", run, "--queries", corpus / "queries.tsv", "--videos", corpus,
+                    "--subtitles", corpus / "subtitles.json", "--backend", "openai", "--model", "m",
+                    "--base-url", srv.url, "--top", "12", "--cell", "48", "--cache-dir", "", "--stats", stats, "-o", out)
+    assert code == 0, capsys.readouterr()
+    s = json.loads(stats.read_text())
+    assert s["reranked"] == 3 and s["parse"]["clean"] == 3 and s["missing_videos"] == {}
+    assert sorted(d for d, _ in Run.read(out).query(qids[0])) == docs
+    text = "".join(p.get("text", "") for p in srv.requests[0]["messages"][0]["content"] if p["type"] == "text")
+    assert "Speech/subtitles:" in text and "yellow ball moves" not in text  # captions never leak

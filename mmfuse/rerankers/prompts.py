@@ -83,13 +83,8 @@ class PromptTemplate:
                  retrievers=format_ranks(c.ranks))
         text = self._fmt(self.candidate, v)
         before, marker, after = text.partition(IMAGE)
-        parts: list[Part] = [("text", before)]
-        parts.append(("image", c.image))
-        if after:
-            parts.append(("text", after))
-        if not marker:  # a user template without the marker still gets its image, after the text
-            parts = [("text", before), ("image", c.image)]
-        return parts
+        # a user template without the marker still gets its image, after the text
+        return [("text", before), ("image", c.image), ("text", after)]
 
     def render(self, query: str, candidates: list[Candidate], metadata: dict | None = None) -> list[Part]:
         """Interleaved parts: header, then per candidate its text and image (in label order), then footer."""

@@ -390,20 +390,20 @@ class VLMReranker:
         return Run.from_arrays(np.asarray(qcol, dtype=object), np.asarray(dcol, dtype=object),
                                np.asarray(scol, dtype=np.float64), name="vic+vlm")
 
-    @staticmethod
-    def _ranks_from(runs: Sequence, lists: dict[str, list[str]]) -> dict[str, dict[str, dict[str, int | None]]]:
+    def _ranks_from(self, runs: Sequence, lists: dict[str, list[str]]) -> dict[str, dict[str, dict[str, int | None]]]:
+        """Per query, per head candidate: {retriever name: its 1-based rank there, or None}."""
         names = [getattr(r, "name", None) or f"run{i}" for i, r in enumerate(runs)]
         if len(set(names)) != len(names):
             names = [f"{n}#{i + 1}" for i, n in enumerate(names)]
         per_run = []
         for r in runs:
-            table = {}
-            rk = r.ranks()
-            qi = r.qidx()
-            qids = r.query_ids
-            ds = r.doc_ids[r.doc_idx]
-            for q, d, k in zip(qids[qi].tolist(), ds.tolist(), rk.tolist()):
-                table[(str(q), str(d))] = int(k)
+            table: dict[str, dict[str, int]] = {}
+            docs = r.doc_ids
+            for qi, q in enumerate(r.query_ids.tolist()):
+                q = str(q)
+                if q in lists:
+                    a, b = int(r.offsets[qi]), int(r.offsets[qi + 1])
+                    table[q] = {str(d): k for k, d in enumerate(docs[r.doc_idx[a:b]].tolist(), 1)}
             per_run.append(table)
-        return {q: {d: {n: t.get((q, d)) for n, t in zip(names, per_run)} for d in docs[:]}
+        return {q: {d: {n: t.get(q, {}).get(d) for n, t in zip(names, per_run)} for d in docs[: self.top]}
                 for q, docs in lists.items()}
