@@ -14,10 +14,10 @@ import pytest
 from mmfuse import media
 from mmfuse.errors import InputError, ParameterError
 
-try:
-    from tests.fixtures_media import frame_index, make_video
-except ImportError:  # tests/ is not a package: conftest put it on sys.path
+try:  # the same module object conftest loaded as a plugin (tests/ is on sys.path, not a package)
     from fixtures_media import frame_index, make_video
+except ImportError:
+    from tests.fixtures_media import frame_index, make_video
 
 pytest.importorskip("av")
 
