@@ -227,7 +227,7 @@ def index_cmd(
     table.add_row("modalities", str(len(summary.modalities)), ", ".join(summary.modalities))
     console.print(table)
     if summary.failed:
-        raise typer.Exit(1)
+        raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
 
 
 @app.command("search")

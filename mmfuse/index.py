@@ -139,6 +139,7 @@ class IndexStore:
             raise IndexError_(f"index {self.path}: cannot open: {e}") from None
         self._tables: dict[str, Any] = {}
         self._cache: dict[tuple, Any] = {}
+        self._registered: dict[str, str] = {}
         if write:
             for name, schema in _schemas().items():
                 self._table(name, schema)
@@ -224,7 +225,7 @@ class IndexStore:
         hit = self._cache.get(key)
         if hit is None:
             if columns:
-                hit = tbl.to_lance().to_table(columns=list(columns))
+                hit = tbl.to_arrow().select(list(columns))
             else:
                 hit = tbl.to_arrow()
             self._cache = {k: v for k, v in self._cache.items() if k[0] != name}
@@ -319,7 +320,7 @@ class IndexStore:
             tbl = self._table(name)
             if tbl is None or "video_id" not in tbl.schema.names or tbl.count_rows() == 0:
                 continue
-            ids = tbl.to_lance().to_table(columns=["video_id"])["video_id"].to_pylist()
+            ids = tbl.to_arrow()["video_id"].to_pylist()
             orphans = sorted(set(ids) - done)
             if orphans:
                 removed += sum(1 for i in ids if i not in done)
@@ -327,60 +328,86 @@ class IndexStore:
         return removed
 
     def write_video(self, rec: VideoRecord, specs: Mapping[str, tuple[str, Mapping[str, Any] | None, str]] | None = None) -> None:
-        """Write all rows of one video, then its ``videos`` row (which makes the video visible).
+        """Write one video (see :meth:`write_videos`)."""
+        self.write_videos([rec], specs)
 
-        ``specs`` maps vector modality -> (kind, spec, ref); each is checked against the index before
-        anything is written, so a model mismatch leaves the index untouched.
+    def write_videos(self, recs: Sequence[VideoRecord],
+                     specs: Mapping[str, tuple[str, Mapping[str, Any] | None, str]] | None = None) -> None:
+        """Write all rows of a batch of videos, then their ``videos`` rows (which make them visible).
+
+        One LanceDB commit per table per batch. ``specs`` maps modality -> (kind, spec, ref); each is
+        checked against the index before anything is written, so a model mismatch leaves the index
+        untouched.
         """
         import pyarrow as pa
 
+        if not recs:
+            return
         specs = dict(specs or {})
         for m, (kind, spec, ref) in specs.items():
-            self.check_spec(m, spec)
+            if self._registered.get(m) != spec_json(spec):
+                self.register_modality(m, kind, spec, ref)
+                self._registered[m] = spec_json(spec)
         schemas = _schemas()
-        # A changed file: make the old version invisible before touching anything else.
-        if rec.video_id in self.video_states():
-            self.forget([rec.video_id])
-        if rec.segments:
-            self._table("segments").add(pa.Table.from_pylist(rec.segments, schema=schemas["segments"]))
-        if rec.subtitles is not None:
+        # Changed files: make the old versions invisible before touching anything else.
+        known = self.video_states()
+        changed = [r.video_id for r in recs if r.video_id in known]
+        if changed:
+            self.forget(changed)
+        segs = [row for r in recs for row in r.segments]
+        if segs:
+            self._table("segments").add(pa.Table.from_pylist(segs, schema=schemas["segments"]))
+        subs = [r for r in recs if r.subtitles is not None]
+        if subs:
             self._table("transcripts").add(pa.table(
-                {"video_id": [rec.video_id], "subtitles": [json.dumps(rec.subtitles)]}, schema=schemas["transcripts"]))
-        if rec.meta is not None:
-            self._table("meta").add(pa.Table.from_pylist([rec.meta], schema=schemas["meta"]))
-        for m, cols in rec.vectors.items():
-            vec = np.asarray(cols["vector"], dtype=np.float32)
-            if vec.ndim != 2 or vec.shape[0] == 0:
-                continue
+                {"video_id": [r.video_id for r in subs], "subtitles": [json.dumps(r.subtitles) for r in subs]},
+                schema=schemas["transcripts"]))
+        metas = [r.meta for r in recs if r.meta is not None]
+        if metas:
+            self._table("meta").add(pa.Table.from_pylist(metas, schema=schemas["meta"]))
+        for m in sorted({m for r in recs for m in r.vectors}):
             kind, spec, ref = specs.get(m, ("vector", None, ""))
-            n = vec.shape[0]
-            tbl = self._table(f"vec_{m}", _vec_schema(vec.shape[1]))
+            ids, segids, times, vecs = [], [], [], []
+            for r in recs:
+                cols = r.vectors.get(m)
+                if cols is None:
+                    continue
+                vec = np.asarray(cols["vector"], dtype=np.float32)
+                if vec.ndim != 2 or vec.shape[0] == 0:
+                    continue
+                n = vec.shape[0]
+                ids += [r.video_id] * n
+                segids += [str(x) for x in cols["segment_id"]]
+                ft = cols.get("frame_time")
+                times.append(np.full(n, np.nan) if ft is None else np.asarray(ft, dtype=np.float64))
+                vecs.append(vec)
+            if not vecs:
+                continue
+            dims = {v.shape[1] for v in vecs}
+            tbl = self._table(f"vec_{m}", _vec_schema(vecs[0].shape[1]))
             want = tbl.schema.field("vector").type.list_size
-            if want != vec.shape[1]:
-                raise ModelError(f"index {self.path}: modality {m!r} stores {want}-d vectors, got {vec.shape[1]}-d from {spec_json(spec)}")
-            ft = cols.get("frame_time")
-            data = pa.table({
-                "video_id": [rec.video_id] * n,
-                "segment_id": [str(s) for s in cols["segment_id"]],
-                "frame_time": pa.array(np.full(n, np.nan) if ft is None else np.asarray(ft, dtype=np.float64)),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), vec.shape[1]),
-                "model": [str((spec or {}).get("model", m))] * n,
-                "params": [spec_json(spec)] * n,
-            }, schema=_vec_schema(vec.shape[1]))
-            tbl.add(data)
-        for m, (kind, spec, ref) in specs.items():
-            self.register_modality(m, kind, spec, ref)
-        info = rec.info
-        row = {
-            "video_id": rec.video_id, "path": rec.path, "content_hash": rec.content_hash,
-            "duration": float(info.get("duration") or 0.0), "has_video": bool(info.get("has_video", True)),
-            "has_audio": bool(info.get("has_audio", False)), "width": int(info.get("width") or 0),
-            "height": int(info.get("height") or 0), "fps": float(info.get("fps") or 0.0),
-            "rotation": int(info.get("rotation") or 0), "n_segments": len(rec.segments),
-            "modalities": ",".join(sorted(rec.modalities)), "status": "done",
-            "indexed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        self._table("videos").add(pa.Table.from_pylist([row], schema=schemas["videos"]))
+            if dims != {want}:
+                raise ModelError(f"index {self.path}: modality {m!r} stores {want}-d vectors, got {sorted(dims)}-d from {spec_json(spec)}")
+            vec = np.concatenate(vecs)
+            n = vec.shape[0]
+            tbl.add(pa.table({
+                "video_id": ids, "segment_id": segids, "frame_time": pa.array(np.concatenate(times)),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), want),
+                "model": [str((spec or {}).get("model", m))] * n, "params": [spec_json(spec)] * n,
+            }, schema=_vec_schema(want)))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rows = []
+        for rec in recs:
+            info = rec.info
+            rows.append({
+                "video_id": rec.video_id, "path": rec.path, "content_hash": rec.content_hash,
+                "duration": float(info.get("duration") or 0.0), "has_video": bool(info.get("has_video", True)),
+                "has_audio": bool(info.get("has_audio", False)), "width": int(info.get("width") or 0),
+                "height": int(info.get("height") or 0), "fps": float(info.get("fps") or 0.0),
+                "rotation": int(info.get("rotation") or 0), "n_segments": len(rec.segments),
+                "modalities": ",".join(sorted(rec.modalities)), "status": "done", "indexed_at": now,
+            })
+        self._table("videos").add(pa.Table.from_pylist(rows, schema=schemas["videos"]))
 
     def optimize(self) -> None:
         """Compact the small per-video fragments into fewer files (readers see the same rows)."""

@@ -46,6 +46,8 @@ class IndexConfig:
     metadata: str | os.PathLike | None = None
     workers: int = 1
     asr_chunk: float = 30.0
+    batch_size: int = 32  # videos per index commit
+    batch_seconds: float = 5.0  # ... or whatever finished within this many seconds
     prune: bool = True
 
 
@@ -455,6 +457,21 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
                 progress(done, total, f"{label} | {counter.segments} segments")
 
         report("starting")
+        specs_all = {m: models.specs[m] for m in models.specs}
+        buf: list[Any] = []
+        last_flush = time.perf_counter()
+
+        def flush() -> None:
+            nonlocal last_flush
+            if buf:
+                with _clock(counter, "write"):
+                    store.write_videos(buf, specs_all)
+                for rec in buf:
+                    summary.indexed.append((rec.video_id, len(rec.segments), rec.info["duration"]))
+                    summary.seconds += rec.info["duration"]
+                buf.clear()
+            last_flush = time.perf_counter()
+
         pool = cf.ThreadPoolExecutor(max_workers=int(cfg.workers), thread_name_prefix="mmfuse-index")
         try:
             pending = {pool.submit(_process, j, cfg, models, state, meta, counter, stop): j for j in jobs}
@@ -465,18 +482,18 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
                     job = pending.pop(fut)
                     status, payload = fut.result()
                     if status == "indexed":
-                        with _clock(counter, "write"):
-                            store.write_video(payload, {m: models.specs[m] for m in payload.vectors if m in models.specs}
-                                              | {m: models.specs[m] for m in models.enabled if m in models.specs})
-                        summary.indexed.append((job.video_id, len(payload.segments), payload.info["duration"]))
-                        summary.seconds += payload.info["duration"]
+                        buf.append(payload)
                     elif status == "skipped":
                         summary.skipped.append((job.rel, payload))
                     else:
                         summary.failed.append((job.rel, payload))
                     done += 1
                     last = job.rel
+                # Batches bound both the commit count and the work an interruption can lose.
+                if len(buf) >= cfg.batch_size or (buf and time.perf_counter() - last_flush > cfg.batch_seconds):
+                    flush()
                 report(last or "indexing")
+            flush()
         except BaseException:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -531,7 +548,46 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
             warnings.append(f"{r.name} modality skipped: {e}")
     if not runs:
         raise InputError(f"index {index_dir}: no modality can be searched" + (f" ({'; '.join(warnings)})" if warnings else ""))
-    from .fusion import fuse
+    from .retrievers.base import normalize_queries
 
-    fused = fuse(runs, method=fusion, **fusion_params).cut(int(k)) if len(runs) > 1 else runs[0].cut(int(k))
+    qids, _ = normalize_queries(queries)
+    fused = fuse_available(runs, qids, method=fusion, k=int(k), **fusion_params)
     return SearchResult(fused=fused.with_name("fused"), runs=runs, warnings=warnings)
+
+
+def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | None = None, k: int | None = None,
+                   **params: Any) -> Any:
+    """Fuse, for each query, only the runs that returned something for it.
+
+    Modalities legitimately miss queries (no on-screen text matches a spoken phrase), so queries are
+    grouped by which runs answered them and each group is fused on its own (one vectorized ``fuse``
+    call per group; at most 2^runs groups, in practice a handful). A query answered by one run keeps
+    that run's list; a query answered by none gets no entries.
+    """
+    from .fusion import fuse
+    from .retrievers.base import empty_run, ensure_queries
+    from .run import Run
+
+    qids = np.asarray(query_ids).astype(str)
+    runs = [ensure_queries(r, qids) for r in runs]
+    if not runs:
+        return empty_run("fused", qids)
+    mask = np.stack([np.diff(r.offsets) > 0 for r in runs])  # [R, Q]
+    patterns, group = np.unique(mask.T, axis=0, return_inverse=True)
+    parts_q, parts_d, parts_s = [], [], []
+    for g, pat in enumerate(patterns):
+        members = np.flatnonzero(pat)
+        if members.size == 0:
+            continue
+        gq = qids[group.reshape(-1) == g].tolist()
+        sub = [runs[i].subset(gq) for i in members]
+        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
+        if k:
+            out = out.cut(k)
+        parts_q.append(np.asarray(out.query_ids).astype(str)[out.qidx()])
+        parts_d.append(np.asarray(out.doc_ids).astype(str)[out.doc_idx])
+        parts_s.append(np.asarray(out.scores, dtype=np.float64))
+    if not parts_q:
+        return empty_run("fused", qids)
+    fused = Run.from_arrays(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_s), name="fused")
+    return ensure_queries(fused, qids)

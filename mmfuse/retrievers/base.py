@@ -170,6 +170,8 @@ def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
     from ..run import Run
 
     qids = np.asarray(query_ids).astype(str)
+    if run.n_queries == 0:
+        return empty_run(run.name, qids)
     pos = {q: i for i, q in enumerate(np.asarray(run.query_ids).astype(str).tolist())}
     src = np.asarray([pos.get(q, -1) for q in qids.tolist()], dtype=np.int64)
     ok = src >= 0
