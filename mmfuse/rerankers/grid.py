@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,6 @@ class GridSpec:
     cell: tuple[int, int] = (224, 224)
     sampling: str = "uniform"
     background: tuple[int, int, int] = (0, 0, 0)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.rows < 1 or self.cols < 1:
@@ -55,7 +54,6 @@ class GridSpec:
     @functools.cached_property
     def _key(self) -> str:
         d = asdict(self)
-        d.pop("extra")
         d["version"] = _GRID_VERSION
         return json.dumps(d, sort_keys=True)
 
@@ -236,6 +234,7 @@ class GridCache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             self._load_hashes()
         self._memory: OrderedDict[str, Any] = OrderedDict()
+        # without a disk cache, memory is the only copy: keep every grid
         self.memory_items = memory_items if self.cache_dir is not None else 1 << 62
         self.hits = 0
         self.misses = 0

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -193,7 +194,7 @@ class VLMReranker:
         self.cache = GridCache(cache_dir)
         self.show_ranks = show_ranks
         self.stats = RerankStats()
-        self._grid_memo: dict[str, tuple[Any, str]] = {}
+        self._grid_memo: OrderedDict[str, tuple[Any, str]] = OrderedDict()
         self._grid_lock = threading.Lock()
         tok = getattr(backend, "tokenizer", None)
         self._count = (lambda s: len(tok.encode(s, add_special_tokens=False))) if tok is not None else None
@@ -201,13 +202,16 @@ class VLMReranker:
     # -- candidate material -------------------------------------------------------------------------------------
     def grid_for(self, doc: str, paths: Mapping[str, Path]):
         """The unlabelled grid of ``doc`` (a placeholder, noted in the stats, when its video is unusable)."""
-        memo = self._grid_memo.get(doc)
-        if memo is not None:  # a doc shared by many queries is looked up once per rerank call
-            return memo
         with self._grid_lock:
-            if doc not in self._grid_memo:
-                self._grid_memo[doc] = self._grid_uncached(doc, paths)
-            return self._grid_memo[doc]
+            # docs shared by many queries skip hashing and lookup; bounded like the cache's own memory
+            memo = self._grid_memo.get(doc)
+            if memo is None:
+                memo = self._grid_memo[doc] = self._grid_uncached(doc, paths)
+                while len(self._grid_memo) > self.cache.memory_items:
+                    self._grid_memo.popitem(last=False)
+            else:
+                self._grid_memo.move_to_end(doc)
+            return memo
 
     def _grid_uncached(self, doc: str, paths: Mapping[str, Path]):
         from ..errors import MmfuseError
@@ -272,7 +276,7 @@ class VLMReranker:
                  checkpoint: str | os.PathLike | None, resume: bool) -> dict[str, list[str]]:
         t_start = time.perf_counter()
         self.stats = RerankStats()
-        self._grid_memo = {}
+        self._grid_memo = OrderedDict()
         if hasattr(self.backend, "parse_stats"):
             self.backend.parse_stats = ParseStats()
         results: dict[str, list[str]] = {}
