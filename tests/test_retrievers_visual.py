@@ -59,8 +59,14 @@ def test_softmax_weighted_matches_loop(toy):
             w = np.exp((s - s.max()) / temp)
             w /= w.sum()
             ref[i, o] = qi @ _unit((w[:, None] * g).sum(0))
-    np.testing.assert_allclose(score_softmax_weighted(q, f, owner, temperature=temp), ref, atol=1e-5)
+    np.testing.assert_allclose(score_softmax_weighted(q, f, temp, frame_owner=owner), ref, atol=1e-5)
     np.testing.assert_allclose(score(q, f, owner, "softmax", temperature=temp, block_queries=2), ref, atol=1e-5)
+    # One owner when frame_owner is omitted: the whole frame set is one video.
+    one = score_softmax_weighted(q, f, temp)
+    assert one.shape == (3, 1)
+    w = np.exp((q @ f.T - (q @ f.T).max(1, keepdims=True)) / temp)
+    w /= w.sum(1, keepdims=True)
+    np.testing.assert_allclose(one[:, 0], np.sum(q * _unit(w @ f), axis=1), atol=1e-5)
     # Limits: a tiny temperature picks the best frame; a huge one is mean pooling.
     np.testing.assert_allclose(score(q, f, owner, "softmax", temperature=1e-4), score(q, f, owner, "maxsim"),
                                atol=1e-4)

@@ -248,8 +248,8 @@ def _queries(query_embs: np.ndarray) -> np.ndarray:
 def score_softmax_weighted(
     query_embs: np.ndarray,
     frame_embs: np.ndarray,
-    frame_owner=None,
     temperature: float = 0.1,
+    frame_owner=None,
     n_owners: int | None = None,
 ) -> np.ndarray:
     """Query-scored softmax-weighted mean pooling: cos(q, normalize(sum_f w_f f)), w = softmax(q.f / T): [m, O].
