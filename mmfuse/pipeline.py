@@ -56,7 +56,8 @@ class Pipeline:
     """Retrieve with several retrievers, fuse their runs, optionally rerank the top with a VLM.
 
     ``retrievers``: retriever objects (anything with ``name``, ``modality``, ``search(queries, k) -> Run``)
-    and/or names of modalities recorded in ``index`` (``"ocr"``, ``"asr"``, ``"asr_dense"``, ``"visual"``, ...);
+    and/or names of retrievers over ``index`` (``"ocr"``, ``"asr"``, ``"asr_dense"``, ``"meta"``, ``"meta_dense"``,
+    ``"visual"``, ``"audio"``, plug-in names; each name picks exactly one);
     ``None`` = every modality of the index. ``fusion``: a method name from ``mmfuse.fusion.methods()``, ``None``
     for the library default, or a callable ``runs -> Run``. ``fusion_params`` go to ``mmfuse.fusion.fuse``
     (e.g. ``{"k": 60}``), as do ``norm`` and ``weights``. ``depth``: candidates each retriever contributes.
@@ -128,8 +129,9 @@ class Pipeline:
         else:
             for r in specs:
                 if isinstance(r, str):
-                    got = self._from_index([r], self.retriever_options.get(r, {}))
-                    if not got:
+                    opts = self.retriever_options.get(r, {})
+                    got = self._from_index([r], opts)
+                    if not got and not opts.get("optional"):
                         known = sorted(self.store.specs())
                         self.warnings.append(f"retriever {r!r} skipped: not in index {self.index} "
                                              f"(it has {', '.join(known) or 'nothing'})")
@@ -148,12 +150,9 @@ class Pipeline:
         kw = dict(aggregation=self.aggregation, pooling=self.pooling, clip_encoder=self.clip_encoder,
                   clap_encoder=self.clap_encoder, dense=self.dense)
         kw.update({k: v for k, v in opts.items() if k in kw})
-        exact = modalities is not None and "_" in modalities[0]
         got = retrievers_for_index(self.store, modalities=modalities, warn=self.warnings.append, **kw)
-        if exact:  # "asr_dense" names one retriever, not the asr family
+        if modalities is not None:  # a name picks exactly that retriever ("asr" is not "asr_dense")
             got = [g for g in got if getattr(g, "name", None) == modalities[0]]
-        elif modalities is not None:
-            got = [g for g in got if str(getattr(g, "name", "")).split("_")[0] == modalities[0]]
         return got
 
     def video_paths(self) -> Any:
@@ -312,6 +311,9 @@ class Pipeline:
                 opts["clap_encoder"] = clap
             options[r.kind] = opts
             specs.append(r.kind)
+            if r.kind in ("asr", "meta") and r.dense:  # the dense twin, when the index has its vectors
+                options[f"{r.kind}_dense"] = dict(opts, optional=True)
+                specs.append(f"{r.kind}_dense")
         specs += list(extra_retrievers)
         if not specs:
             raise ConfigError("config: every retriever is disabled; enable at least one [retrievers.NAME]")
@@ -363,6 +365,17 @@ def _fuse_by_coverage(runs: list["Run"], cover: Any, weights: list[float] | None
                            queries=[q for q in qids if any(q in g for g in groups.values())])
 
 
+class _Renamed:
+    """A plug-in retriever under the name its config table gives it."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        self.inner, self.name = inner, name
+        self.modality = getattr(inner, "modality", "custom")
+
+    def search(self, queries: Any, k: int = 100) -> "Run":
+        return self.inner.search(queries, k).with_name(self.name)
+
+
 def _plugin(name: str, r: Any, index: str | None) -> Any:
     from .retrievers import load_retriever
 
@@ -373,12 +386,7 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
         except TypeError as e:
             raise ConfigError(f"[retrievers.{name}] params: {r.ref} does not accept them: {e}") from None
     if callable(getattr(obj, "search", None)):
-        if getattr(obj, "name", None) in (None, ""):
-            try:
-                obj.name = name
-            except AttributeError:
-                pass
-        return obj
+        return _Renamed(obj, name) if getattr(obj, "name", None) != name else obj
     if callable(getattr(obj, "encode_queries", None)) and index is not None:
         from .index import IndexStore
         from .retrievers import VectorRetriever
