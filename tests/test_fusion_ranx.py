@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 from mmfuse import Run
@@ -109,9 +109,14 @@ def _weights(n):
     return [0.5, 1.0, 2.0, 0.25][:n]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(runs=run_sets(), method=st.sampled_from(sorted(SCORE_METHODS)), norm=st.sampled_from(SCORE_NORMS))
 def test_score_methods_match_ranx(runs, method, norm):
+    if norm == "zmuv":
+        # ranx's zmuv drops other queries' results when a run holds an empty list (NaN mean inside numba), so
+        # the zmuv oracle is only asked about runs whose every query has candidates.
+        qids = {q for r in runs for q in r.query_ids.tolist()}
+        assume(all(q in r and len(r[q]) > 0 for r in runs for q in qids))
     params = dict(SCORE_METHODS[method])
     w = _weights(len(runs)) if method in WEIGHTED else None
     rparams = dict(params, **({"weights": w} if w else {}))

@@ -96,7 +96,7 @@ def q2e_entropy(ctx: FusionInput, top_k: int, temperature: float, eps: float) ->
     a = ctx.aligned
     D = max(a.doc_ids.size, 1)
     s = a.score / temperature
-    grp = a.run * D + a.didx  # one softmax per (run, doc) across the queries that retrieved it
+    grp = a.run.astype(np.int64) * D + a.didx  # one softmax per (run, doc) across the queries that retrieved it
     order = np.argsort(grp, kind="stable")
     g = grp[order]
     starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))

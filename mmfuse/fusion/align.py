@@ -186,28 +186,35 @@ def align(runs: list, depth: int | None = None) -> Aligned:
     seg_offsets = np.zeros(seg_counts.size + 1, dtype=np.int64)
     np.cumsum(seg_counts, out=seg_offsets[1:])
 
-    run = np.repeat(np.arange(R, dtype=np.int64), [len(r) for r in runs])
-    qidx = np.repeat(seg_q, seg_counts)
-    identity = all(dm.size == 0 or (dm[0] == 0 and dm[-1] == dm.size - 1 and dm.size == D) for dm in dmaps)
-    didx = np.concatenate([r.doc_idx if identity else dm[r.doc_idx] for dm, r in zip(dmaps, runs)])
+    # Narrow index dtypes keep 40M-entry fusions within a few GB; products below are taken in int64.
+    run = np.repeat(np.arange(R, dtype=np.int16 if R < 2**15 else np.int64), [len(r) for r in runs])
+    qidx = np.repeat(seg_q.astype(np.int32 if Q < 2**31 else np.int64), seg_counts)
+    ddt = np.int32 if D < 2**31 else np.int64
+    # A sorted table maps strictly increasingly into the sorted union, so equal sizes mean the identity map.
+    didx = np.concatenate([(r.doc_idx if dm.size == D else dm[r.doc_idx]).astype(ddt, copy=False)
+                           for dm, r in zip(dmaps, runs)])
     score = np.concatenate([np.asarray(r.scores, dtype=np.float64) for r in runs])
     if seg_counts.size and seg_counts[0] > 0 and (seg_counts == seg_counts[0]).all():  # top-k lists: no repeat
-        rank = np.tile(np.arange(1, int(seg_counts[0]) + 1, dtype=np.int64), seg_counts.size)
+        rank = np.tile(np.arange(1, int(seg_counts[0]) + 1, dtype=np.int32), seg_counts.size)
     else:
-        rank = np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1
+        rank = (np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1).astype(np.int32)
     score = _finite(score, seg_offsets, names, run)
 
-    keys = qidx * max(D, 1) + didx
+    keys = qidx.astype(np.int64) * max(D, 1)
+    keys += didx
     if Q * D <= max(_DENSE_LIMIT, 2 * keys.size):
         present = np.zeros(Q * D, dtype=bool)
         present[keys] = True
         ukeys = np.flatnonzero(present)
-        pid = np.cumsum(present, dtype=np.int64) - 1
+        pid = np.cumsum(present, dtype=np.int64)
+        del present
+        pid -= 1
         pair = pid[keys]
-        del present, pid
+        del pid
     else:
         ukeys, pair = np.unique(keys, return_inverse=True)
         pair = pair.reshape(-1)
+    del keys
     pair_q, pair_d = np.divmod(ukeys, max(D, 1))
     q_pair_offsets = np.zeros(Q + 1, dtype=np.int64)
     np.cumsum(np.bincount(pair_q, minlength=Q), out=q_pair_offsets[1:])

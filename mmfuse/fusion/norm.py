@@ -99,7 +99,8 @@ def _normalize_uniform(norm: str, m: np.ndarray, temperature: float) -> np.ndarr
         return (m - lo) / den if norm == "min-max" else (hi - m) / den
     if norm == "zmuv":
         dev = m - m.mean(axis=1, keepdims=True)
-        return dev / np.maximum(np.sqrt((dev * dev).mean(axis=1, keepdims=True)), _EPS)
+        dev /= np.maximum(m.std(axis=1, keepdims=True), _EPS)
+        return dev
     if norm == "sum":
         lo = m.min(axis=1, keepdims=True)
         return (m - lo) / np.maximum(m.sum(axis=1, keepdims=True) - lo * m.shape[1], _EPS)
@@ -126,7 +127,7 @@ def normalize_entries(a: Aligned, norm: str | None, temperature: float = 1.0):
     present_v = 1.0 - (a.rank - 1) / np.maximum(n_cand[a.qidx], 1.0)
     R, P = a.n_runs, a.n_pairs
     have = np.zeros(R * P, dtype=bool)
-    have[a.run * P + a.pair] = True
+    have[a.run.astype(np.int64) * P + a.pair] = True
     miss = np.flatnonzero(~have)
     mrun, mpair = np.divmod(miss, P)
     mq = a.pair_q[mpair]
