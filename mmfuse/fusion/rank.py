@@ -97,11 +97,11 @@ def condorcet(ctx: FusionInput) -> np.ndarray:
     w = ctx.weights
     # Block queries so that each block's pairwise tensor stays ~ 8M cells; a loop over blocks, not queries.
     budget = 8_000_000
+    cost = np.cumsum(n_cand.astype(np.int64) ** 2 * R)
     q0, Q = 0, a.n_queries
     while q0 < Q:
-        q1 = q0 + 1
-        while q1 < Q and ((n_cand[q0:q1 + 1].astype(np.int64) ** 2).sum() * R) <= budget:
-            q1 += 1
+        base = cost[q0 - 1] if q0 else 0
+        q1 = max(q0 + 1, int(np.searchsorted(cost, base + budget, side="right")))
         L = int(n_cand[q0:q1].max(initial=0))
         if L:
             nq = q1 - q0
