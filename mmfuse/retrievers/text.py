@@ -22,7 +22,7 @@ import re
 import shutil
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +50,25 @@ _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 
 
-def _is_punct(ch: str) -> bool:
-    cat = unicodedata.category(ch)
-    return cat[0] in "PSC" and not ch.isspace()
+class _PunctTable(dict):
+    """str.translate table: punctuation, symbols and control/format characters -> space, filled on demand."""
+
+    def __missing__(self, code: int) -> str | int:
+        ch = chr(code)
+        rep: str | int = " " if unicodedata.category(ch)[0] in "PSC" and not ch.isspace() else code
+        self[code] = rep
+        return rep
 
 
-_PUNCT_TABLE: dict[int, str] = {}
+_PUNCT = _PunctTable()
 
 
 def normalize_text(s: str) -> str:
     """NFKC, casefold, punctuation and symbols to spaces, whitespace collapsed: 'Hello,  WORLD!' -> 'hello world'."""
     if not s:
         return ""
-    s = unicodedata.normalize("NFKC", s).casefold()
-    out = []
-    for ch in s:
-        code = ord(ch)
-        rep = _PUNCT_TABLE.get(code)
-        if rep is None:
-            rep = " " if _is_punct(ch) else ch
-            _PUNCT_TABLE[code] = rep
-        out.append(rep)
-    return _WS.sub(" ", "".join(out)).strip()
+    s = unicodedata.normalize("NFKC", s).casefold().translate(_PUNCT)
+    return _WS.sub(" ", s).strip()
 
 
 def squash(s: str) -> str:
