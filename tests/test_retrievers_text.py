@@ -27,6 +27,8 @@ def test_normalize_and_squash():
     assert normalize_text("rock&roll (live)") == "rock roll live"
     assert squash("Red  Bicycle!") == "redbicycle"
     assert squash("RED-BI CYCLE") == squash("redbicycle")
+    assert normalize_text("ไทย हिन्दी") == "ไทย हिन्दी"  # combining marks are letters' parts, not punctuation
+    assert normalize_text("snake_case\u200bword") == "snake case word"  # connector and format characters
 
 
 def test_analyzer_terms():
