@@ -218,6 +218,7 @@ class _Opened:
         self.t0 = c.start_time / 1_000_000 if c.start_time is not None else 0.0
         self.bad = 0
         self.packets = 0
+        self._duration: float | None = None
         self.last_error: BaseException | None = None
         self._check_index()
         if self.video is not None:
@@ -275,6 +276,8 @@ class _Opened:
                 continue
             start = float(s.start_time * s.time_base) - self.t0 if s.start_time is not None else 0.0
             declared = start + float(s.duration * s.time_base)
+            if declared > 1.5 * self.duration() + 5.0 or start < -5.0:
+                continue  # a header that disagrees with the file (wrapped timestamps): no verdict
             if ends[s.index] < declared - max(_TRUNCATION_SLACK_S, 0.02 * declared):
                 raise MediaError(
                     self.path,
@@ -299,15 +302,23 @@ class _Opened:
         return MediaError(self.path, f"decoding {what} failed (corrupt or truncated file: {_ffmpeg_reason(err)})")
 
     def duration(self) -> float:
+        if self._duration is None:
+            self._duration = self._find_duration()
+        return self._duration
+
+    def _find_duration(self) -> float:
         c = self.container
-        if c.duration is not None and c.duration > 0:
-            return c.duration / 1_000_000
-        best = 0.0
+        whole = c.duration / 1_000_000 if c.duration is not None and c.duration > 0 else 0.0
+        streams = 0.0
         for s in (self.video, self.audio):
-            if s is not None and s.duration is not None and s.time_base is not None:
-                best = max(best, float(s.duration * s.time_base))
-        if best > 0:
-            return best
+            if s is not None and s.duration and s.time_base is not None:
+                streams = max(streams, float(s.duration * s.time_base))
+        # A container duration far beyond every stream's comes from a wrapped timestamp (MPEG-TS
+        # stores 33-bit ones): trust the streams then.
+        if whole > 0 and (streams <= 0 or whole <= 1.5 * streams + 5.0):
+            return whole
+        if streams > 0:
+            return streams
         return self._scan_duration()
 
     def _scan_duration(self) -> float:
@@ -616,10 +627,10 @@ def _resampler(av: Any, rate: int) -> Any:
 class _AudioSink:
     """Resamples decoded audio to mono float32 at several rates; hands out spans by time."""
 
-    def __init__(self, rates: Sequence[int], t0: float):
+    def __init__(self, rates: Sequence[int], duration: float):
         av = _av()
         self.rates = [int(r) for r in rates]
-        self.t0 = t0
+        self.duration = duration
         self.res = {r: _resampler(av, r) for r in self.rates}
         self.chunks: dict[int, list[np.ndarray]] = {r: [] for r in self.rates}
         self.base: dict[int, int] = {r: 0 for r in self.rates}  # sample index of chunks[r][0][0]
@@ -630,6 +641,8 @@ class _AudioSink:
     def push(self, frame: Any, start_time: float) -> None:
         if not self.started:
             self.started = True
+            if not -1.0 <= start_time <= self.duration:
+                start_time = 0.0  # a wrapped or bogus first timestamp: the samples start the file
             # Sample 0 is time 0: pad a late start with silence, drop pre-roll before time 0.
             for r in self.rates:
                 lead = int(round(start_time * r))
@@ -690,7 +703,7 @@ def load_audio(path: str | os.PathLike, rate: int = 16000) -> np.ndarray:
     with _Opened(path) as o:
         if o.audio is None:
             return np.zeros(0, np.float32)
-        sink = _AudioSink([int(rate)], o.t0)
+        sink = _AudioSink([int(rate)], o.duration())
         ends: dict[int, float] = {}
         try:
             for pkt in o.container.demux(o.audio):
@@ -779,7 +792,7 @@ def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_
                 seg_times.append(_uniform_times(s, e, n_frames))
         flat = [t for ts in seg_times for t in ts]
         video = _GopSampler(o, flat, _FrameConverter(o.video, frame_size)) if want_video else None
-        sink = _AudioSink(rates, o.t0) if want_audio else None
+        sink = _AudioSink(rates, bounds[-1][1]) if want_audio else None
         streams = [s for s, w in ((o.video, want_video), (o.audio, want_audio)) if w]
         next_seg = 0
         offset = 0  # index into flat of next_seg's first frame

@@ -40,6 +40,8 @@ def clips(tmp_path_factory):
         "odd": make_video(d / "odd.mp4", seconds=1, size=(321, 243)),
         "short": make_video(d / "short.mp4", seconds=0.4, fps=25, audio_rate=None),
         "noaudio_mkv": make_video(d / "noaudio.mkv", seconds=2, audio_rate=None),
+        # MPEG-TS keeps 33-bit timestamps: the AAC priming makes the first audio pts wrap around.
+        "ts": make_video(d / "wrapped.ts", seconds=3, fps=30),
     }
 
 
@@ -302,3 +304,13 @@ def test_missing_file_and_bad_parameters(tmp_path, sample_corpus):
     assert media.sample_frames(p, times=[]) == [] and media.sample_frames(p, n=0) == []
     assert ".m4a" in media.VIDEO_EXTENSIONS and ".mp4" in media.VIDEO_EXTENSIONS
     assert not media.is_media_file("notes.txt") and media.is_media_file("CLIP.MP4")
+
+
+def test_wrapped_timestamps_mpegts(clips):
+    info = media.probe(clips["ts"])
+    assert info.duration == pytest.approx(3.0, abs=0.05)  # not the 26.5 h a wrapped pts implies
+    segs = list(media.iter_segments(clips["ts"], window=2, frames_per_segment=2))
+    assert [(s.start, s.end) for s in segs] == [(0.0, 2.0), (2.0, pytest.approx(3.0, abs=0.05))]
+    # The muxer delays video by the 2090-tick audio priming (23 ms): frame i shows from i/30 + 0.023 s.
+    assert [frame_index(f) for s in segs for f in s.frames] == [14, 44, 67, 82]
+    assert segs[0].audio[16000].size == 32000 and np.abs(segs[0].audio[16000][8000:]).max() > 0.4
