@@ -247,53 +247,102 @@ def _ranks_from_scores(a, j: _Judged, scores: np.ndarray, n_docs: int) -> Releva
 
 
 # ---- the sweep ------------------------------------------------------------------------------------------------------
-def sweep(dataset, configs: Sequence[Config], metrics: Sequence[str] = DEFAULT_VIDEO_METRICS,
-          progress: Progress | None = None, _offset: int = 0, _total: int | None = None) -> list[Result]:
-    """Measure every configuration on ``dataset`` (a :class:`~mmfuse.benchmarks.datasets.Dataset`)."""
+_SHARED: dict[str, Any] = {}
+
+
+def _measure(a, judged, c: Config, n_docs: int, Q: int, t_align: float, metrics: Sequence[str]) -> Result:
     from ..fusion import get_method
-    from ..fusion.align import FusionInput, align
-    from ..fusion.fuse import check_weights  # noqa: F401  (same validation module as fuse)
+    from ..fusion.align import FusionInput
     from ..fusion.norm import norm_name, normalize_entries
 
+    t1 = time.perf_counter()
+    transductive = False
+    if c.method == "single":
+        scores = np.bincount(a.pair, weights=a.score, minlength=a.n_pairs)
+    else:
+        m = get_method(c.method)
+        transductive = bool(m.transductive)
+        nname = norm_name(c.norm if c.norm is not None else (m.default_norm or "none"))
+        norm_kw = {k[5:]: v for k, v in c.params if k.startswith("norm_")}
+        params = {k: v for k, v in c.params if not k.startswith("norm_")}
+        resolved = m.resolve(params)
+        run, pair, qidx, value, rank = normalize_entries(a, nname, **norm_kw)
+        ctx = FusionInput(a, run, pair, qidx, value, rank, np.ones(a.n_runs))
+        scores = np.asarray(m.fn(ctx, **resolved), dtype=np.float64)
+    elapsed = time.perf_counter() - t1 + t_align
+    rr = _ranks_from_scores(a, judged, scores, n_docs)
+    return Result(c, video_metrics(rr, metrics), 1000.0 * elapsed / Q, extra={"transductive": transductive})
+
+
+def _work(job: tuple[tuple[str, ...], list[tuple[int, Config]]]) -> list[tuple[int, Result]]:
+    sub, items = job
+    full, used, dataset, metrics = _SHARED["full"], _SHARED["used"], _SHARED["dataset"], _SHARED["metrics"]
+    t0 = time.perf_counter()
+    a = full if tuple(used) == sub else _sub_aligned(full, [used.index(r) for r in sub])
+    t_align = time.perf_counter() - t0  # deriving the subset's alignment is part of each of its fusions
+    judged = _judge(a, dataset.qrels)
+    n_docs = max(int(dataset.n_docs), int(a.doc_ids.size))
+    Q = max(dataset.n_queries, 1)
+    return [(i, _measure(a, judged, c, n_docs, Q, t_align, metrics)) for i, c in items]
+
+
+def sweep(dataset, configs: Sequence[Config], metrics: Sequence[str] = DEFAULT_VIDEO_METRICS,
+          progress: Progress | None = None, _offset: int = 0, _total: int | None = None,
+          workers: int | None = None) -> list[Result]:
+    """Measure every configuration on ``dataset`` (a :class:`~mmfuse.benchmarks.datasets.Dataset`).
+
+    The dataset's runs are aligned once; each retriever subset's alignment is derived from it and each
+    configuration is fused once over all queries. ``workers`` (default: up to 2 CPU cores) spreads the
+    configurations over forked processes; results come back in ``configs`` order.
+    """
+    import multiprocessing as mp
+    import os
+
+    from ..fusion.align import align
+
     total = _total if _total is not None else len(configs)
-    by_subset: dict[tuple[str, ...], list[Config]] = {}
-    for c in configs:
+    by_subset: dict[tuple[str, ...], list[tuple[int, Config]]] = {}
+    for i, c in enumerate(configs):
         for r in c.retrievers:
             if r not in dataset.runs:
                 raise ParameterError(str(unknown(f"retriever of dataset {dataset.name}", r, dataset.runs)))
-        by_subset.setdefault(c.retrievers, []).append(c)
-    results: list[Result] = []
-    done = _offset
-    Q = max(dataset.n_queries, 1)
+        by_subset.setdefault(c.retrievers, []).append((i, c))
+    if not configs:
+        return []
     used = list(dict.fromkeys(r for sub in by_subset for r in sub))
-    full = align([dataset.runs[r] for r in used]) if used else None
-    for sub, cfgs in by_subset.items():
-        t0 = time.perf_counter()
-        a = full if tuple(used) == sub else _sub_aligned(full, [used.index(r) for r in sub])
-        t_align = time.perf_counter() - t0
-        judged = _judge(a, dataset.qrels)
-        n_docs = max(int(dataset.n_docs), int(a.doc_ids.size))
-        for c in cfgs:
-            t1 = time.perf_counter()
-            if c.method == "single":
-                scores = np.bincount(a.pair, weights=a.score, minlength=a.n_pairs)
-            else:
-                m = get_method(c.method)
-                nname = norm_name(c.norm if c.norm is not None else (m.default_norm or "none"))
-                norm_kw = {k[5:]: v for k, v in c.params if k.startswith("norm_")}
-                params = {k: v for k, v in c.params if not k.startswith("norm_")}
-                resolved = m.resolve(params)
-                run, pair, qidx, value, rank = normalize_entries(a, nname, **norm_kw)
-                ctx = FusionInput(a, run, pair, qidx, value, rank, np.ones(a.n_runs))
-                scores = np.asarray(m.fn(ctx, **resolved), dtype=np.float64)
-            elapsed = time.perf_counter() - t1 + t_align
-            rr = _ranks_from_scores(a, judged, scores, n_docs)
-            results.append(Result(c, video_metrics(rr, metrics), 1000.0 * elapsed / Q,
-                                  extra={"transductive": bool(c.method != "single" and get_method(c.method).transductive)}))
-            done += 1
-            if progress is not None:
-                progress(done, total, f"{dataset.name}: {c.method}{'/' + c.norm if c.norm else ''} {'+'.join(sub)}")
-    return results
+    _SHARED.update(full=align([dataset.runs[r] for r in used]), used=used, dataset=dataset, metrics=tuple(metrics))
+    # jobs of a few configurations each, so progress moves and both workers stay busy to the end
+    jobs = []
+    for sub, items in by_subset.items():
+        for a in range(0, len(items), 6):
+            jobs.append((sub, items[a:a + 6]))
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    out: list[Result | None] = [None] * len(configs)
+    done = _offset
+    try:
+        use_pool = workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods()
+        if use_pool:
+            with mp.get_context("fork").Pool(workers) as pool:
+                for part in pool.imap_unordered(_work, jobs):
+                    for i, r in part:
+                        out[i] = r
+                    done += len(part)
+                    if progress is not None:
+                        c = part[-1][1].config
+                        progress(done, total, f"{dataset.name}: {c.method} {'+'.join(c.retrievers)}")
+        else:
+            for job in jobs:
+                part = _work(job)
+                for i, r in part:
+                    out[i] = r
+                done += len(part)
+                if progress is not None:
+                    c = part[-1][1].config
+                    progress(done, total, f"{dataset.name}: {c.method} {'+'.join(c.retrievers)}")
+    finally:
+        _SHARED.clear()
+    return [r for r in out if r is not None]
 
 
 def tune(results: Sequence[Result], metric: str = "R@1") -> dict[tuple, Config]:

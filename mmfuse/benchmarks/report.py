@@ -1,0 +1,168 @@
+"""Benchmark reports: the stable JSON schema and a Markdown report (tables sorted by R@1, default vs CombSUM,
+sensitivity of the default method's parameter)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .._io import atomic_write
+from .sweep import SENSITIVITY, Result
+
+__all__ = ["to_json", "write_json", "markdown", "write_markdown", "label", "DEFAULT_LABEL", "combsum_variants",
+           "default_vs_combsum", "sensitivity"]
+
+DEFAULT_LABEL = "sef"
+
+
+def to_json(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int]) -> dict:
+    """``{"datasets": {NAME: {"n_queries": int, "results": [...]}}}`` exactly as documented (recall in percent)."""
+    return {"datasets": {name: {"n_queries": int(n_queries[name]), "results": [r.to_json() for r in res]}
+                         for name, res in results.items()}}
+
+
+def write_json(path: str | Path, results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int]) -> None:
+    with atomic_write(Path(path), "w") as f:
+        json.dump(to_json(results, n_queries), f, indent=1)
+        f.write("\n")
+
+
+def _fmt_params(params: Mapping) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def label(r: Result) -> str:
+    c = r.config
+    if c.method == "single":
+        return c.retrievers[0]
+    s = c.method + (f"/{c.norm}" if c.norm and c.norm != "none" else "")
+    p = _fmt_params(c.param_dict)
+    return s + (f" ({p})" if p else "")
+
+
+def _default_params() -> dict:
+    from ..fusion import get_method
+
+    m = get_method(DEFAULT_LABEL)
+    return {p.name: p.default for p in m.params}
+
+
+def _is_default(r: Result) -> bool:
+    c = r.config
+    if c.method != DEFAULT_LABEL:
+        return False
+    d = _default_params()
+    return all(d.get(k) == v for k, v in c.params)
+
+
+def combsum_variants(results: Sequence[Result], sub: tuple[str, ...]) -> list[Result]:
+    return [r for r in results if r.config.method == "combsum" and r.config.retrievers == sub]
+
+
+def default_vs_combsum(results: Sequence[Result], min_size: int = 3) -> list[dict]:
+    """Per retriever subset (size >= ``min_size``): the default fusion, the best CombSUM variant, the best single."""
+    singles = {r.config.retrievers[0]: r for r in results if r.config.method == "single"}
+    subs = sorted({r.config.retrievers for r in results if len(r.config.retrievers) >= min_size},
+                  key=lambda s: (-len(s), s))
+    rows = []
+    for sub in subs:
+        dflt = [r for r in results if r.config.retrievers == sub and _is_default(r)]
+        cs = combsum_variants(results, sub)
+        if not dflt or not cs:
+            continue
+        best_cs = max(cs, key=lambda r: r.metrics["R@1"])
+        best_single = max((singles[s] for s in sub if s in singles), key=lambda r: r.metrics["R@1"], default=None)
+        rows.append({"retrievers": sub, "default": dflt[0], "best_combsum": best_cs, "best_single": best_single,
+                     "delta": dflt[0].metrics["R@1"] - best_cs.metrics["R@1"]})
+    return rows
+
+
+def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple[str, list[tuple[float, float]]]:
+    """(parameter, [(value, R@1)]) of ``method`` on the largest retriever subset, other parameters at default."""
+    param = SENSITIVITY.get(method)
+    rs = [r for r in results if r.config.method == method]
+    if not rs or param is None:
+        return param or "", []
+    full = max((r.config.retrievers for r in rs), key=len)
+    pts = sorted({(float(r.config.param_dict[param]), r.metrics["R@1"]) for r in rs
+                  if r.config.retrievers == full and param in r.config.param_dict})
+    return param, pts
+
+
+def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
+    head = "| # | configuration | retrievers | " + " | ".join(metrics) + " | ms/query |"
+    out = [head, "|" + "---|" * (len(metrics) + 4)]
+    for i, r in enumerate(rows, 1):
+        vals = []
+        for m in metrics:
+            v = r.metrics.get(m)
+            vals.append("" if v is None else (f"{v:.1f}" if m.startswith("R@") or m in ("MdR", "MnR") else f"{v:.3f}"))
+        tag = " **(default)**" if _is_default(r) else ""
+        tag += " *(transductive)*" if r.extra.get("transductive") else ""
+        tuned = f" [tuned on {r.tuned_on}]" if r.tuned_on else ""
+        out.append(f"| {i} | {label(r)}{tag}{tuned} | {'+'.join(r.config.retrievers)} | " + " | ".join(vals)
+                   + f" | {r.ms_per_query:.3f} |")
+    return out
+
+
+def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int], command: str | None = None,
+             plots: Mapping[str, Mapping[str, str]] | None = None, top: int | None = None,
+             notes: Mapping[str, str] | None = None) -> str:
+    """The Markdown report: per dataset, default vs CombSUM per subset, the sensitivity curve, and every measured
+    configuration sorted by R@1 (``top`` limits the full table)."""
+    lines = ["# mmfuse fusion benchmark", ""]
+    if command:
+        lines += ["Reproduce with:", "", "```", command, "```", ""]
+    lines += ["R@k: percent of queries with a relevant item in the top k (a tie with the relevant item counts in its "
+              "favour, as in the usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant "
+              "item; MRR@10, nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned "
+              "runs.", ""]
+    for name, res in results.items():
+        res = list(res)
+        lines += [f"## {name} ({n_queries[name]} queries)", ""]
+        if notes and name in notes:
+            lines += [notes[name], ""]
+        singles = sorted((r for r in res if r.config.method == "single"), key=lambda r: -r.metrics["R@1"])
+        if singles:
+            lines += ["Single retrievers: " + ", ".join(f"{label(r)} {r.metrics['R@1']:.1f}" for r in singles)
+                      + " (R@1).", ""]
+        cmp_rows = default_vs_combsum(res)
+        if cmp_rows:
+            lines += ["### Default fusion vs the best CombSUM variant (subsets of >= 3 retrievers)", "",
+                      "| retrievers | best single R@1 | best CombSUM (R@1) | default `sef` R@1 | difference |",
+                      "|---|---|---|---|---|"]
+            for row in cmp_rows:
+                bs = row["best_single"]
+                lines.append(f"| {'+'.join(row['retrievers'])} | {bs.metrics['R@1']:.1f} ({label(bs)}) | "
+                             f"{row['best_combsum'].metrics['R@1']:.1f} ({row['best_combsum'].config.norm}) | "
+                             f"{row['default'].metrics['R@1']:.1f} | {row['delta']:+.1f} |")
+            lost = [r for r in cmp_rows if r["delta"] < 0]
+            lines.append("")
+            if lost:
+                lines.append("The default does **not** beat the best CombSUM variant on: "
+                             + "; ".join(f"{'+'.join(r['retrievers'])} ({r['delta']:+.1f} R@1 vs CombSUM/"
+                                         f"{r['best_combsum'].config.norm})" for r in lost) + ".")
+            else:
+                lines.append("The default beats the best CombSUM variant on every subset of >= 3 retrievers.")
+            lines.append("")
+        param, pts = sensitivity(res)
+        if pts:
+            lines += [f"### Sensitivity of the default (`sef`) to `{param}` (all retrievers)", "",
+                      f"| {param} | " + " | ".join(f"{v:g}" for v, _ in pts) + " |",
+                      "|---|" + "---|" * len(pts),
+                      "| R@1 | " + " | ".join(f"{s:.1f}" for _, s in pts) + " |", ""]
+        if plots and name in plots:
+            lines += ["### Plots", ""] + [f"![{k}]({v})" for k, v in plots[name].items()] + [""]
+        metrics = list(next(iter(res)).metrics) if res else []
+        rows = sorted(res, key=lambda r: (-r.metrics.get("R@1", 0.0), r.ms_per_query))
+        shown = rows if top is None else rows[:top]
+        lines += [f"### All measured configurations, sorted by R@1 ({len(rows)} configurations"
+                  + (f", top {top} shown" if top is not None and top < len(rows) else "") + ")", ""]
+        lines += _table(shown, metrics) + [""]
+    return "\n".join(lines)
+
+
+def write_markdown(path: str | Path, text: str) -> None:
+    with atomic_write(Path(path), "w") as f:
+        f.write(text)
