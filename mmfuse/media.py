@@ -269,15 +269,20 @@ class _Opened:
                 f"({_ffmpeg_reason(self.last_error)})",
             )
 
+    def stream_end(self, s: Any) -> float | None:
+        """Where a stream's header says it ends (seconds from the file start), None if unknown or bogus."""
+        if s is None or not s.duration or s.time_base is None:
+            return None
+        start = float(s.start_time * s.time_base) - self.t0 if s.start_time is not None else 0.0
+        end = start + float(s.duration * s.time_base)
+        return end if -5.0 <= start and end <= 1.5 * self.duration() + 5.0 else None
+
     def check_complete(self, ends: dict[int, float]) -> None:
         """``ends``: stream index -> time the demuxed data reached; compare with each stream's header."""
         for s in (self.video, self.audio):
-            if s is None or s.index not in ends or not s.duration or s.time_base is None:
-                continue
-            start = float(s.start_time * s.time_base) - self.t0 if s.start_time is not None else 0.0
-            declared = start + float(s.duration * s.time_base)
-            if declared > 1.5 * self.duration() + 5.0 or start < -5.0:
-                continue  # a header that disagrees with the file (wrapped timestamps): no verdict
+            declared = self.stream_end(s)
+            if declared is None or s.index not in ends:
+                continue  # no header, or one that disagrees with the file (wrapped timestamps)
             if ends[s.index] < declared - max(_TRUNCATION_SLACK_S, 0.02 * declared):
                 raise MediaError(
                     self.path,
@@ -815,6 +820,10 @@ def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_
                 next_seg += 1
 
         ends: dict[int, float] = {}
+        # A video track that stops long before the audio (a still picture over a long recording)
+        # must not hold back every later window's audio until the end of the file.
+        v_end = o.stream_end(o.video) if want_video and want_audio else None
+        v_idx = o.video.index if want_video else -1
         try:
             if streams:
                 for pkt in o.container.demux(streams):
@@ -824,6 +833,10 @@ def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_
                     if pkt.stream is o.audio:
                         for frame in o.decode(o.audio, pkt):
                             sink.push(frame, _frame_time(frame, o, None, 0.0))
+                        if (v_end is not None and ends.get(v_idx, -math.inf) >= v_end - 1.0
+                                and ends[pkt.stream.index] > v_end + 1.0):
+                            video.finish()  # every remaining target shows the last frame
+                            v_end = None
                     elif video is not None:
                         video.packet(pkt)
                     yield from complete()

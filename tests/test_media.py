@@ -42,6 +42,8 @@ def clips(tmp_path_factory):
         "noaudio_mkv": make_video(d / "noaudio.mkv", seconds=2, audio_rate=None),
         # MPEG-TS keeps 33-bit timestamps: the AAC priming makes the first audio pts wrap around.
         "ts": make_video(d / "wrapped.ts", seconds=3, fps=30),
+        # 2 s of video over 30 s of audio (a short picture track on a long recording).
+        "short_video_long_audio": make_video(d / "still.mp4", seconds=30, times=[i / 25 for i in range(50)]),
     }
 
 
@@ -314,3 +316,14 @@ def test_wrapped_timestamps_mpegts(clips):
     # The muxer delays video by the 2090-tick audio priming (23 ms): frame i shows from i/30 + 0.023 s.
     assert [frame_index(f) for s in segs for f in s.frames] == [14, 44, 67, 82]
     assert segs[0].audio[16000].size == 32000 and np.abs(segs[0].audio[16000][8000:]).max() > 0.4
+
+
+def test_video_track_shorter_than_audio(clips):
+    path = clips["short_video_long_audio"]
+    assert media.probe(path).duration == pytest.approx(30.0, abs=0.1)
+    it = media.iter_segments(path, window=5, frames_per_segment=2, audio_rates=(16000,))
+    first = next(it)
+    assert [frame_index(f) for f in first.frames] == [31, 49]  # 1.25 s -> frame 31; 3.75 s -> last frame
+    rest = list(it)
+    assert len(rest) == 5 and all(frame_index(f) == 49 for s in rest for f in s.frames)
+    assert all(s.audio[16000].size == 80000 for s in [first, *rest])
