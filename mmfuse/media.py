@@ -82,7 +82,13 @@ def is_media_file(path: str | os.PathLike) -> bool:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What ``probe`` learns about a file. ``width``/``height`` are the displayed size (rotation applied)."""
+    """What ``probe`` learns about a file.
+
+    ``width``/``height`` are the displayed size (square pixels, rotation applied); ``rotation`` is how
+    far (degrees, counter-clockwise: 0/90/180/270) the display matrix turns the stored picture, which
+    every frame this module returns already has applied. ``fps`` is the average rate (variable frame
+    rate files included); ``n_frames`` is None when the container does not say.
+    """
 
     path: str
     duration: float
@@ -763,8 +769,11 @@ def iter_segments(
     every ``1/frame_rate`` s when ``frame_rate`` is given) and the window's audio as mono float32 at
     each rate in ``audio_rates``. Packets of GOPs that hold no sampled time are demuxed but never
     decoded. Memory is bounded by one window of audio plus one GOP of compressed video, whatever the
-    file length. ``video_id`` defaults to the file stem. Files without video give empty ``frames``;
-    files without audio give empty arrays per rate.
+    file length. ``video_id`` defaults to the file stem (``\\xNN`` escapes for non-UTF-8 bytes).
+    Files without video give empty ``frames``; files without audio give empty arrays per rate.
+
+    Some damage only shows while decoding (truncated data, many undecodable packets): then
+    ``MediaError`` is raised after earlier segments were yielded; treat the whole file as failed.
     """
     if not isinstance(frames_per_segment, (int, np.integer)) or frames_per_segment < 0:
         raise ParameterError(f"frames_per_segment must be a non-negative integer, got {frames_per_segment!r}")
@@ -782,7 +791,7 @@ def iter_segments(
 def _iter_segments(path, window, n_frames, rates, frame_size, frame_rate, video_id, min_tail) -> Iterator[Segment]:
     av = _av()
     with _Opened(path) as o:
-        vid = video_id if video_id is not None else o.path.stem
+        vid = video_id if video_id is not None else display_name(o.path.stem)
         bounds = segment_bounds(o.duration(), window, min_tail)
         want_video = o.video is not None and (n_frames > 0 or frame_rate is not None)
         want_audio = o.audio is not None and bool(rates)
