@@ -462,6 +462,8 @@ def rerank_cmd(
     depth: Optional[int] = typer.Option(None, "--depth", help="Fusion mode: interleave this many entries of each run."),
     device: str = typer.Option("auto", "--device", help="transformers: auto | cpu | cuda | cuda:1 | mps."),
     dtype: str = typer.Option("auto", "--dtype", help="transformers: auto | float32 | bfloat16 | float16."),
+    query_batch: int = typer.Option(1, "--query-batch", help="transformers: queries generated together (single window)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="transformers: pointwise prompts per forward pass."),
     timeout: float = typer.Option(120.0, "--timeout", help="openai: seconds per request."),
     retries: int = typer.Option(2, "--retries", help="openai: retries on timeouts, 429 and 5xx."),
     concurrency: int = typer.Option(4, "--concurrency", help="openai: requests in flight at once."),
@@ -496,7 +498,7 @@ def rerank_cmd(
     ev_runs = [Run.read(r) for r in evidence_run]
     kw: dict = {"mode": mode, "template": template}
     if backend == "transformers":
-        kw.update(device=device, dtype=dtype)
+        kw.update(device=device, dtype=dtype, query_batch=query_batch, batch_size=batch_size)
     elif backend == "openai":
         kw.update(base_url=base_url, api_key=api_key, timeout=timeout, retries=retries, concurrency=concurrency)
     with err_console.status(f"loading {backend} backend {model or ''}"):

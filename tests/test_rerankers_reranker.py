@@ -117,7 +117,8 @@ def test_parameters():
     with pytest.raises(ParameterError):
         VLMReranker(Reverse(), top=0)
     with pytest.raises(ParameterError):
-        VLMReranker(Reverse(), window=10, step=11)
+        VLMReranker(Reverse(), step=0)
+    assert VLMReranker(Reverse(), window=4, step=10).step == 4
 
 
 def test_loaders(tmp_path):
@@ -150,3 +151,17 @@ def test_fusion_mode_reranks_the_union(rerank_clips):
     assert ranks[1] == {"clip": 2, "ocr": 1}
     assert [d for d, _ in out.query("q1")] == ["purple", "green", "red", "blue"]
     assert out.name == "vic+vlm"
+
+
+def test_batched_backend_falls_back_one_by_one(rerank_clips):
+    class Batchy(Reverse):
+        query_batch = 2
+
+        def rank_batch(self, requests):
+            raise RuntimeError("out of memory for the batch")
+
+    be = Batchy()
+    rr = VLMReranker(be, top=3, window=3, cell=32)
+    out = rr.rerank({"q1": "one", "q2": "two"}, _run(), rerank_clips)
+    assert [c[0] for c in be.calls] == ["one", "two"] and rr.stats.failed == 0
+    assert [d for d, _ in out.query("q1")][:3] == ["blue", "green", "red"]

@@ -60,3 +60,21 @@ def test_pointwise_batched_equals_one_by_one(tiny_vlm_dir, rerank_clips):
     assert all(s < 0 for s in single)  # log-probabilities
     cands = [Candidate(doc_id=str(i), label=i + 1, image=im) for i, im in enumerate(imgs)]
     assert be.rank("a red car", cands, {}) == sorted(range(3), key=lambda i: -single[i])
+
+
+def test_listwise_query_batching(tiny_vlm_dir, rerank_clips):
+    be = get_backend("transformers", str(tiny_vlm_dir), device="cpu", max_new_tokens=6, query_batch=2)
+    sizes = []
+    real = be.model.generate
+
+    def spy(**kw):
+        sizes.append(int(kw["input_ids"].shape[0]))
+        return real(**kw)
+
+    be.model.generate = spy
+    run = Run.from_dict({q: {c: 4.0 - i for i, c in enumerate(COLOURS)} for q in ("a", "b", "c")})
+    rr = VLMReranker(be, top=3, window=3, cell=28)
+    out = rr.rerank({"a": "red", "b": "blue", "c": "green"}, run, rerank_clips)
+    assert sizes == [2, 1]  # three queries, two generate calls
+    assert rr.stats.parse.calls == 3 and rr.stats.reranked == 3 and rr.stats.model_calls == 3
+    assert all([d for d, _ in out.query(q)][3:] == ["yellow"] for q in "abc")

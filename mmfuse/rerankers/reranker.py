@@ -184,10 +184,11 @@ class VLMReranker:
             raise ParameterError(f"top must be >= 1, got {top}")
         if window < 2:
             raise ParameterError(f"window must be >= 2, got {window}")
-        if not 1 <= step <= window:
-            raise ParameterError(f"step must be between 1 and window ({window}), got {step}")
+        if step < 1:
+            raise ParameterError(f"step must be >= 1, got {step}")
         self.backend = backend
-        self.top, self.window, self.step = int(top), int(window), int(step)
+        # a step wider than the window would skip candidates; the default step with a small window means "no overlap"
+        self.top, self.window, self.step = int(top), int(window), min(int(step), int(window))
         self.spec = GridSpec(rows=grid[0], cols=grid[1], cell=cell, sampling=sampling)
         self.subtitles = load_subtitles(subtitles) if subtitles is not None else {}
         self.subtitle_tokens = int(subtitle_tokens)
@@ -240,6 +241,31 @@ class VLMReranker:
         return truncate_words(text, self.subtitle_tokens, self._count) if text else ""
 
     # -- one query ----------------------------------------------------------------------------------------------
+    def _candidates(self, head: list[str], positions: list[int], grids: Mapping[str, tuple[Any, str]],
+                    ranks: Mapping[str, dict[str, int | None]] | None, interleaved: list[str] | None):
+        """Candidates labelled [1].. in the order of ``positions``, and the metadata the model is shown."""
+        cands = []
+        label_of = {}
+        for j, pos in enumerate(positions):
+            d = head[pos]
+            img, note = grids[d]
+            label_of[d] = j + 1
+            cands.append(Candidate(doc_id=d, label=j + 1, image=draw_label(img, f"[{j + 1}]"),
+                                   subtitle=self.subtitle_for(d), note=note,
+                                   ranks=dict(ranks.get(d, {})) if (ranks and self.show_ranks) else {}))
+        meta: dict[str, Any] = {}
+        if interleaved and self.show_ranks:
+            meta["interleaved"] = [label_of[d] for d in interleaved if d in label_of]
+        return cands, meta
+
+    def _timed(self, fn, *args, calls: int = 1):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.stats.model_seconds += time.perf_counter() - t0
+            self.stats.model_calls += calls
+
     def _order_query(self, query: str, docs: list[str], paths: Mapping[str, Path],
                      ranks: Mapping[str, dict[str, int | None]] | None, interleaved: list[str] | None) -> list[str]:
         head = docs[: self.top]
@@ -248,27 +274,40 @@ class VLMReranker:
         def rank_fn(positions: list[int]) -> list[int]:
             if len(positions) < 2:  # nothing to order: spare the model call
                 return list(positions)
-            cands = []
-            label_of = {}
-            for j, pos in enumerate(positions):
-                d = head[pos]
-                img, note = grids[d]
-                label_of[d] = j + 1
-                cands.append(Candidate(doc_id=d, label=j + 1, image=draw_label(img, f"[{j + 1}]"),
-                                       subtitle=self.subtitle_for(d), note=note,
-                                       ranks=dict(ranks.get(d, {})) if (ranks and self.show_ranks) else {}))
-            meta: dict[str, Any] = {}
-            if interleaved and self.show_ranks:
-                meta["interleaved"] = [label_of[d] for d in interleaved if d in label_of]
-            t0 = time.perf_counter()
-            order = self.backend.rank(query, cands, meta)
-            self.stats.model_seconds += time.perf_counter() - t0
-            self.stats.model_calls += 1
+            cands, meta = self._candidates(head, positions, grids, ranks, interleaved)
+            order = self._timed(self.backend.rank, query, cands, meta)
             order, _ = repair_order([int(i) for i in order], len(cands))
             return [positions[i] for i in order]
 
         new_head = sliding_window(list(range(len(head))), rank_fn, self.window, self.step)
         return [head[i] for i in new_head] + docs[self.top:]
+
+    def _order_batch(self, qids: list[str], query_texts, lists, paths, ranks, inter, work):
+        """Several single-window queries in one ``backend.rank_batch`` call; on error, one by one."""
+        reqs, heads, out = [], [], {}
+        for q in qids:
+            head = lists[q][: self.top]
+            if q not in query_texts or len(head) < 2:
+                out[q] = work(q)
+                continue
+            grids = {d: self.grid_for(d, paths) for d in dict.fromkeys(head)}
+            cands, meta = self._candidates(head, list(range(len(head))), grids, (ranks or {}).get(q),
+                                           (inter or {}).get(q))
+            reqs.append((q, (query_texts[q], cands, meta)))
+            heads.append(head)
+        if reqs:
+            try:
+                orders = self._timed(self.backend.rank_batch, [r for _, r in reqs], calls=len(reqs))
+            except Exception as e:
+                log.warning("batched call failed (%s); retrying its queries one by one", type(e).__name__)
+                orders = None
+            for i, ((q, _), head) in enumerate(zip(reqs, heads)):
+                if orders is None:
+                    out[q] = work(q)
+                else:
+                    order, _ = repair_order([int(j) for j in orders[i]], len(head))
+                    out[q] = (q, [head[j] for j in order] + lists[q][self.top:], None)
+        return [out[q] for q in qids]
 
     # -- driver -------------------------------------------------------------------------------------------------
     def _run_all(self, query_texts: Mapping[str, str], lists: dict[str, list[str]], paths: Mapping[str, Path],
@@ -321,7 +360,12 @@ class VLMReranker:
             if progress is not None and results:
                 progress(len(results), total, "resumed")
             workers = max(1, int(getattr(self.backend, "concurrency", 1)))
-            if workers == 1 or len(todo) <= 1:
+            batch = max(1, int(getattr(self.backend, "query_batch", 1)))
+            if batch > 1 and hasattr(self.backend, "rank_batch") and self.top <= self.window:
+                for i in range(0, len(todo), batch):
+                    for res in self._order_batch(todo[i:i + batch], query_texts, lists, paths, ranks, inter, work):
+                        done(*res)
+            elif workers == 1 or len(todo) <= 1:
                 for qid in todo:
                     done(*work(qid))
             else:

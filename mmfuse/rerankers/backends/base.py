@@ -49,6 +49,10 @@ class PromptedBackend:
     def complete(self, parts: list[Part], max_tokens: int) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def complete_batch(self, prompts: list[list[Part]], max_tokens: int) -> list[str]:
+        """Several prompts at once; models that can batch override this."""
+        return [self.complete(p, max_tokens) for p in prompts]
+
     def yes_scores(self, prompts: list[list[Part]]) -> list[float]:  # pragma: no cover - abstract
         raise NotImplementedError(f"backend {self.name!r} has no pointwise mode")
 
@@ -73,6 +77,22 @@ class PromptedBackend:
         with self._lock:
             self.parse_stats.add(info)
         return order
+
+
+    def rank_batch(self, requests: list[tuple[str, list[Candidate], dict[str, Any]]]) -> list[list[int]]:
+        """``rank`` for several (query, candidates, metadata) requests; listwise prompts share one model call."""
+        if self.mode != "listwise":
+            return [self.rank(*r) for r in requests]
+        budget = self.max_new_tokens or 6 * max(len(c) for _, c, _ in requests) + 16
+        texts = self.complete_batch([self.prompt(*r) for r in requests], budget)
+        orders = []
+        for (_, cands, _), text in zip(requests, texts):
+            self.last_answer = text
+            order, info = parse_ranking(text, len(cands))
+            with self._lock:
+                self.parse_stats.add(info)
+            orders.append(order)
+        return orders
 
 
 def get_backend(name: str, model: str | None = None, **kwargs) -> RerankBackend:

@@ -40,14 +40,15 @@ class TransformersBackend(PromptedBackend):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL / SmolVLM / InternVL (HF format) and other image-text-to-text models.
 
     ``model`` is a hub name or a local directory (no download happens unless a hub name is given).
-    ``batch_size`` bounds how many pointwise prompts go through the model at once.
+    ``batch_size`` bounds how many pointwise prompts go through the model at once; ``query_batch`` how many
+    queries' listwise prompts are generated together (single-window reranking only; mind GPU memory).
     """
 
     name = "transformers"
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", mode: str = "listwise",
                  template: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
-                 trust_remote_code: bool = False, processor_kwargs: dict[str, Any] | None = None):
+                 query_batch: int = 1, trust_remote_code: bool = False, processor_kwargs: dict[str, Any] | None = None):
         super().__init__(mode=mode, template=template, max_new_tokens=max_new_tokens)
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -56,6 +57,7 @@ class TransformersBackend(PromptedBackend):
         self.device = _auto_device(device)
         self.dtype = _auto_dtype(dtype, self.device)
         self.batch_size = max(1, int(batch_size))
+        self.query_batch = max(1, int(query_batch))
         try:
             self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
                                                            **(processor_kwargs or {}))
@@ -116,11 +118,15 @@ class TransformersBackend(PromptedBackend):
         return int(self.encode([parts])["input_ids"].shape[1])
 
     def complete(self, parts: list[Part], max_tokens: int) -> str:
-        inputs = self.encode([parts])
+        return self.complete_batch([parts], max_tokens)[0]
+
+    def complete_batch(self, prompts: list[list[Part]], max_tokens: int) -> list[str]:
+        """Greedy answers for left-padded prompts generated together."""
+        inputs = self.encode(prompts)
         with self._torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
         new = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new, skip_special_tokens=True)[0]
+        return self.processor.batch_decode(new, skip_special_tokens=True)
 
     def yes_scores(self, prompts: list[list[Part]]) -> list[float]:
         """log P(first answer token is a form of "yes") for each prompt."""
