@@ -167,6 +167,33 @@ def _finite(score: np.ndarray, seg_offsets: np.ndarray, names: list[str], run: n
     return out
 
 
+def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for non-negative int64 keys, ~2x faster.
+
+    Each key is packed with its position into one int64 so that a plain value sort (SIMD) replaces an argsort.
+    """
+    n = keys.size
+    bits = max(int(n - 1).bit_length(), 1)
+    if n == 0 or int(keys.max()).bit_length() + bits > 62:
+        ukeys, inv = np.unique(keys, return_inverse=True)
+        return ukeys, inv.reshape(-1)
+    packed = keys << bits
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    perm = packed & ((1 << bits) - 1)
+    packed >>= bits
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(packed[1:], packed[:-1], out=new[1:])
+    ukeys = packed[new]
+    del packed
+    pid = np.cumsum(new, dtype=np.int64)
+    pid -= 1
+    pair = np.empty(n, dtype=np.int64)
+    pair[perm] = pid
+    return ukeys, pair
+
+
 def align(runs: list, depth: int | None = None) -> Aligned:
     """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring."""
     if depth is not None:
@@ -212,8 +239,7 @@ def align(runs: list, depth: int | None = None) -> Aligned:
         pair = pid[keys]
         del pid
     else:
-        ukeys, pair = np.unique(keys, return_inverse=True)
-        pair = pair.reshape(-1)
+        ukeys, pair = _unique_inverse(keys)
     del keys
     pair_q, pair_d = np.divmod(ukeys, max(D, 1))
     q_pair_offsets = np.zeros(Q + 1, dtype=np.int64)
