@@ -77,6 +77,7 @@ class _Models:
 
     def __init__(self, cfg: IndexConfig, warnings: list[str]) -> None:
         self.clip = self.clap = self.ocr = self.asr = self.dense = None
+        self._to_load: list[tuple[str, Any]] = []
         self.plugins: list[tuple[str, Any]] = []
         self.enabled: list[str] = []
         self.specs: dict[str, tuple[str, dict, str]] = {}
@@ -84,6 +85,18 @@ class _Models:
         for m in mods:
             if m not in MODALITIES:
                 raise unknown("modality", m, MODALITIES)
+        # Plug-ins first: a wrong reference should fail before any model is loaded.
+        from .retrievers import load_retriever
+
+        plugin_specs = {}
+        for ref in cfg.retrievers:
+            obj = load_retriever(ref)
+            obj = obj() if isinstance(obj, type) else obj
+            name = str(getattr(obj, "name", ref))
+            if name in MODALITIES or name in ("asr_dense", "meta_dense") or name in plugin_specs:
+                raise ParameterError(f"--retriever {ref}: name {name!r} clashes with another modality")
+            self.plugins.append((name, obj))
+            plugin_specs[name] = ("plugin", dict(getattr(obj, "spec", {}) or {}), ref)
         if "visual" in mods:
             if not (cfg.clip_model or cfg.clip_checkpoint):
                 warnings.append("visual modality skipped: no CLIP model configured; enable it with "
@@ -130,29 +143,46 @@ class _Models:
                 from .retrievers.text import DenseTextEncoder
 
                 self.dense = DenseTextEncoder()
-                self.dense.load()
                 for m in ("asr", "meta"):
                     if m in self.enabled:
                         self.specs[f"{m}_dense"] = (f"{m}_dense", dict(self.dense.spec), "")
             except (ModelError, ImportError) as e:
                 warnings.append(f"dense text search skipped: {e}")
-        from .retrievers import load_retriever
-
-        for ref in cfg.retrievers:
-            obj = load_retriever(ref)
-            obj = obj() if isinstance(obj, type) else obj
-            name = str(getattr(obj, "name", ref))
-            if name in MODALITIES or f"{name}" in self.specs:
-                raise ParameterError(f"--retriever {ref}: name {name!r} clashes with a built-in modality")
-            self.plugins.append((name, obj))
-            self.specs[name] = ("plugin", dict(getattr(obj, "spec", {}) or {}), ref)
+        for name, spec in plugin_specs.items():
+            self.specs[name] = spec
             self.enabled.append(name)
 
     def _enable(self, modality: str, kind: str, spec: Any, model: Any = None) -> None:
-        if model is not None and hasattr(model, "load"):
-            model.load()  # here, once, so worker threads never race to load the same model
         self.enabled.append(modality)
         self.specs[modality] = (kind, dict(spec or {}), "")
+        if model is not None:
+            self._to_load.append((modality, model))
+
+    def load(self, warnings: list[str]) -> None:
+        """Load every model now, once, so worker threads never race to load the same one. Called only
+        when some file needs work (a run with nothing new loads nothing). A model that fails to load
+        drops its modality with a warning."""
+        hints = {"visual": " (check --clip-model/--clip-pretrained/--clip-checkpoint)", "audio": " (check --clap-model)"}
+        for modality, model in self._to_load:
+            try:
+                if hasattr(model, "load"):
+                    model.load()
+            except (ModelError, ImportError) as e:
+                warnings.append(f"{modality} modality skipped: {e}{hints.get(modality, '')}")
+                self.enabled.remove(modality)
+                self.specs.pop(modality, None)
+                setattr(self, {"visual": "clip", "audio": "clap", "ocr": "ocr", "asr": "asr"}.get(modality, "_x"), None)
+                if modality == "asr":
+                    self.specs.pop("asr_dense", None)
+        if self.dense is not None:
+            try:
+                self.dense.load()
+            except (ModelError, ImportError) as e:
+                warnings.append(f"dense text search skipped: {e}")
+                self.dense = None
+                self.specs.pop("asr_dense", None)
+                self.specs.pop("meta_dense", None)
+        self._to_load = []
 
     def audio_rates(self) -> tuple[int, ...]:
         rates = set()
@@ -224,6 +254,22 @@ class _Job:
     path: Path
     rel: str
     video_id: str
+    content_hash: str = ""
+
+
+def _hash_job(job: _Job, counter: "_Counter") -> tuple[str, str]:
+    """("ok", hash) or ("failed", reason) for one file."""
+    from .media import content_hash
+
+    try:
+        t = time.perf_counter()
+        h = content_hash(job.path)
+        counter.add_time("hash", time.perf_counter() - t)
+        return "ok", h
+    except MmfuseError as e:
+        return "failed", getattr(e, "reason", None) or str(e)
+    except OSError as e:
+        return "failed", f"cannot read: {e.strerror or e}"
 
 
 def walk(video_dir: Path) -> tuple[list[_Job], list[tuple[str, str]]]:
@@ -287,12 +333,7 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
     from .index import VideoRecord
 
     try:
-        with _clock(counter, "hash"):
-            h = media.content_hash(job.path)
-        old = state.get(job.video_id)
-        wanted = set(models.enabled)
-        if old and old["content_hash"] == h and wanted <= set(filter(None, old["modalities"].split(","))):
-            return "skipped", "unchanged"
+        h = job.content_hash or media.content_hash(job.path)
         with _clock(counter, "probe"):
             info = media.probe(job.path)
         if not info.has_video and job.path.suffix.lower() not in media.AUDIO_EXTENSIONS:
@@ -427,8 +468,7 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
     summary = IndexSummary()
     counter = _Counter()
     with IndexStore.create(index_dir) as store:
-        with _clock(counter, "load_models"):
-            models = _Models(cfg, summary.warnings)
+        models = _Models(cfg, summary.warnings)
         for m, (kind, spec, ref) in models.specs.items():
             store.check_spec(m, spec)  # fail before any work when the index holds another model
         summary.modalities = list(models.enabled)
@@ -448,6 +488,8 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
             if gone:
                 store.forget(gone)
                 summary.removed = gone
+        # Content hashes first (threads: I/O bound): unchanged files never reach a model, and a run
+        # with nothing new does not even load the models.
         total = len(jobs)
         done = 0
         stop = threading.Event()
@@ -456,7 +498,26 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
             if progress is not None:
                 progress(done, total, f"{label} | {counter.segments} segments")
 
-        report("starting")
+        report("hashing")
+        wanted = set(models.enabled)
+        todo: list[_Job] = []
+        with cf.ThreadPoolExecutor(max_workers=max(2, int(cfg.workers))) as hp:
+            for job, (st, val) in zip(jobs, hp.map(lambda j: _hash_job(j, counter), jobs)):
+                old = state.get(job.video_id)
+                if st != "ok":
+                    summary.failed.append((job.rel, val))
+                    done += 1
+                elif old and old["content_hash"] == val and wanted <= set(filter(None, old["modalities"].split(","))):
+                    summary.skipped.append((job.rel, "unchanged"))
+                    done += 1
+                else:
+                    job.content_hash = val
+                    todo.append(job)
+        if todo:
+            with _clock(counter, "load_models"):
+                models.load(summary.warnings)
+            summary.modalities = list(models.enabled)
+        report("indexing")
         specs_all = {m: models.specs[m] for m in models.specs}
         buf: list[Any] = []
         last_flush = time.perf_counter()
@@ -474,7 +535,7 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
 
         pool = cf.ThreadPoolExecutor(max_workers=int(cfg.workers), thread_name_prefix="mmfuse-index")
         try:
-            pending = {pool.submit(_process, j, cfg, models, state, meta, counter, stop): j for j in jobs}
+            pending = {pool.submit(_process, j, cfg, models, state, meta, counter, stop): j for j in todo}
             last = ""
             while pending:
                 finished, _ = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)

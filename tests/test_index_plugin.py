@@ -1,0 +1,85 @@
+"""A third-party retriever installed as a real package (entry point group ``mmfuse.retrievers``) and used
+from the CLI: ``mmfuse index --retriever myplugin`` then ``mmfuse search``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def _solid_video(path: Path, rgb: tuple[int, int, int], seconds: float = 1.0, fps: int = 10) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        img = np.zeros((64, 64, 3), dtype=np.uint8)
+        img[:] = rgb
+        for _ in range(int(seconds * fps)):
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory):
+    """pip-install tests/plugin_pkg into a private target dir (the shared venv is left untouched)."""
+    root = tmp_path_factory.mktemp("plugin")
+    src = root / "src"
+    shutil.copytree(REPO / "tests" / "plugin_pkg", src)  # builds write into the source tree
+    site = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(site), str(src)], check=True, capture_output=True, timeout=120)
+    assert (site / "mmfuse_myplugin-0.1.0.dist-info" / "entry_points.txt").exists()
+    return site
+
+
+def _mmfuse(args, site: Path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "mmfuse.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_plugin_from_the_cli(plugin_site, tmp_path, monkeypatch, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _solid_video(videos / "red_clip.mp4", (220, 20, 20))
+    _solid_video(videos / "blue_clip.mp4", (20, 20, 220))
+    index = tmp_path / "idx"
+    r = _mmfuse(["index", str(videos), "--index", str(index), "--modalities", "none", "--retriever", "myplugin"], plugin_site)
+    assert r.returncode == 0, r.stderr
+    assert "color" in r.stdout and "indexed" in r.stdout
+    # Searches run in-process (cheaper than a fresh interpreter); the plug-in is found the same way.
+    monkeypatch.syspath_prepend(str(plugin_site))
+    from mmfuse.cli import main
+
+    for query, want in (("red", "red_clip"), ("blue", "blue_clip")):
+        with pytest.raises(SystemExit) as e:
+            main(["search", query, "--index", str(index), "--json"])
+            raise SystemExit(0)
+        out = capsys.readouterr()
+        assert e.value.code == 0, out.err
+        hits = json.loads(out.out)["hits"]
+        assert hits[0]["video_id"] == want and "color" in hits[0]["modalities"]
+    # The index remembers the plug-in; without it installed, search says so instead of crashing.
+    r = subprocess.run([sys.executable, "-m", "mmfuse.cli", "search", "red", "--index", str(index)], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert r.returncode != 0 and "plug-in color skipped" in r.stderr and "myplugin" in r.stderr
+
+
+def test_unknown_plugin_lists_installed_ones(plugin_site, tmp_path):
+    r = _mmfuse(["index", str(tmp_path), "--index", str(tmp_path / "idx"), "--retriever", "myplugn"], plugin_site)
+    assert r.returncode == 2
+    assert "did you mean 'myplugin'" in r.stderr and "mmfuse.retrievers" in r.stderr
