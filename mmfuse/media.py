@@ -467,7 +467,8 @@ class _FrameConverter:
         key = (w, h)
         if key not in self._cache:
             dw, dh = _display_size(w, h, self.sar)
-            if self.size is not None:
+            if self.size is not None and max(dw, dh) > self.size:
+                # A cap, not a target: upscaling adds pixels but no detail, and costs every consumer.
                 scale = self.size / max(dw, dh)
                 dw, dh = max(1, int(round(dw * scale))), max(1, int(round(dh * scale)))
             self._cache[key] = (dw, dh)
@@ -536,7 +537,8 @@ def sample_frames(
     """Frames at ``times`` (seconds) or at ``n`` uniform times (centres of n equal spans; default 8).
 
     Each frame is the one on screen at that time (last frame with pts <= t), as HxWx3 uint8 RGB with
-    the display rotation applied; ``size`` scales so the longer side is ``size`` pixels. Seeks to the
+    the display rotation applied; ``size`` caps the longer side at ``size`` pixels
+    (downscaling only; smaller pictures keep their size). Seeks to the
     keyframe before each target instead of decoding everything between far-apart targets. Audio-only
     files give ``[]``.
     """
@@ -766,8 +768,9 @@ def iter_segments(
     """Stream a file as fixed time windows in ONE demux pass feeding every modality.
 
     Each segment carries ``frames_per_segment`` frames at uniform times inside the window (or one
-    every ``1/frame_rate`` s when ``frame_rate`` is given) and the window's audio as mono float32 at
-    each rate in ``audio_rates``. Packets of GOPs that hold no sampled time are demuxed but never
+    every ``1/frame_rate`` s when ``frame_rate`` is given; ``frame_size`` caps the longer side, as
+    ``size`` in :func:`sample_frames`) and the window's audio as mono float32 at each rate in
+    ``audio_rates``. Packets of GOPs that hold no sampled time are demuxed but never
     decoded. Memory is bounded by one window of audio plus one GOP of compressed video, whatever the
     file length. ``video_id`` defaults to the file stem (``\\xNN`` escapes for non-UTF-8 bytes).
     Files without video give empty ``frames``; files without audio give empty arrays per rate.

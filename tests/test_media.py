@@ -199,6 +199,9 @@ def test_rotation_odd_size_short_clip(clips):
     assert img[5, 5, 0] > 200 and img[5, 5, 1] < 60
     assert frame_index(np.ascontiguousarray(np.rot90(img, k=1))) == 12
 
+    (same,) = media.sample_frames(clips["rotated"], times=[0.5], size=4000)
+    assert same.shape == img.shape  # size caps, it never upscales
+
     odd = media.probe(clips["odd"])
     assert (odd.width, odd.height) == (321, 243)
     frames = media.sample_frames(clips["odd"], n=2, size=100)
