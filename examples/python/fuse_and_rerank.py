@@ -27,7 +27,7 @@ final = fused
 if os.environ.get("MMFUSE_VLM_MODEL") and os.environ.get("OPENAI_BASE_URL"):
     from mmfuse.rerankers import VLMReranker, get_backend, load_queries
 
-    vlm = VLMReranker(get_backend("openai", os.environ["MMFUSE_VLM_MODEL"]), top=5, window=5, grid=(2, 2))
+    vlm = VLMReranker(get_backend("openai", os.environ["MMFUSE_VLM_MODEL"]), top=5, grid=(2, 2))
     queries = load_queries(here.parent / "corpus" / "queries.tsv")
     final = vlm.rerank(queries, fused, here.parent / "corpus", retriever_runs=runs).with_name("reranked")
     print("reranked:", vlm.stats.summary())
