@@ -78,3 +78,18 @@ def test_listwise_query_batching(tiny_vlm_dir, rerank_clips):
     assert sizes == [2, 1]  # three queries, two generate calls
     assert rr.stats.parse.calls == 3 and rr.stats.reranked == 3 and rr.stats.model_calls == 3
     assert all([d for d, _ in out.query(q)][3:] == ["yellow"] for q in "abc")
+
+
+def test_qwen2_5_vl_architecture(tmp_path):
+    from PIL import Image
+
+    from mmfuse.rerankers.testing import build_tiny_vlm
+
+    path = build_tiny_vlm(tmp_path / "q25", arch="qwen2_5_vl")
+    be = get_backend("transformers", str(path), device="cpu", max_new_tokens=6)
+    assert type(be.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    cands = [Candidate(doc_id=str(i), label=i + 1, image=Image.new("RGB", (56 * (i + 1), 56))) for i in range(3)]
+    assert sorted(be.rank("a red car", cands, {})) == [0, 1, 2] and be.parse_stats.calls == 1
+    be.mode = "pointwise"
+    scores = be.yes_scores([be.prompt("a red car", [c]) for c in cands])
+    assert len(scores) == 3 and all(np.isfinite(scores))

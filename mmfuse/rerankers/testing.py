@@ -1,4 +1,4 @@
-"""A tiny random Qwen2-VL checkpoint built offline, for tests, benchmarks and trying the CLI without weights."""
+"""A tiny random Qwen2-VL / Qwen2.5-VL checkpoint built offline, for tests, benchmarks and trying the CLI without weights."""
 
 from __future__ import annotations
 
@@ -37,8 +37,12 @@ _CORPUS = [
 ]
 
 
-def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 1280 * 28 * 28) -> Path:
-    """Write a random ~1 MB Qwen2-VL checkpoint + processor to ``out_dir`` and return the path.
+ARCHS = ("qwen2_vl", "qwen2_5_vl")
+
+
+def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 1280 * 28 * 28,
+                   arch: str = "qwen2_vl") -> Path:
+    """Write a random ~0.5 MB Qwen2-VL (or Qwen2.5-VL) checkpoint + processor to ``out_dir``; return the path.
 
     Loadable with ``AutoProcessor.from_pretrained`` / ``AutoModelForImageTextToText.from_pretrained``.
     ``image_pixels`` caps the pixels per image like Qwen2-VL's ``max_pixels`` (same default), so prompt sizes in
@@ -73,30 +77,52 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 12
     tokenizer.chat_template = CHAT_TEMPLATE
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
 
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}")
     image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=image_pixels)
     video_processor = Qwen2VLVideoProcessor(min_pixels=28 * 28, max_pixels=image_pixels)
-    processor = Qwen2VLProcessor(
+    proc_cls = Qwen2VLProcessor
+    if arch == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLProcessor as proc_cls
+    processor = proc_cls(
         image_processor=image_processor, tokenizer=tokenizer, video_processor=video_processor,
         chat_template=CHAT_TEMPLATE,
     )
     processor.save_pretrained(out)
 
-    config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(
-            depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2,
-        ),
+    text_config = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]},
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )
+    token_ids = dict(
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )
+    if arch == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        config = Qwen2_5_VLConfig(
+            text_config=text_config,
+            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                               patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                               fullatt_block_indexes=[1]),
+            **token_ids,
+        )
+        model_cls = Qwen2_5_VLForConditionalGeneration
+    else:
+        config = Qwen2VLConfig(
+            text_config=text_config,
+            vision_config=dict(
+                depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
+                spatial_merge_size=2, temporal_patch_size=2,
+            ),
+            **token_ids,
+        )
+        model_cls = Qwen2VLForConditionalGeneration
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    model = model_cls(config).eval()
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
@@ -107,4 +133,5 @@ def build_tiny_vlm(out_dir: str | Path, *, seed: int = 0, image_pixels: int = 12
 if __name__ == "__main__":  # python -m mmfuse.rerankers.testing OUT_DIR
     import sys
 
-    print(build_tiny_vlm(sys.argv[1] if len(sys.argv) > 1 else "tiny-vlm"))
+    print(build_tiny_vlm(sys.argv[1] if len(sys.argv) > 1 else "tiny-vlm",
+                         arch=sys.argv[2] if len(sys.argv) > 2 else "qwen2_vl"))
