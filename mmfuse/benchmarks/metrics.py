@@ -130,11 +130,15 @@ def video_metrics(rr: RelevantRanks, metrics: Iterable[str] = DEFAULT_VIDEO_METR
     MRR@10 / nDCG@10 / MAP (ranx definitions, as fractions). Queries without any relevant item are excluded."""
     best = best_ranks(rr)
     valid = np.isfinite(best)
+    # R@k counts only retrieved items: an unretrieved relevant doc is a miss at every k
+    keep = (rr.rel >= 1) & np.isfinite(rr.rank)
+    got = np.full(rr.n_queries, np.inf)
+    np.minimum.at(got, rr.qidx[keep], rr.rank[keep])
     out: dict[str, float] = {}
     for name in metrics:
         if name.startswith("R@"):
             k = int(name[2:])
-            out[name] = float(100.0 * (best[valid] <= k).mean()) if valid.any() else 0.0
+            out[name] = float(100.0 * (got[valid] <= k).mean()) if valid.any() else 0.0
         elif name == "MdR":
             out[name] = float(np.median(best[valid])) if valid.any() else float("nan")
         elif name == "MnR":
