@@ -717,7 +717,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app, turning MmfuseError into one red line and a non-zero exit."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        # In non-standalone mode click returns typer.Exit's code instead of raising it.
+        if isinstance(rv, int) and rv != 0:
+            sys.exit(rv)
     except MmfuseError as e:
         if debug:
             raise
