@@ -6,6 +6,7 @@ import tomllib
 from types import SimpleNamespace
 
 import pytest
+import typer
 
 from mmfuse.config import (
     DEFAULT_CONFIG_TOML,
@@ -121,3 +122,23 @@ def test_load_config_defaults_resolves_paths_and_maps_flags(tmp_path):
     assert load_config_defaults(Ctx, "search")["k"] == 7
     merged = apply_defaults(Ctx, {"k": 3, "fusion": None, "index": None}, d)
     assert merged == {"k": 3, "fusion": "rrf", "index": d["index"]}  # the flag the user passed wins
+
+
+def test_apply_defaults_with_a_real_typer_command(tmp_path):
+    """How `mmfuse index/search/rerank` use --config: the file fills every flag the user did not pass."""
+    from typer.testing import CliRunner
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[index]\npath = "here"\n[search]\nk = 4\n[fusion]\nmethod = "rrf"\n')
+    app = typer.Typer()
+    seen = {}
+
+    @app.command()
+    def search(ctx: typer.Context, query: str, index: str = typer.Option(None, "--index"), k: int = typer.Option(10, "--k"),
+               fusion: str = typer.Option(None, "--fusion"), config: str = typer.Option(None, "--config")):
+        seen.update(apply_defaults(ctx, {"index": index, "k": k, "fusion": fusion}, load_config_defaults(ctx, "search")))
+
+    assert CliRunner().invoke(app, ["q", "--config", str(cfg), "--k", "2"]).exit_code == 0
+    assert seen == {"index": str(tmp_path / "here"), "k": 2, "fusion": "rrf"}
+    assert CliRunner().invoke(app, ["q", "--config", str(cfg), "--fusion", "combsum"]).exit_code == 0
+    assert seen == {"index": str(tmp_path / "here"), "k": 4, "fusion": "combsum"}
