@@ -84,6 +84,13 @@ def sef(ctx, miss: float = DEFAULT_MISS, detect_padding: bool = True) -> np.ndar
     else:
         n_pad, keep = np.zeros(S, dtype=np.int64), np.ones(score.size, dtype=bool)
     n = (counts - n_pad).astype(np.float64)
+    # z-scores are scale-free: dividing each list by its largest magnitude first keeps squares finite for huge scores
+    amax = np.ones(S)
+    nonempty = counts > 0
+    if nonempty.any():
+        amax[nonempty] = np.maximum.reduceat(np.abs(score), seg_off[:-1][nonempty])
+    amax = np.where((amax > 0) & np.isfinite(amax), amax, 1.0)
+    score = score / amax[seg_id]
     mean = np.bincount(seg_id, weights=np.where(keep, score, 0.0), minlength=S) / np.maximum(n, 1.0)
     dev = score - mean[seg_id]
     var = np.bincount(seg_id, weights=np.where(keep, dev * dev, 0.0), minlength=S) / np.maximum(n, 1.0)
