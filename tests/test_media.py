@@ -330,3 +330,32 @@ def test_video_track_shorter_than_audio(clips):
     rest = list(it)
     assert len(rest) == 5 and all(frame_index(f) == 49 for s in rest for f in s.frames)
     assert all(s.audio[16000].size == 80000 for s in [first, *rest])
+
+
+def test_cover_art_is_not_video(tmp_path):
+    import av
+
+    path = tmp_path / "song.mp3"
+    c = av.open(str(path), "w")
+    a = c.add_stream("libmp3lame", rate=44100)
+    a.layout = "mono"
+    v = c.add_stream("mjpeg", rate=1)
+    v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+    v.disposition = av.stream.Disposition.attached_pic
+    cover = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24").reformat(format="yuvj420p")
+    for p in [*v.encode(cover), *v.encode(None)]:
+        c.mux(p)
+    x = (0.3 * np.sin(np.arange(88200) * 2 * np.pi * 440 / 44100) * 32767).astype(np.int16)
+    fs = a.codec_context.frame_size
+    for pos in range(0, x.size, fs):
+        f = av.AudioFrame.from_ndarray(x[None, pos:pos + fs], format="s16p", layout="mono")
+        f.sample_rate, f.pts = 44100, pos
+        for p in a.encode(f):
+            c.mux(p)
+    for p in a.encode(None):
+        c.mux(p)
+    c.close()
+    info = media.probe(path)
+    assert not info.has_video and info.has_audio and info.duration == pytest.approx(2.0, abs=0.1)
+    (seg,) = media.iter_segments(path)
+    assert seg.frames == [] and seg.audio[16000].size == pytest.approx(32000, abs=1200)
