@@ -87,3 +87,15 @@ def test_msrvtt_target(msrvtt):
         r1[cand] = run_video_metrics(ds.qrels, fused, ["R@1"], ties="optimistic")["R@1"]
     assert r1["all"] >= 85.0
     assert r1["real"] == pytest.approx(r1["all"])  # padding detection: same answer whatever the export
+
+
+def test_probability_lists_are_standardized_on_the_log_scale():
+    logits = {"a": 2.0, "b": 1.0, "c": -0.5, "d": -1.0}
+    z = sum(np.exp(v) for v in logits.values())
+    probs = {k: float(np.exp(v) / z) for k, v in logits.items()}
+    other = Run.from_dict({"q": {"a": 0.1, "b": 0.9, "c": 0.5, "e": 0.3}})
+    via_probs = fuse([Run.from_dict({"q": probs}), other])
+    via_logits = fuse([Run.from_dict({"q": logits}), other])
+    assert via_probs.equals(via_logits, rtol=1e-9)
+    raw = fuse([Run.from_dict({"q": probs}), other], log_probs=False)
+    assert not raw.equals(via_logits, rtol=1e-9)

@@ -38,11 +38,11 @@ DEFAULT_GRID: dict[str, dict[str, list]] = {
     "log_isr": {},
     "bordafuse": {},
     "entropy": {"norm": ["min-max"], "top_k": [10], "temperature": [0.1, 0.3]},
-    "sef": {"miss": [1.0, 2.0, 3.0]},
+    "sef": {"miss": [0.25, 1.0, 2.0]},
 }
 # Extra points on the full retriever set only: the sensitivity curve of the default method (and of entropy).
 SENSITIVITY_GRID: dict[str, dict[str, list]] = {
-    "sef": {"miss": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0]},
+    "sef": {"miss": [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]},
 }
 # condorcet, rbc, logn_isr, combmin, combgmnz, wsum/wmnz/mixed (= their unweighted forms with equal weights) are
 # left out of the default grid to keep the default sweep within its time budget; name them with --methods.
