@@ -307,7 +307,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     result = DemoResult(
         corpus=corpus, index=index, report=Path(opts.out) / "index.html", n_videos=int(index_info.get("videos", 0)),
         modalities=modalities, missing=_missing(opts, modalities, warnings), metrics=metrics, singles=singles,
-        best_single=best, gain=gain, queries=views, fusion=opts.fusion or f"default ({default_method()})",
+        best_single=best, gain=gain, queries=views, fusion=opts.fusion or f"{default_method()} (library default)",
         reranked=res.reranked is not None, warnings=warnings, timings=timings, index_stats=index_info,
         rerank_summary=res.rerank_stats.summary() if res.rerank_stats is not None else None, thumbs=opts.thumbs,
     )
