@@ -295,7 +295,7 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
                     tables = [r.take_until(his[b]) if isinstance(r, _SortedReader) else r.block(b) for r in readers]
                     fused = _fuse_block(tables, inputs, fuse, Run, m.name, norm, weights, depth, on_duplicate, params)
                     if fused is not None:
-                        out = fused.to_arrow()
+                        out = fused
                         write(out)
                         stats["rows_out"] += out.num_rows
                     done += sum(x.num_rows for x in tables if x is not None)
@@ -310,36 +310,72 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     return stats
 
 
-def _fuse_block(tables, inputs, fuse, Run, method, norm, weights, depth, on_duplicate, params):
-    """Fuse one block; runs without rows (or without a query shared by all) get a sentinel query, dropped after."""
-    present = [t for t in tables if t is not None and t.num_rows]
-    if not present:
-        return None
-    qsets = [set(t.column("query_id").unique().to_pylist()) if t is not None and t.num_rows else set() for t in tables]
-    block_q = sorted(set().union(*qsets))
-    sentinel = None
-    if any(not s for s in qsets) or not set.intersection(*qsets):
-        # fuse() refuses empty runs and runs without a common query; one throwaway query shared by every run
-        # satisfies both and, fusion being per query, changes nothing for the real ones.
-        sentinel = "\x00mmfuse-sentinel"
-        while sentinel in qsets[0]:
-            sentinel += "\x00"
-    runs = []
-    for t, inp in zip(tables, inputs):
-        q = t.column("query_id") if t is not None else None
-        d = t.column("doc_id") if t is not None else None
-        s = t.column("score").to_numpy() if t is not None else np.zeros(0)
-        if sentinel is not None:
-            import pyarrow as pa
+def _encode_sorted(cols: list[Any]) -> tuple[list[np.ndarray], Any]:
+    """Dictionary-encode several string arrays at once: per-array int64 codes into ONE sorted (byte-order) table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-            q = pa.concat_arrays([q.combine_chunks() if q is not None else pa.array([], pa.string()), pa.array([sentinel])])
-            d = pa.concat_arrays([d.combine_chunks() if d is not None else pa.array([], pa.string()), pa.array([_SENTINEL_DOC])])
-            s = np.concatenate([s, [0.0]])
-        if np.isnan(s).any():
-            raise InputError(f"{inp.path}: NaN score for query {q[int(np.flatnonzero(np.isnan(s))[0])].as_py()!r}")
-        runs.append(Run.from_arrays(q, d, s, name=inp.name, on_duplicate=on_duplicate, source=str(inp.path)))
+    enc = pa.concat_arrays(cols).dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = pc.sort_indices(enc.dictionary).to_numpy().astype(np.int64)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    codes = rank[codes]
+    bounds = np.cumsum([0] + [len(c) for c in cols])
+    return [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:])], enc.dictionary.take(pa.array(order))
+
+
+def _fuse_block(tables, inputs, fuse, Run, method, norm, weights, depth, on_duplicate, params):
+    """Fuse one block, returning its rows as an Arrow table (None when the block is empty).
+
+    Every run of the block is built on ONE shared doc table and ONE sorted query table, so that alignment inside
+    ``fuse`` finds identical tables (no per-run string conversion) and the output keeps ascending query order.
+    Runs without rows (or without a query shared by all) get a sentinel query, which ``fuse`` needs (it refuses
+    empty runs and runs without a common query) and which, fusion being per query, changes nothing else.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not any(t is not None and t.num_rows for t in tables):
+        return None
+    qcols = [t.column("query_id").combine_chunks() if t is not None else pa.array([], pa.string()) for t in tables]
+    dcols = [t.column("doc_id").combine_chunks() if t is not None else pa.array([], pa.string()) for t in tables]
+    scols = [t.column("score").to_numpy() if t is not None else np.zeros(0) for t in tables]
+    uq = [pc.unique(q) for q in qcols]
+    qtab = pc.unique(pa.chunked_array(uq, type=pa.string()))
+    counts = pa.chunked_array(uq, type=pa.string()).value_counts().field("counts")
+    common = bool(pc.any(pc.equal(counts, len(uq))).as_py())
+    sentinel = None
+    if not common or any(len(q) == 0 for q in qcols):
+        sentinel = "\x00mmfuse-sentinel"
+        while pc.any(pc.equal(qtab, sentinel)).as_py():
+            sentinel += "\x00"
+        qcols = [pa.concat_arrays([q, pa.array([sentinel])]) for q in qcols]
+        dcols = [pa.concat_arrays([d, pa.array([_SENTINEL_DOC])]) for d in dcols]
+        scols = [np.concatenate([x, [0.0]]) for x in scols]
+    qcodes, qtab = _encode_sorted(qcols)
+    dcodes, dtab = _encode_sorted(dcols)
+    q_np = np.asarray(qtab.to_numpy(zero_copy_only=False), dtype=object)
+    d_np = np.asarray(dtab.to_numpy(zero_copy_only=False), dtype=object)
+    n_q, n_d = len(qtab), len(dtab)
+    runs = []
+    for q, d, sc, qc, dc, inp in zip(qcols, dcols, scols, qcodes, dcodes, inputs):
+        if np.isnan(sc).any():
+            raise InputError(f"{inp.path}: NaN score for query {q[int(np.flatnonzero(np.isnan(sc))[0])].as_py()!r}")
+        if len(pa.array(qc * n_d + dc).unique()) != qc.size:
+            # Repeated (query, doc) pairs: Run.from_arrays applies on_duplicate and names the offending pair.
+            runs.append(Run.from_arrays(q, d, sc, name=inp.name, on_duplicate=on_duplicate, source=str(inp.path)))
+            continue
+        order = np.lexsort((-dc, -sc, qc))  # query asc, then score desc, then doc id desc (trec_eval)
+        offsets = np.zeros(n_q + 1, dtype=np.int64)
+        np.cumsum(np.bincount(qc, minlength=n_q), out=offsets[1:])
+        runs.append(Run(q_np, d_np, offsets, dc[order], sc[order], name=inp.name))
     fused = fuse(runs, method=method, norm=norm, weights=weights, depth=depth, **params)
-    qids = fused.query_ids
-    if sentinel is not None or not (qids[1:] >= qids[:-1]).all():
-        fused = fused.subset([q for q in block_q if q != sentinel])
-    return fused
+    fq = fused.query_ids
+    if sentinel is not None or fq is not q_np and not (fq[1:] >= fq[:-1]).all():
+        fused = fused.subset([x for x in sorted(fq.tolist()) if x != sentinel])
+    qi = pa.array(fused.qidx())
+    di = pa.array(fused.doc_idx)
+    docs = dtab.take(di) if fused.doc_ids is d_np else pa.array(fused.doc_ids, pa.string()).take(di)
+    return pa.table({"query_id": pa.array(fused.query_ids, pa.string()).take(qi), "doc_id": docs,
+                     "score": pa.array(fused.scores), "rank": pa.array(fused.ranks())})
