@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--skip", default="", help="comma list of parts to skip: fusion,load,memory")
+    ap.add_argument("--layouts", default="corpus-1k,pool-2k", help="comma list of input layouts")
     args = ap.parse_args()
     if args.memory_child:
         memory_child(int(args.memory_child[0]), int(args.memory_child[1]), args.memory_child[2])
@@ -152,7 +153,7 @@ def main() -> None:
     report: dict = {"cpu_count": os.cpu_count()}
     if "fusion" not in skip:
         report["fusion"] = []
-        for layout in ("corpus-1k", "pool-2k"):
+        for layout in args.layouts.split(","):
             for row in bench_fusion(nq, nc, layout, 3 if not args.quick else 2):
                 report["fusion"].append(row)
                 if "ratio" in row:
@@ -168,7 +169,7 @@ def main() -> None:
               f"{row['mmfuse_s']:.3f} s  ratio {row['ratio']:.1f}x", flush=True)
     if "memory" not in skip:
         report["memory"] = []
-        for layout in ("corpus-1k", "pool-2k"):
+        for layout in args.layouts.split(","):
             row = bench_memory(1000 if args.quick else 10_000, 1000, layout)
             report["memory"].append(row)
             print("memory", json.dumps(row), flush=True)
