@@ -251,7 +251,9 @@ def bench_cmd(
         cmd = "mmfuse bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
         notes = {d.name: f"Format: {d.meta.get('format')}, mode {d.mode}, candidates={d.candidates}, "
                          f"retrievers: {', '.join(d.retrievers)}." for d in loaded}
-        rep.write_markdown(report, rep.markdown(results, n_q, command=cmd, plots=figs or None, notes=notes))
+        extra = {d.name: rep.significance_lines(d, results[d.name]) for d in loaded}
+        rep.write_markdown(report, rep.markdown(results, n_q, command=cmd, plots=figs or None, notes=notes,
+                                                extra=extra))
         err_console.print(f"wrote {report}", highlight=False)
 
 # --- end benchmark commands ---------------------------------------------------------------

@@ -231,9 +231,13 @@ def test_significance_against_ranx():
               for q in qd}
         runs.append((rd, f"r{k}"))
     ours = compare(Qrels.from_dict(qd), [Run.from_dict(rd, name=n) for rd, n in runs], ["ndcg@10"], test="student")
-    rep_ = ranx.compare(ranx.Qrels(qd), [ranx.Run(rd, name=n) for rd, n in runs], ["ndcg@10"], stat_test="student")
-    p_ranx = rep_.to_dict()["r1"]["comparisons"]["r0"]["ndcg@10"]
+    # ranx.compare's Student test: its per-query scores through its own paired_student_t_test
+    from ranx.statistical_tests import paired_student_t_test
+
+    per = [ranx.evaluate(ranx.Qrels(qd), ranx.Run(rd), "ndcg@10", return_mean=False) for rd, _ in runs]
+    p_ranx, _ = paired_student_t_test(per[0], per[1])
     assert ours["r1"]["ndcg@10"]["p_value"] == pytest.approx(p_ranx, rel=1e-9)
+    assert ours["r1"]["ndcg@10"]["mean"] == pytest.approx(float(np.mean(per[1])))
     # Fisher: the sign-flip randomization test ranx runs, checked against the exact p-value (all 2^12 flips)
     import itertools
 

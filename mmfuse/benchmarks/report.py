@@ -90,6 +90,35 @@ def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple
     return param, pts
 
 
+def significance_lines(dataset, results: Sequence[Result], n_permutations: int = 10000) -> list[str]:
+    """Paired tests (Student t and Fisher randomization, per query) of the default fusion against the best CombSUM
+    variant on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
+    from ..fusion import fuse
+    from .significance import compare
+
+    full = max((r.config.retrievers for r in results), key=len, default=())
+    if len(full) < 2:
+        return []
+    cs = combsum_variants(results, full)
+    dflt = [r for r in results if r.config.retrievers == full and _is_default(r)]
+    if not cs or not dflt:
+        return []
+    best = max(cs, key=lambda r: r.metrics["R@1"])
+    runs = [dataset.runs[n] for n in full]
+    base = fuse(runs, method="combsum", norm=best.config.norm).with_name("combsum")
+    ours = fuse(runs).with_name("sef")
+    metrics = ["hit_rate@1", "mrr@10"]
+    t = compare(dataset.qrels, [base, ours], metrics, test="student")
+    f = compare(dataset.qrels, [base, ours], metrics, test="fisher", n_permutations=n_permutations)
+    out = [f"### Significance: default `sef` vs CombSUM/{best.config.norm} ({'+'.join(full)})", "",
+           "| metric (per query) | CombSUM | sef | paired t p-value | Fisher randomization p-value |",
+           "|---|---|---|---|---|"]
+    for m in metrics:
+        out.append(f"| {m} | {t['combsum'][m]['mean']:.3f} | {t['sef'][m]['mean']:.3f} | "
+                   f"{t['sef'][m]['p_value']:.2g} | {f['sef'][m]['p_value']:.2g} |")
+    return out + [""]
+
+
 def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
     head = "| # | configuration | retrievers | " + " | ".join(metrics) + " | ms/query |"
     out = [head, "|" + "---|" * (len(metrics) + 4)]
@@ -108,7 +137,7 @@ def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
 
 def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int], command: str | None = None,
              plots: Mapping[str, Mapping[str, str]] | None = None, top: int | None = None,
-             notes: Mapping[str, str] | None = None) -> str:
+             notes: Mapping[str, str] | None = None, extra: Mapping[str, Sequence[str]] | None = None) -> str:
     """The Markdown report: per dataset, default vs CombSUM per subset, the sensitivity curve, and every measured
     configuration sorted by R@1 (``top`` limits the full table)."""
     lines = ["# mmfuse fusion benchmark", ""]
@@ -146,6 +175,8 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
             else:
                 lines.append("The default beats the best CombSUM variant on every subset of >= 3 retrievers.")
             lines.append("")
+        if extra and name in extra:
+            lines += list(extra[name])
         param, pts = sensitivity(res)
         if pts:
             lines += [f"### Sensitivity of the default (`sef`) to `{param}` (all retrievers)", "",
