@@ -207,17 +207,8 @@ def bench_cmd(
         def progress(done: int, total: int, label: str) -> None:
             bar.update(task, completed=done, total=total, description=escape(label[:60]))
 
-        original = sw.sweep
-
-        def sweep_with_workers(*a, **k):
-            k.setdefault("workers", workers)
-            return original(*a, **k)
-
-        sw.sweep = sweep_with_workers
-        try:
-            results = sw.run_benchmark(loaded, methods=meths, subset_mode=subsets, tune_on=tune_on, progress=progress)
-        finally:
-            sw.sweep = original
+        results = sw.run_benchmark(loaded, methods=meths, subset_mode=subsets, tune_on=tune_on, progress=progress,
+                                   workers=workers)
     n_q = {d.name: d.n_queries for d in loaded}
     for d in loaded:
         res = sorted(results[d.name], key=lambda r: (-r.metrics["R@1"], r.ms_per_query))

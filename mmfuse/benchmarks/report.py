@@ -114,8 +114,10 @@ def significance_lines(dataset, results: Sequence[Result], n_permutations: int =
            "| metric (per query) | CombSUM | sef | paired t p-value | Fisher randomization p-value |",
            "|---|---|---|---|---|"]
     for m in metrics:
+        pf = f["sef"][m]["p_value"]
+        pf_s = f"< {1 / n_permutations:.0e}" if pf == 0 else f"{pf:.2g}"
         out.append(f"| {m} | {t['combsum'][m]['mean']:.3f} | {t['sef'][m]['mean']:.3f} | "
-                   f"{t['sef'][m]['p_value']:.2g} | {f['sef'][m]['p_value']:.2g} |")
+                   f"{t['sef'][m]['p_value']:.2g} | {pf_s} |")
     return out + [""]
 
 

@@ -357,7 +357,8 @@ def tune(results: Sequence[Result], metric: str = "R@1") -> dict[tuple, Config]:
 
 def run_benchmark(datasets: Sequence, methods: Iterable[str] | None = None, subset_mode: str = "every",
                   tune_on: str | None = None, grid: Mapping | None = None,
-                  metrics: Sequence[str] = DEFAULT_VIDEO_METRICS, progress: Progress | None = None) -> dict[str, list[Result]]:
+                  metrics: Sequence[str] = DEFAULT_VIDEO_METRICS, progress: Progress | None = None,
+                  workers: int | None = None) -> dict[str, list[Result]]:
     """Sweep several datasets. With ``tune_on`` (a dataset name), each (method, norm, subset)'s parameters are the
     best on that dataset and are applied unchanged to the others (reported with ``tuned_on``)."""
     names = [d.name for d in datasets]
@@ -371,7 +372,7 @@ def run_benchmark(datasets: Sequence, methods: Iterable[str] | None = None, subs
         total = sum(len(p) for p in plans.values())
         done = 0
         for d in datasets:
-            out[d.name] = sweep(d, plans[d.name], metrics, progress, done, total)
+            out[d.name] = sweep(d, plans[d.name], metrics, progress, done, total, workers=workers)
             done += len(plans[d.name])
         return out
     tune_ds = next(d for d in datasets if d.name == tune_on)
@@ -379,7 +380,7 @@ def run_benchmark(datasets: Sequence, methods: Iterable[str] | None = None, subs
     # the other datasets run one configuration per (method, norm, subset) once tuning is known
     n_other = sum(len({(c.method, c.norm, c.retrievers) for c in plans[d.name]}) for d in others)
     total = len(plans[tune_on]) + n_other
-    out[tune_on] = sweep(tune_ds, plans[tune_on], metrics, progress, 0, total)
+    out[tune_on] = sweep(tune_ds, plans[tune_on], metrics, progress, 0, total, workers=workers)
     chosen = tune(out[tune_on])
     done = len(plans[tune_on])
     for d in others:
@@ -391,7 +392,7 @@ def run_benchmark(datasets: Sequence, methods: Iterable[str] | None = None, subs
             seen.add(k)
             t = chosen.get(k)
             cfgs.append(Config(c.method, c.norm, t.params if t is not None else c.params, c.retrievers))
-        res = sweep(d, cfgs, metrics, progress, done, total)
+        res = sweep(d, cfgs, metrics, progress, done, total, workers=workers)
         for r in res:
             if r.config.method != "single" and (r.config.method, r.config.norm, r.config.retrievers) in chosen:
                 r.tuned_on = tune_on
