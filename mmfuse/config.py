@@ -356,7 +356,8 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     keyed by the CLI option names of ``mmfuse index``/``search``/``rerank`` (``index``, ``k``, ``fusion``,
     ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
     ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
-    ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``), with
+    ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
+    ``mode``), with
     relative paths resolved against the config file's folder. ``command`` ("index", "search", "rerank")
     picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent config
     (None) gives ``{}``. Callers apply a value only where the user did not pass the flag.
@@ -402,6 +403,8 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "grid": cfg.rerank.grid,
         "cell": cfg.rerank.cell,
         "cache": cfg.resolve(cfg.rerank.cache, base),
+        "cache_dir": cfg.resolve(cfg.rerank.cache, base),
+        "mode": cfg.rerank.mode,
     }
     if command == "rerank":
         out["window"] = cfg.rerank.window
