@@ -167,26 +167,34 @@ def _finite(score: np.ndarray, seg_offsets: np.ndarray, names: list[str], run: n
     return out
 
 
-def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(keys, return_inverse=True)`` for non-negative int64 keys, ~2x faster.
+def _radix_argsort(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative int64 keys by 16-bit digits (numpy radix-sorts 16-bit ints in O(n))."""
+    kmax = int(keys.max()) if keys.size else 0
+    perm = None
+    shift = 0
+    while True:
+        k = keys if perm is None else keys[perm]
+        digit = ((k >> shift) & 0xFFFF).astype(np.uint16)
+        p = np.argsort(digit, kind="stable")
+        perm = p if perm is None else perm[p]
+        shift += 16
+        if (kmax >> shift) == 0:
+            return perm
 
-    Each key is packed with its position into one int64 so that a plain value sort (SIMD) replaces an argsort.
-    """
+
+def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for non-negative int64 keys via an LSD radix sort."""
     n = keys.size
-    bits = max(int(n - 1).bit_length(), 1)
-    if n == 0 or int(keys.max()).bit_length() + bits > 62:
+    if n == 0 or int(keys.max()) >= 1 << 48:  # more than 3 digit passes: the comparison sort is as fast
         ukeys, inv = np.unique(keys, return_inverse=True)
         return ukeys, inv.reshape(-1)
-    packed = keys << bits
-    packed |= np.arange(n, dtype=np.int64)
-    packed.sort()
-    perm = packed & ((1 << bits) - 1)
-    packed >>= bits
+    perm = _radix_argsort(keys)
+    sk = keys[perm]
     new = np.empty(n, dtype=bool)
     new[0] = True
-    np.not_equal(packed[1:], packed[:-1], out=new[1:])
-    ukeys = packed[new]
-    del packed
+    np.not_equal(sk[1:], sk[:-1], out=new[1:])
+    ukeys = sk[new]
+    del sk
     pid = np.cumsum(new, dtype=np.int64)
     pid -= 1
     pair = np.empty(n, dtype=np.int64)
