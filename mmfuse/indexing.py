@@ -635,6 +635,13 @@ def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | 
         return empty_run("fused", qids)
     mask = np.stack([np.diff(r.offsets) > 0 for r in runs])  # [R, Q]
     patterns, group = np.unique(mask.T, axis=0, return_inverse=True)
+    if len(patterns) == 1:  # the common case: every query answered by the same runs, one fuse call
+        members = np.flatnonzero(patterns[0])
+        if members.size == 0:
+            return empty_run("fused", qids)
+        sub = [runs[i] for i in members]
+        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
+        return ensure_queries(out.cut(k) if k else out, qids).with_name("fused")
     parts_q, parts_d, parts_s = [], [], []
     for g, pat in enumerate(patterns):
         members = np.flatnonzero(pat)

@@ -146,23 +146,36 @@ def segment_run(
     """
     from ..run import Run
 
-    vids, seg_video = np.unique(np.asarray(segments["video_id"]).astype(str), return_inverse=True)
+    if "_video_codes" in segments:  # precomputed by IndexedRetriever: no per-query string sort
+        vids, seg_video = segments["_videos"], segments["_video_codes"]
+    else:
+        vids, seg_video = np.unique(np.asarray(segments["video_id"]).astype(str), return_inverse=True)
     agg = aggregate_segments(qidx, seg_idx, scores, seg_video, aggregation, top_n)
     best = agg["best_seg"]
     evidence = {
-        "segment_id": np.asarray(segments["segment_id"]).astype(str)[best],
+        "segment_id": np.asarray(segments["segment_id"])[best].astype(str),
         "start": np.asarray(segments["start"], dtype=np.float64)[best],
         "end": np.asarray(segments["end"], dtype=np.float64)[best],
         "modality": np.full(best.size, modality, dtype=object).astype(str),
     }
-    run = Run.from_arrays(
-        np.asarray(query_ids).astype(str)[agg["qidx"]],
-        vids[agg["video"]],
-        agg["score"],
-        name=name,
-        evidence=evidence,
-    )
-    return ensure_queries(run.cut(k) if k else run, query_ids)
+    # Build the Run directly from integer codes (no per-query string sorting): order each query's
+    # entries by score desc, then doc id desc (doc ids are sorted, so code desc), cut to k.
+    q, v, sc = agg["qidx"], agg["video"], agg["score"]
+    order = np.lexsort((-v, -sc, q))
+    q, v, sc, best = q[order], v[order], sc[order], best[order]
+    evidence = {c: a[order] for c, a in evidence.items()}
+    qids = np.asarray(query_ids).astype(str)
+    counts = np.bincount(q, minlength=qids.size) if q.size else np.zeros(qids.size, dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    if k:
+        keep = (np.arange(q.size) - np.repeat(starts, counts)) < int(k)
+        q, v, sc = q[keep], v[keep], sc[keep]
+        evidence = {c: a[keep] for c, a in evidence.items()}
+        counts = np.minimum(counts, int(k))
+    used, doc_idx = np.unique(v, return_inverse=True)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return Run(qids, np.asarray(vids)[used].astype(object), offsets, doc_idx.reshape(-1).astype(np.int64), sc,
+               name=name, evidence=evidence)
 
 
 def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
@@ -228,7 +241,10 @@ class IndexedRetriever:
     @property
     def data(self) -> dict[str, Any]:
         if self._data is None:
-            self._data = self._load()
+            data = self._load()
+            data["_videos"], data["_video_codes"] = np.unique(np.asarray(data["video_id"]).astype(str), return_inverse=True)
+            data["_max_per_video"] = int(np.bincount(data["_video_codes"]).max(initial=1)) if len(data["_video_codes"]) else 1
+            self._data = data
         return self._data
 
     def n_segments(self) -> int:
@@ -240,7 +256,8 @@ class IndexedRetriever:
         n_seg = len(data["segment_id"])
         if n_seg == 0 or not texts:
             return empty_run(self.name, qids)
-        # Max needs only enough segments to cover k videos; mean/sum/topn see every segment.
-        depth = self.segment_depth or (max(20 * int(k), 1000) if self.aggregation == "max" else n_seg)
+        # Max: the k-th best video's best segment ranks at most (k-1)*S+1, S = most segments of one
+        # video, so k*S segment hits give the exact top k. mean/sum/topn need every segment.
+        depth = self.segment_depth or (int(k) * data["_max_per_video"] if self.aggregation == "max" else n_seg)
         qidx, seg, sc = self._score(texts, data, min(depth, n_seg))
         return segment_run(self.name, self.modality, qids, qidx, seg, sc, data, k, self.aggregation, self.top_n)

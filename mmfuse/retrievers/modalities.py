@@ -123,7 +123,16 @@ class VisualRetriever(IndexedRetriever):
         from . import visual
 
         q = _unit(np.asarray(self.encoder.encode_text(texts)))
-        sims = np.asarray(visual.score(q, data["frames"], data["owner"], self.pooling), dtype=np.float64)
+        if self.pooling in ("mean", "max"):
+            # Query-independent pooling: pool the frames once, then one matrix product per search.
+            key = f"_pooled_{self.pooling}"
+            if key not in data:
+                data[key] = np.asarray(visual.pool(data["frames"], data["owner"], self.pooling,
+                                                   len(data["segment_id"])), dtype=np.float32)
+            sims = q @ data[key].T
+        else:
+            sims = np.asarray(visual.score(q, data["frames"], data["owner"], self.pooling,
+                                           n_owners=len(data["segment_id"])), dtype=np.float64)
         qidx, col = top_k_dense(sims, n_hits)
         return qidx, col, sims[qidx, col]
 
