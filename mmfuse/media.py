@@ -226,6 +226,7 @@ class _Opened:
         self.packets = 0
         self._duration: float | None = None
         self.last_error: BaseException | None = None
+        self._started: set[int] = set()
         self._check_index()
         if self.video is not None:
             cc = self.video.codec_context
@@ -259,13 +260,18 @@ class _Opened:
         av = _av()
         self.packets += 1
         try:
-            return stream.codec_context.decode(pkt)
+            frames = stream.codec_context.decode(pkt)
         except av.error.EOFError:
             return []
         except av.error.FFmpegError as e:
-            self.bad += 1
-            self.last_error = e
+            # Packets before a stream's first picture (a clip cut between keyframes) fail normally.
+            if stream.index in self._started:
+                self.bad += 1
+                self.last_error = e
             return []
+        if frames:
+            self._started.add(stream.index)
+        return frames
 
     def check_decoded(self, what: str) -> None:
         if self.bad >= _MIN_BAD and self.bad > _MAX_BAD_SHARE * self.packets:
@@ -595,12 +601,18 @@ def _seek_sample(o: _Opened, targets: list[float], order: list[int], out: list, 
             return k >= 0 and keys[k] > pos + _EPS
         return t - pos > _SEEK_GAP_S
 
+    back = 0.0  # how far before the target the last seek aimed
+    retry = False
+    retries = 0
     while sampler.resolved < n:
-        if pkts is None or should_seek(targets[sampler.resolved]):
-            _seek(o, max(targets[sampler.resolved], 0.0), float(o.video.time_base))
+        j = sampler.resolved
+        if pkts is None or retry or should_seek(targets[j]):
+            seek_at = max(targets[j] - back, 0.0)
+            _seek(o, seek_at, float(o.video.time_base))
             sampler.reset()
             pkts = iter(o.container.demux(o.video))
             pos = -math.inf
+            retry = False
         for pkt in pkts:
             if pkt.size == 0 and pkt.dts is None:
                 continue
@@ -609,10 +621,21 @@ def _seek_sample(o: _Opened, targets: list[float], order: list[int], out: list, 
                 pos = pt
             before = sampler.resolved
             sampler.packet(pkt)
+            late, sampler.late = sampler.late, None
+            if late is not None and late == j and seek_at > 0 and retries < 8:
+                # Timestamp-searched formats (MPEG-TS, no index) can land after the target the seek
+                # aimed at: the frame on screen then was missed, so seek earlier and try again.
+                retries += 1
+                sampler.unresolve(late)
+                back = max(1.0, 2 * back)
+                retry = True
+                break
             if sampler.resolved >= n:
                 break
-            if sampler.resolved > before and should_seek(targets[sampler.resolved]):
-                break
+            if sampler.resolved > before:
+                back, retries = 0.0, 0
+                if should_seek(targets[sampler.resolved]):
+                    break
         else:
             break  # end of stream: finish() resolves what is left with the last frame
     sampler.finish()
@@ -894,11 +917,14 @@ class _GopSampler:
         self.last_rgb = None
         self.skip = "DEFAULT"
         self.cc.skip_frame = "DEFAULT"
+        self.late: int | None = None  # first target resolved with a frame shown after it
 
     # -- frame side
     def _on_frame(self, frame: Any) -> None:
         t = _frame_time(frame, self.o, self.tb, self.prev_t + 1e-3 if self.prev_t > -math.inf else 0.0)
         while self.resolved < len(self.targets) and t > self.targets[self.resolved] + _EPS:
+            if self.prev is None and self.late is None:
+                self.late = self.resolved
             self._assign(self.prev if self.prev is not None else frame)
         self.prev, self.prev_t, self.prev_rgb = frame, t, None
 
@@ -927,12 +953,20 @@ class _GopSampler:
             self.cc.flush_buffers()
             self.fed = False
 
+    def unresolve(self, j: int) -> None:
+        """Forget the frames chosen for targets ``j`` and later (before seeking back for them)."""
+        for i in range(j, self.resolved):
+            self.frames[i] = None
+        self.resolved = min(self.resolved, j)
+        self.late = None
+
     def reset(self) -> None:
         """After a seek: forget the GOP and the decoder state, keep the resolved targets."""
         self.cc.flush_buffers()
         self.fed = False
         self.gop, self.gop_bytes = [], 0
         self.prev, self.prev_t, self.prev_rgb = None, -math.inf, None
+        self.late = None
 
     def release(self, upto: int) -> None:
         for i in range(self.released, upto):
@@ -972,10 +1006,9 @@ class _GopSampler:
                 self._feed()
                 self._drain()
                 while self.resolved < len(self.targets) and self.targets[self.resolved] + _EPS < t:
-                    if self.prev is not None:
-                        self._assign(self.prev)
-                    else:
-                        self._skip_unresolvable()
+                    if self.prev is None:
+                        break  # nothing shown before it (start of file or seek): this keyframe's frame will do
+                    self._assign(self.prev)
                 if self.resolved >= len(self.targets):
                     return
             else:
@@ -994,6 +1027,8 @@ class _GopSampler:
 
     def _skip_unresolvable(self) -> None:
         # No frame decoded at all before this target (e.g. a broken GOP): reuse the last good frame.
+        if self.late is None:
+            self.late = self.resolved
         self.frames[self.resolved] = self.last_rgb
         self.resolved += 1
 

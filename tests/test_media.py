@@ -359,3 +359,19 @@ def test_cover_art_is_not_video(tmp_path):
     assert not info.has_video and info.has_audio and info.duration == pytest.approx(2.0, abs=0.1)
     (seg,) = media.iter_segments(path)
     assert seg.frames == [] and seg.audio[16000].size == pytest.approx(32000, abs=1200)
+
+
+def test_seek_without_index_lands_late_and_retries(tmp_path):
+    """MPEG-TS has no keyframe index and seeks by timestamp search, which can land after the target;
+    a stream cut mid-GOP also starts with undecodable packets. Seek sampling must still match the
+    one-pass sampler frame for frame."""
+    src = make_video(tmp_path / "src.ts", seconds=40, fps=30, gop=60, audio_rate=None)
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(src.read_bytes()[188 * 300:])  # whole 188-byte TS packets, mid-GOP
+    segs = list(media.iter_segments(cut, window=12, frames_per_segment=1, audio_rates=()))
+    times = [0.0, *(t for s in segs for t in s.frame_times), 39.0]
+    one_pass = [frame_index(f) for s in segs for f in s.frames]
+    seeked = [frame_index(f) for f in media.sample_frames(cut, times=times)]
+    assert seeked[1:-1] == one_pass
+    assert seeked[0] < one_pass[0] < seeked[-1]
+    assert all(b - a > 300 for a, b in zip(one_pass, one_pass[1:]))  # 12 s apart at 30 fps
