@@ -79,7 +79,7 @@ class VectorRetriever(IndexedRetriever):
 
     def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
         q = self._encode(texts)
-        sims = q @ data["vectors"].T
+        sims = (data["vectors"] @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
         qidx, col = top_k_dense(sims, n_hits)
         sc = sims[qidx, col]
         if self.min_score is not None:
@@ -129,7 +129,7 @@ class VisualRetriever(IndexedRetriever):
             if key not in data:
                 data[key] = np.asarray(visual.pool(data["frames"], data["owner"], self.pooling,
                                                    len(data["segment_id"])), dtype=np.float32)
-            sims = q @ data[key].T
+            sims = (data[key] @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
         else:
             sims = np.asarray(visual.score(q, data["frames"], data["owner"], self.pooling,
                                            n_owners=len(data["segment_id"])), dtype=np.float64)
