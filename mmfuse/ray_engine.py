@@ -121,7 +121,9 @@ class _EncodeStage:
         if stage == "dense":
             from .retrievers.text import DenseTextEncoder
 
-            self.model = DenseTextEncoder()
+            import ray
+
+            self.model = DenseTextEncoder(device="cuda" if ray.get_gpu_ids() else "cpu")
             self.model.load()
         elif stage.startswith("plugin:"):
             self.models = _Models(_cfg(cfg, modalities=[], retrievers=[stage[7:]], dense_text=False), self.warnings)
@@ -289,7 +291,8 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
     one is started (and stopped at the end). ``concurrency``/``num_cpus``: actors per encoder stage and CPUs per
     actor (a number, or a dict by stage name: ocr, visual, audio, asr, dense, plugin:REF); ``num_gpus``: GPUs per
     visual/audio/dense actor (default: 1 when the cluster has GPUs, else 0); ``task_cpus``: CPUs per decode/assemble
-    task. Keep the actors' CPUs below the cluster's total so decode tasks can run.
+    task. Keep the actors' CPUs below the cluster's total so decode tasks can run. On a multi-node cluster the
+    video folder must be visible at the same absolute path on every node (a shared or mounted file system).
     """
     import ray
 
@@ -352,7 +355,7 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
             if progress is not None:
                 progress(0, total, "starting")
             if jobs:
-                items = [{"video_id": j.video_id, "rel": j.rel, "path": str(j.path), "status": "ok", "reason": "",
+                items = [{"video_id": j.video_id, "rel": j.rel, "path": str(j.path.resolve()), "status": "ok", "reason": "",
                           "payload": b""} for j in jobs]
                 ds = ray.data.from_arrow(_table(items)).repartition(len(items))  # one file per block
                 ds = ds.map_batches(_decode, batch_size=1, batch_format="pyarrow", num_cpus=task_cpus,

@@ -62,7 +62,9 @@ class _Input:
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a directory, expected a Parquet file")
         try:
-            self.file = pq.ParquetFile(self.path)
+            # No pre-buffering: its read cache keeps every row group read so far, so memory would grow with the
+            # input instead of staying bounded by the block size.
+            self.file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
         except (pa.ArrowInvalid, OSError) as e:
             raise InputError(f"{self.path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
         names = self.file.schema_arrow.names
