@@ -397,6 +397,7 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
             segs_rows.append({"video_id": job.video_id, "segment_id": sid, "seg_index": int(seg.index),
                               "start": float(seg.start), "end": float(seg.end), "ocr_text": ocr_text, "asr_text": ""})
             if models.asr is not None and 16000 in seg.audio:
+                seg.frames = []  # only the audio waits for the ASR chunk
                 asr_buf.append(seg)
                 if asr_buf[-1].end - asr_buf[0].start >= cfg.asr_chunk:
                     flush_asr()
