@@ -75,7 +75,7 @@ class IndexSummary:
 class _Models:
     """The models of one run, loaded once in the main thread and shared by the worker threads."""
 
-    def __init__(self, cfg: IndexConfig, warnings: list[str]) -> None:
+    def __init__(self, cfg: IndexConfig, warnings: list[str], load: bool = True) -> None:
         self.clip = self.clap = self.ocr = self.asr = self.dense = None
         self._to_load: list[tuple[str, Any]] = []
         self.plugins: list[tuple[str, Any]] = []
@@ -151,6 +151,8 @@ class _Models:
         for name, spec in plugin_specs.items():
             self.specs[name] = spec
             self.enabled.append(name)
+        if load:
+            self.load(warnings)
 
     def _enable(self, modality: str, kind: str, spec: Any, model: Any = None) -> None:
         self.enabled.append(modality)
@@ -469,7 +471,7 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
     summary = IndexSummary()
     counter = _Counter()
     with IndexStore.create(index_dir) as store:
-        models = _Models(cfg, summary.warnings)
+        models = _Models(cfg, summary.warnings, load=False)  # loaded below, only if a file needs work
         for m, (kind, spec, ref) in models.specs.items():
             store.check_spec(m, spec)  # fail before any work when the index holds another model
         summary.modalities = list(models.enabled)
