@@ -103,6 +103,11 @@ class FusionInput:
         """Number of runs holding each pair ([P], float)."""
         return np.bincount(self.pair, minlength=self.n_pairs).astype(np.float64)
 
+    @property
+    def uniform(self) -> bool:
+        """True when every run has weight 1 (methods may then skip the per-entry weight gather)."""
+        return bool((self.weights == 1.0).all())
+
     def entry_weight(self) -> np.ndarray:
         return self.weights[self.run]
 

@@ -23,7 +23,8 @@ from .registry import Param, register_method
                  ranx="rrf", params=[Param("k", 60, float, "rank offset: score = weight / (k + rank)", min=0)])
 def rrf(ctx: FusionInput, k: float) -> np.ndarray:
     """Reciprocal Rank Fusion (Cormack et al. 2009), weighted when weights are given: sum w / (k + rank)."""
-    return ctx.pair_sum(ctx.entry_weight() / (k + ctx.rank))
+    x = 1.0 / (k + ctx.rank)
+    return ctx.pair_sum(x if ctx.uniform else x * ctx.entry_weight())
 
 
 @register_method("isr", kind="rank", ranx="isr")

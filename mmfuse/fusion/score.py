@@ -72,7 +72,7 @@ def combgmnz(ctx: FusionInput, gamma: float) -> np.ndarray:
 @register_method("wsum", aliases=("weighted_sum", "combwsum"), default_norm=_NORM, weighted=True, ranx="wsum")
 def wsum(ctx: FusionInput) -> np.ndarray:
     """Weighted sum: sum of weight_r * normalised score (equal weights = CombSUM)."""
-    return ctx.pair_sum(ctx.value * ctx.entry_weight())
+    return ctx.pair_sum(ctx.value if ctx.uniform else ctx.value * ctx.entry_weight())
 
 
 @register_method("wmnz", default_norm=_NORM, weighted=True, ranx="wmnz")
