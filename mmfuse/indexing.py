@@ -563,6 +563,15 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+        # Plug-ins that keep their own index (``index(store)``, no per-segment encoder) build it now,
+        # from the committed segments/text; they are reloaded at search time by their reference.
+        for name, plug in models.plugins:
+            if not hasattr(plug, "encode_segments") and callable(getattr(plug, "index", None)) and (summary.indexed or summary.removed):
+                try:
+                    with _clock(counter, name):
+                        plug.index(store)
+                except MmfuseError as e:
+                    summary.warnings.append(f"plug-in {name}: index() failed: {e}")
         if summary.indexed or summary.removed:
             with _clock(counter, "optimize"):
                 store.optimize()

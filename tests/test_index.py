@@ -58,7 +58,9 @@ def corpus_index(tmp_path_factory, tiny_clip_checkpoint, tiny_clap_dir):
 
     path = tmp_path_factory.mktemp("corpus_index") / "idx"
     cfg = IndexConfig(clip_model=tiny_clip_checkpoint["local_dir"], clap_model=tiny_clap_dir, frames_per_segment=2, workers=2)
-    summary = index_folder(CORPUS, path, cfg)
+    calls = []
+    summary = index_folder(CORPUS, path, cfg, progress=lambda done, total, label: calls.append((done, total, label)))
+    assert calls[-1][:2] == (11, 11) and calls[-1][2].endswith("| 12 segments")
     return {"path": path, "summary": summary, "flags": ["--clip-model", tiny_clip_checkpoint["local_dir"],
                                                       "--clap-model", tiny_clap_dir, "--frames", "2"]}
 

@@ -83,3 +83,45 @@ def test_unknown_plugin_lists_installed_ones(plugin_site, tmp_path):
     r = _mmfuse(["index", str(tmp_path), "--index", str(tmp_path / "idx"), "--retriever", "myplugn"], plugin_site)
     assert r.returncode == 2
     assert "did you mean 'myplugin'" in r.stderr and "mmfuse.retrievers" in r.stderr
+
+
+class SegmentCount:
+    """A plug-in that keeps its own index (``index(store)``) and only answers ``search``: longer videos first."""
+
+    name, modality = "segcount", "custom"
+
+    def __init__(self, counts: dict | None = None) -> None:
+        self.counts = counts or {}
+
+    @classmethod
+    def from_index(cls, store):
+        return cls(json.loads((store.path / "segcount.json").read_text()))
+
+    def index(self, store) -> None:
+        seg = store.segments()
+        ids, n = np.unique(seg["video_id"], return_counts=True)
+        (store.path / "segcount.json").write_text(json.dumps(dict(zip(ids.tolist(), n.tolist()))))
+
+    def search(self, queries, k=100):
+        from mmfuse import Run
+        from mmfuse.retrievers import normalize_queries
+
+        qids, _ = normalize_queries(queries)
+        vids = sorted(self.counts)
+        return Run.from_arrays(np.repeat(qids, len(vids)), np.tile(vids, len(qids)),
+                               np.tile([float(self.counts[v]) for v in vids], len(qids)), name=self.name).cut(k)
+
+
+def test_plugin_with_its_own_index_by_module_reference(tmp_path):
+    from mmfuse.indexing import IndexConfig, index_folder, search_index
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    for name in ("v01_ball.mp4", "v11_two_parts.mp4"):
+        shutil.copy(REPO / "examples" / "corpus" / name, videos / name)
+    ref = f"{__name__}:SegmentCount"
+    summary = index_folder(videos, tmp_path / "idx", IndexConfig(modalities=[], retrievers=[ref]))
+    assert summary.failed == [] and summary.modalities == ["segcount"]
+    res = search_index(tmp_path / "idx", ["anything"], k=5)
+    assert [r.name for r in res.runs] == ["segcount"]
+    assert res.fused.query("0") == [("v11_two_parts", 2.0), ("v01_ball", 1.0)]
