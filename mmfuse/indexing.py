@@ -504,13 +504,23 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
         report("hashing")
         wanted = set(models.enabled)
         todo: list[_Job] = []
+        # A changed sidecar entry counts as a change of the video (re-indexed as a whole).
+        old_meta = {}
+        if "meta" in wanted:
+            m = store.meta_rows()
+            old_meta = dict(zip(m["video_id"].tolist(), m["text"].tolist()))
+
+        def meta_changed(vid: str) -> bool:
+            return "meta" in wanted and (meta.get(vid) or {}).get("text") != old_meta.get(vid)
+
         with cf.ThreadPoolExecutor(max_workers=max(2, int(cfg.workers))) as hp:
             for job, (st, val) in zip(jobs, hp.map(lambda j: _hash_job(j, counter), jobs)):
                 old = state.get(job.video_id)
                 if st != "ok":
                     summary.failed.append((job.rel, val))
                     done += 1
-                elif old and old["content_hash"] == val and wanted <= set(filter(None, old["modalities"].split(","))):
+                elif (old and old["content_hash"] == val and wanted <= set(filter(None, old["modalities"].split(",")))
+                      and not meta_changed(job.video_id)):
                     summary.skipped.append((job.rel, "unchanged"))
                     done += 1
                 else:

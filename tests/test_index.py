@@ -274,6 +274,16 @@ def test_changed_file_is_reindexed(tmp_path):
     store = IndexStore.open(index)
     assert store.stats()["videos"] == 1 and store._table("segments").count_rows() == 1
     assert OcrRetriever(store).search(["volcano", "lighthouse"], k=5).query("1") == []
+    # Editing the sidecar re-indexes that video; an untouched sidecar entry does not.
+    cfg = IndexConfig(modalities=["ocr", "meta"], frames_per_segment=1, dense_text=False)
+    (videos / "metadata.json").write_text(json.dumps({"clip": {"title": "Volcano documentary"}}))
+    assert [v for v, _, _ in index_folder(videos, index, cfg).indexed] == ["clip"]
+    assert index_folder(videos, index, cfg).indexed == []
+    (videos / "metadata.json").write_text(json.dumps({"clip": {"title": "Lava and ash"}}))
+    assert [v for v, _, _ in index_folder(videos, index, cfg).indexed] == ["clip"]
+    from mmfuse.retrievers import MetadataRetriever
+
+    assert MetadataRetriever(IndexStore.open(index)).search(["ash"], k=5).query("0")[0][0] == "clip"
     (videos / "clip.mp4").unlink()
     assert index_folder(videos, index, cfg).removed == ["clip"]
 
