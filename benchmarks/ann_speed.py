@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--kind", default="ivf_pq", choices=["ivf_pq", "hnsw"])
-    ap.add_argument("--grid", default="8:0,16:0,16:5,16:10,32:10,32:20,64:20",
+    ap.add_argument("--grid", default="1:0,2:0,4:0,8:0,2:10,4:10,8:10,16:5,16:10,32:10,32:20,64:20",
                     help="comma-separated nprobes:refine_factor settings (refine 0 = none)")
     ap.add_argument("--max-iterations", type=int, default=20, help="k-means iterations for the IVF/PQ training")
     ap.add_argument("--dir", default=None, help="where to put the LanceDB table (default: a temp dir, removed)")

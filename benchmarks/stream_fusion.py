@@ -62,17 +62,29 @@ def write_run(path: Path, rows: int, cands: int, seed: int, n_docs: int, shuffle
 
 def child(args: dict) -> None:
     """Run fuse_stream in this (fresh) process and print its figures, so peak RSS is the fusion's alone."""
-    import resource
-
     from mmfuse.streaming import fuse_stream
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _status_mb("VmRSS")
     t = time.perf_counter()
     stats = fuse_stream(args["paths"], args["out"], method=args["method"], block_rows=args["block_rows"])
     stats["seconds"] = time.perf_counter() - t
-    stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    stats["import_rss_mb"] = base / 1024
+    stats["peak_rss_mb"] = _status_mb("VmHWM")
+    stats["import_rss_mb"] = base
     print(json.dumps(stats))
+
+
+def _status_mb(key: str) -> float:
+    """VmHWM/VmRSS of this process in MB. Not ru_maxrss: Linux keeps that high-water mark across execve, so a
+    child would inherit the parent's peak (the forked copy of the generator process)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> dict:
