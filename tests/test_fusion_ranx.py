@@ -109,7 +109,7 @@ def _weights(n):
     return [0.5, 1.0, 2.0, 0.25][:n]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(runs=run_sets(), method=st.sampled_from(sorted(SCORE_METHODS)), norm=st.sampled_from(SCORE_NORMS))
 def test_score_methods_match_ranx(runs, method, norm):
     if norm == "zmuv":
@@ -124,7 +124,7 @@ def test_score_methods_match_ranx(runs, method, norm):
     assert_same(ours, ranx_fuse(runs, method, norm, rparams), runs)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs=run_sets(), method=st.sampled_from(sorted(RANK_METHODS)))
 def test_rank_methods_match_ranx(runs, method):
     params = dict(RANK_METHODS[method])
