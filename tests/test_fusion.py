@@ -193,3 +193,15 @@ def test_registry_plugin_and_default(monkeypatch):
             registry._REGISTRY.pop("test_default")
     finally:
         F.registry._REGISTRY.pop("test_double_sum")
+
+
+def test_ordering_full_rankings_with_ties():
+    # every query ranks the same 12 docs: the reshape path of order_pairs, with many tied fused scores
+    rng = np.random.default_rng(5)
+    docs = np.array([f"d{i:02d}" for i in range(12)])
+    runs = [Run.from_arrays(np.repeat(["qa", "qb", "qc"], 12), np.tile(docs, 3), rng.integers(0, 3, 36).astype(float),
+                            name=f"r{i}") for i in range(2)]
+    out = fuse(runs, method="combsum", norm="none")
+    for q in ("qa", "qb", "qc"):
+        want = {d: runs[0][q][d] + runs[1][q][d] for d in docs.tolist()}
+        assert out.query(q) == sorted(want.items(), key=lambda x: (-x[1], [-ord(c) for c in x[0]]))

@@ -278,14 +278,19 @@ def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_off
     Q = counts.size
     if Q * L > 3 * P + 4096:  # very uneven lists: padding would cost more than it saves
         return np.lexsort((-pair_d, -score, pair_q))
-    col = np.arange(P, dtype=np.int64) - np.repeat(q_offsets[:-1], counts)
-    mat = np.full((Q, L), np.inf)
-    mat[pair_q, col] = -score
-    idx = np.zeros((Q, L), dtype=np.int64)
-    idx[pair_q, col] = np.arange(P, dtype=np.int64)
-    order = np.argsort(mat, axis=1)
-    del mat
-    out = np.take_along_axis(idx, order, axis=1)[np.arange(L)[None, :] < counts[:, None]]
+    if Q * L == P:  # every query has L candidates (full rankings): the matrix is a reshape
+        out = np.argsort(-score.reshape(Q, L), axis=1)
+        out += q_offsets[:-1, None]
+        out = out.reshape(-1)
+    else:
+        col = np.arange(P, dtype=np.int64) - np.repeat(q_offsets[:-1], counts)
+        mat = np.full((Q, L), np.inf)
+        mat[pair_q, col] = -score
+        idx = np.zeros((Q, L), dtype=np.int64)
+        idx[pair_q, col] = np.arange(P, dtype=np.int64)
+        order = np.argsort(mat, axis=1)
+        del mat
+        out = np.take_along_axis(idx, order, axis=1)[np.arange(L)[None, :] < counts[:, None]]
     s, q = score[out], pair_q[out]
     tie = (s[1:] == s[:-1]) & (q[1:] == q[:-1])
     if tie.any():
