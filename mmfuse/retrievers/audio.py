@@ -144,8 +144,11 @@ class ClapEncoder:
             raise ModelError("transformers is not installed: pip install 'mmfuse[video]'") from None
         kwargs = {"local_files_only": True} if self._local_only else {}
         try:
-            processor = ClapProcessor.from_pretrained(self.model_name, **kwargs)
-            model = ClapModel.from_pretrained(self.model_name, **kwargs)
+            from .._quiet import quiet_loading
+
+            with quiet_loading():
+                processor = ClapProcessor.from_pretrained(self.model_name, **kwargs)
+                model = ClapModel.from_pretrained(self.model_name, **kwargs)
         except Exception as e:
             if self._local_only:
                 raise ModelError(f"no CLAP model configured ({DEFAULT_CLAP} is not in the local cache); "

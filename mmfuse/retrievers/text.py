@@ -310,7 +310,10 @@ class DenseTextEncoder:
             except ImportError:
                 raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
             try:
-                self._model = SentenceTransformer(str(path), device=_resolve_device(self.device))
+                from .._quiet import quiet_loading
+
+                with quiet_loading():
+                    self._model = SentenceTransformer(str(path), device=_resolve_device(self.device))
             except Exception as e:
                 raise ModelError(f"cannot load sentence encoder {self.model_name!r}: {_first_line(e)}") from None
         return self._model

@@ -61,12 +61,15 @@ class TransformersBackend(PromptedBackend):
         try:
             self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
                                                            **(processor_kwargs or {}))
-            try:
-                self.model = AutoModelForImageTextToText.from_pretrained(
-                    model, dtype=self.dtype, trust_remote_code=trust_remote_code)
-            except TypeError:  # transformers < 4.56 names it torch_dtype
-                self.model = AutoModelForImageTextToText.from_pretrained(
-                    model, torch_dtype=self.dtype, trust_remote_code=trust_remote_code)
+            from ..._quiet import quiet_loading
+
+            with quiet_loading():
+                try:
+                    self.model = AutoModelForImageTextToText.from_pretrained(
+                        model, dtype=self.dtype, trust_remote_code=trust_remote_code)
+                except TypeError:  # transformers < 4.56 names it torch_dtype
+                    self.model = AutoModelForImageTextToText.from_pretrained(
+                        model, torch_dtype=self.dtype, trust_remote_code=trust_remote_code)
         except (OSError, ValueError, KeyError) as e:
             raise ModelError(f"cannot load VLM {model!r} with transformers: {str(e).splitlines()[0]}") from None
         self.model.to(self.device).eval()
