@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ._kernels import kernels as _kernels
 
 __all__ = ["Aligned", "FusionInput", "align", "order_pairs", "segment_reduce"]
 
@@ -240,6 +241,20 @@ def align(runs: list, depth: int | None = None) -> Aligned:
         rank = (np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1).astype(np.int32)
     score = _finite(score, seg_offsets, names, run)
 
+    k = _kernels()
+    if k is not None and score.size:
+        run_base = np.cumsum([0] + [len(r) for r in runs])
+        seg_start = np.zeros((R, Q), dtype=np.int64)
+        for i, (qm, r) in enumerate(zip(qmaps, runs)):
+            seg_start[i, qm] = r.offsets[:-1] + run_base[i]
+        N = score.size
+        pair = np.empty(N, dtype=np.int64)
+        pq, pd = np.empty(N, dtype=np.int64), np.empty(N, dtype=np.int64)
+        q_pair_offsets = np.zeros(Q + 1, dtype=np.int64)
+        P = k["assign_pairs"](seg_start, n_ret, didx, D, int(n_ret.sum(axis=0).max()), pair, pq, pd,
+                              q_pair_offsets)
+        return Aligned(query_ids, doc_ids, names, run, qidx, didx, score, rank, seg_offsets, seg_run, seg_q, n_ret,
+                       pair, pq[:P].copy(), pd[:P].copy(), q_pair_offsets)
     keys = qidx.astype(np.int64) * max(D, 1)
     keys += didx
     if Q * D <= max(_DENSE_LIMIT, 2 * keys.size):
@@ -278,6 +293,13 @@ def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_off
     Q = counts.size
     if Q * L > 3 * P + 4096:  # very uneven lists: padding would cost more than it saves
         return np.lexsort((-pair_d, -score, pair_q))
+    k = _kernels()
+    if k is not None and np.isfinite(score).all():  # finite: the +inf padding sorts after every real entry
+        if Q * L == P:
+            order = np.argsort(-score.reshape(Q, L), axis=1)
+        else:
+            order = np.argsort(k["pad_neg"](score, q_offsets, L), axis=1)
+        return k["gather_order"](order, q_offsets, score, pair_d)
     if Q * L == P:  # every query has L candidates (full rankings): the matrix is a reshape
         out = np.argsort(-score.reshape(Q, L), axis=1)
         out += q_offsets[:-1, None]
