@@ -111,4 +111,40 @@ def _build() -> dict:
                 i = j
         return out
 
-    return {"assign_pairs": assign_pairs, "pad_neg": pad_neg, "gather_order": gather_order}
+    @numba.njit(cache=True, nogil=True)
+    def scatter_add(pair, x, n_pairs):
+        """``np.bincount(pair, weights=x, minlength=n_pairs)`` in one pass."""
+        out = np.zeros(n_pairs, dtype=np.float64)
+        for e in range(pair.size):
+            out[pair[e]] += x[e]
+        return out
+
+    @numba.njit(cache=True, nogil=True)
+    def scatter_count(pair, n_pairs):
+        out = np.zeros(n_pairs, dtype=np.float64)
+        for e in range(pair.size):
+            out[pair[e]] += 1.0
+        return out
+
+    return {"assign_pairs": assign_pairs, "pad_neg": pad_neg, "gather_order": gather_order,
+            "scatter_add": scatter_add, "scatter_count": scatter_count}
+
+
+def row_argsort(mat: np.ndarray) -> np.ndarray:
+    """``np.argsort(mat, axis=1)``, split over two threads for large matrices (numpy's sort releases the GIL)."""
+    Q = mat.shape[0]
+    if mat.size < 1 << 18 or Q < 2:
+        return np.argsort(mat, axis=1)
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = np.empty(mat.shape, dtype=np.int64)
+    h = Q // 2
+
+    def part(a: int, b: int) -> None:
+        out[a:b] = np.argsort(mat[a:b], axis=1)
+
+    with ThreadPoolExecutor(2) as ex:
+        f = ex.submit(part, 0, h)
+        part(h, Q)
+        f.result()
+    return out

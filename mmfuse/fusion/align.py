@@ -98,10 +98,16 @@ class FusionInput:
 
     def pair_sum(self, x: np.ndarray) -> np.ndarray:
         """Sum of per-entry ``x`` over each pair ([P])."""
+        k = _kernels()
+        if k is not None and self.pair.dtype == np.int64:
+            return k["scatter_add"](self.pair, np.asarray(x, dtype=np.float64), self.n_pairs)
         return np.bincount(self.pair, weights=x, minlength=self.n_pairs)
 
     def pair_count(self) -> np.ndarray:
         """Number of runs holding each pair ([P], float)."""
+        k = _kernels()
+        if k is not None and self.pair.dtype == np.int64:
+            return k["scatter_count"](self.pair, self.n_pairs)
         return np.bincount(self.pair, minlength=self.n_pairs).astype(np.float64)
 
     @property
@@ -295,10 +301,12 @@ def order_pairs(pair_q: np.ndarray, pair_d: np.ndarray, score: np.ndarray, q_off
         return np.lexsort((-pair_d, -score, pair_q))
     k = _kernels()
     if k is not None and np.isfinite(score).all():  # finite: the +inf padding sorts after every real entry
+        from ._kernels import row_argsort
+
         if Q * L == P:
-            order = np.argsort(-score.reshape(Q, L), axis=1)
+            order = row_argsort(np.negative(score).reshape(Q, L))
         else:
-            order = np.argsort(k["pad_neg"](score, q_offsets, L), axis=1)
+            order = row_argsort(k["pad_neg"](score, q_offsets, L))
         return k["gather_order"](order, q_offsets, score, pair_d)
     if Q * L == P:  # every query has L candidates (full rankings): the matrix is a reshape
         out = np.argsort(-score.reshape(Q, L), axis=1)
