@@ -30,12 +30,12 @@ os.environ.setdefault("LANCE_LOG", "error")
 
 
 def clustered(n: int, dim: int, seed: int, n_super: int = 100, per_super: int = 10, latent: int = 16,
-              spread: float = 0.6, noise: float = 0.3, chunk: int = 50_000):
+              spread: float = 0.6, noise: float = 0.3, sub_spread: float = 0.4, chunk: int = 50_000):
     """Yield float32 [m, dim] chunks of L2-normalised clustered vectors (cluster structure fixed by seed 0)."""
     g = np.random.default_rng(0)
     n_clusters = n_super * per_super
     sup = g.standard_normal((n_super, dim))
-    centers = np.repeat(sup, per_super, axis=0) + 0.4 * g.standard_normal((n_clusters, dim))
+    centers = np.repeat(sup, per_super, axis=0) + sub_spread * g.standard_normal((n_clusters, dim))
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     bases = (g.standard_normal((n_clusters, latent, dim)) / np.sqrt(dim)).astype(np.float32)
     centers = centers.astype(np.float32)
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--kind", default="ivf_pq", choices=["ivf_pq", "hnsw"])
     ap.add_argument("--grid", default="1:0,2:0,4:0,8:0,2:10,4:10,8:10,16:5,16:10,32:10,32:20,64:20",
                     help="comma-separated nprobes:refine_factor settings (refine 0 = none)")
+    ap.add_argument("--noise", type=float, default=0.3, help="isotropic noise norm (harder: larger)")
+    ap.add_argument("--sub-spread", type=float, default=0.4,
+                    help="spread of the 10 clusters of a group around it, relative to the group (harder: smaller)")
     ap.add_argument("--max-iterations", type=int, default=20, help="k-means iterations for the IVF/PQ training")
     ap.add_argument("--dir", default=None, help="where to put the LanceDB table (default: a temp dir, removed)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     free = shutil.disk_usage(root).free / 2**30
     if free < need + 1:
         sys.exit(f"need ~{need:.1f} GiB free in {root}, have {free:.1f} GiB")
-    out: dict = {"rows": args.rows, "dim": args.dim, "queries": args.queries, "k": args.k, "kind": args.kind,
+    out: dict = {"noise": args.noise, "sub_spread": args.sub_spread, "rows": args.rows, "dim": args.dim, "queries": args.queries, "k": args.k, "kind": args.kind,
                  "cpus": os.cpu_count()}
     try:
         x = np.empty((args.rows, args.dim), dtype=np.float32)
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         def batches():
             nonlocal pos
-            for chunk in clustered(args.rows, args.dim, seed=1):
+            for chunk in clustered(args.rows, args.dim, seed=1, noise=args.noise, sub_spread=args.sub_spread):
                 x[pos:pos + len(chunk)] = chunk
                 ids = pa.array(np.arange(pos, pos + len(chunk)))
                 pos += len(chunk)
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
         out["index"] = {k: v for k, v in info.items() if k not in ("seconds",)}
         print(f"built {args.kind} index in {info['seconds']:.1f} s: {out['index']}", flush=True)
 
-        q = next(clustered(args.queries, args.dim, seed=2, chunk=args.queries))
+        q = next(clustered(args.queries, args.dim, seed=2, noise=args.noise, sub_spread=args.sub_spread,
+                           chunk=args.queries))
         t0 = time.perf_counter()
         truth = exact_topk(q, x, args.k)
         out["exact_numpy_ms_per_query"] = round((time.perf_counter() - t0) / len(q) * 1e3, 2)
