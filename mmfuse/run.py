@@ -143,7 +143,11 @@ def _read_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str]) -> tu
         raise InputError(f"{path}: file is empty")
     if b"\t" in data or b"  " in data or b"\r" in data or data[:1] in (b" ", b"\n") or b"\n " in data or b" \n" in data:
         data = _EDGE.sub(b"", _WS.sub(b" ", data))
-    first = data.lstrip(b"\n").split(b"\n", 1)[0]
+    start = 0  # index arithmetic, not lstrip/split: those copy the whole file
+    while data[start:start + 1] == b"\n":
+        start += 1
+    end = data.find(b"\n", start)
+    first = data[start:end if end >= 0 else len(data)]
     n = len(first.split(b" "))
     names = list(kinds[:n])
     if n not in (len(kinds), len(kinds) - 1) or (n == len(kinds) - 1 and not kinds[-1].endswith("?")):
@@ -325,9 +329,15 @@ def _dedupe(qcodes, dcodes, values, on_duplicate, describe) -> np.ndarray | None
         return None
     import pyarrow as pa
 
-    # A hash-based distinct count is ~10x cheaper than the sort below, which only runs when pairs repeat.
     n_docs = int(dcodes.max()) + 1
-    if len(pa.array(qcodes * n_docs + dcodes).unique()) == n:
+    from .fusion._kernels import kernels
+
+    k = kernels()
+    found = k["grouped_has_dup"](qcodes, dcodes, int(qcodes.max()) + 1, n_docs) if k is not None else -1
+    if found == 0:  # entries grouped by query (the usual file layout) and no pair repeats: one linear pass
+        return None
+    # A hash-based distinct count is ~10x cheaper than the sort below, which only runs when pairs repeat.
+    if found < 0 and len(pa.array(qcodes * n_docs + dcodes).unique()) == n:
         return None
     order = np.lexsort((dcodes, qcodes))  # stable: equal pairs keep input order
     qs, ds = qcodes[order], dcodes[order]

@@ -126,7 +126,28 @@ def _build() -> dict:
             out[pair[e]] += 1.0
         return out
 
-    return {"assign_pairs": assign_pairs, "pad_neg": pad_neg, "gather_order": gather_order,
+    @numba.njit(cache=True, nogil=True)
+    def grouped_has_dup(qcodes, dcodes, n_queries, n_docs):
+        """For entries grouped by query: 1 if a (query, doc) pair repeats, 0 if not; -1 when not grouped."""
+        seen_q = np.zeros(n_queries, dtype=np.bool_)
+        mark = np.zeros(n_docs, dtype=np.bool_)
+        start = 0
+        for e in range(qcodes.size):
+            q = qcodes[e]
+            if e > 0 and q != qcodes[e - 1]:
+                for j in range(start, e):
+                    mark[dcodes[j]] = False
+                start = e
+                if seen_q[q]:
+                    return -1
+            seen_q[q] = True
+            d = dcodes[e]
+            if mark[d]:
+                return 1
+            mark[d] = True
+        return 0
+
+    return {"grouped_has_dup": grouped_has_dup, "assign_pairs": assign_pairs, "pad_neg": pad_neg, "gather_order": gather_order,
             "scatter_add": scatter_add, "scatter_count": scatter_count}
 
 
