@@ -181,3 +181,20 @@ def test_import_is_light():
 
     code = "import mmfuse, mmfuse.run, sys; assert 'torch' not in sys.modules and 'ranx' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_many_distinct_doc_ids_sorted_table():
+    # > 50k mostly-distinct ids take the sort-based encoder; the doc table must still be sorted by UTF-8 bytes
+    rng = np.random.default_rng(2)
+    n = 60_000
+    docs = np.array([f"d{i}" for i in rng.integers(0, 200_000, n)], dtype=object)
+    docs[:3] = ["\u00e9", "z", "Z"]
+    q = np.array([f"q{i // 100}" for i in range(n)], dtype=object)
+    s = rng.random(n)
+    run = Run.from_arrays(q, docs, s, on_duplicate="first")
+    table = [d.encode() for d in run.doc_ids.tolist()]
+    assert table == sorted(set(table))
+    ref: dict = {}
+    for qq, dd, ss in zip(q.tolist(), docs.tolist(), s.tolist()):
+        ref.setdefault(qq, {}).setdefault(dd, ss)
+    assert run.to_dict() == ref
