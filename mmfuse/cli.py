@@ -69,6 +69,8 @@ def fuse_cmd(
     fmt: Optional[str] = typer.Option(None, "--format", help="Force the input format: trec, parquet or json."),
     on_duplicate: str = typer.Option("error", "--on-duplicate", help="Repeated (query, doc) in a run: error, max or first."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Run tag written in TREC output (default: the method name)."),
+    stream: bool = typer.Option(False, "--stream", help="Parquet runs larger than memory: fuse block by block."),
+    block_rows: int = typer.Option(1_000_000, "--block-rows", help="With --stream: rows per block (bounds memory)."),
 ) -> None:
     """Fuse several runs into one and write it."""
     from pathlib import Path
@@ -84,6 +86,15 @@ def fuse_cmd(
     out = Path(output)
     if out.is_dir():
         raise InputError(f"{out}: is a directory; give an output file name")
+    if stream:
+        from .streaming import fuse_stream
+
+        stats = fuse_stream(runs, out, method=method, norm=norm, weights=w, depth=depth, block_rows=block_rows,
+                            on_duplicate=on_duplicate, **params)
+        err_console.print(f"fused {len(runs)} runs block by block -> {out} "
+                          + ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str))),
+                          highlight=False)
+        return
     loaded = [Run.read(p, format=fmt, name=Path(p).stem, on_duplicate=on_duplicate) for p in runs]
     fused = fuse(loaded, method=method, norm=norm, weights=w, depth=depth, **params)
     try:
@@ -272,6 +283,8 @@ def index_cmd(
     frames: int = typer.Option(4, "--frames", help="Frames sampled per segment."),
     workers: int = typer.Option(1, "--workers", help="Files processed in parallel."),
     no_dense: bool = typer.Option(False, "--no-dense", help="Skip dense text embeddings of ASR/metadata."),
+    engine: str = typer.Option("local", "--engine", help="local (threads on this machine) or ray (Ray Data pipeline)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -296,7 +309,16 @@ def index_cmd(
             name, _, segs = label.rpartition(" | ")
             bar.update(task, completed=done, total=total, segments=segs.split()[0] if segs else 0, label=name[-40:])
 
-        summary = index_folder(video_dir, index, cfg, progress=progress)
+        if engine == "ray":
+            from .ray_engine import index_with_ray
+
+            summary = index_with_ray(video_dir, index, address=address, config=cfg, progress=progress)
+        elif engine == "local":
+            summary = index_folder(video_dir, index, cfg, progress=progress)
+        else:
+            from .errors import unknown
+
+            raise unknown("--engine", engine, ["local", "ray"])
     for w in summary.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     table = Table(title=f"mmfuse index {index}", show_lines=False)

@@ -409,12 +409,17 @@ class IndexStore:
             })
         self._table("videos").add(pa.Table.from_pylist(rows, schema=schemas["videos"]))
 
-    def optimize(self) -> None:
-        """Compact the small per-video fragments into fewer files (readers see the same rows)."""
+    def optimize(self, ann_min_rows: int | None = None) -> None:
+        """Compact the small per-video fragments into fewer files (readers see the same rows), and give every
+        vector table past ``ann_min_rows`` rows (default ``vector_index.DEFAULT_MIN_ROWS``) an approximate index."""
+        from .vector_index import DEFAULT_MIN_ROWS, ensure_vector_index
+
         for name in self.table_names():
             tbl = self._table(name)
             with contextlib.suppress(Exception):
                 tbl.optimize()
+            if "vector" in tbl.schema.names:
+                ensure_vector_index(tbl, "vector", min_rows=DEFAULT_MIN_ROWS if ann_min_rows is None else ann_min_rows)
 
     # ----------------------------------------------------------------- readers
     def segments(self) -> dict[str, np.ndarray]:

@@ -119,3 +119,24 @@ def test_bad_input_is_refused_before_writing(runs, tmp_path):
         fuse_stream([nan], out)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
+    from mmfuse.cli import main
+
+    _, sorted_paths, _ = runs
+    args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--k", "20", "--depth", "10"]
+    main(["fuse", *args, "--stream", "--block-rows", "100", "-o", str(tmp_path / "s.parquet")])
+    main(["fuse", *args, "-o", str(tmp_path / "m.parquet")])
+    streamed, memory = Run.read(tmp_path / "s.parquet"), Run.read(tmp_path / "m.parquet")
+    assert streamed.to_dict() == memory.subset(sorted(memory.query_ids.tolist())).to_dict()
+    assert len(streamed) > 0
+
+
+def test_cli_index_unknown_engine(tmp_path, capsys):
+    from mmfuse.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["index", str(tmp_path), "--index", str(tmp_path / "idx"), "--modalities", "meta", "--engine", "spark"])
+    assert exc.value.code != 0
+    assert "unknown --engine 'spark'" in capsys.readouterr().err

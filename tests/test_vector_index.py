@@ -96,3 +96,19 @@ def test_bad_inputs_name_the_problem(table):
         search(t, "vector", np.zeros(DIM), metric="cos")
     with pytest.raises(ParameterError, match="must divide"):
         ensure_vector_index(t, "vector", min_rows=0, num_sub_vectors=5, replace=True)
+
+
+def test_index_store_optimize_builds_ann_past_threshold(tmp_path):
+    """IndexStore.optimize() gives a vector table an approximate index once it passes the row threshold."""
+    lancedb = pytest.importorskip("lancedb")
+    from mmfuse.index import IndexStore
+
+    with IndexStore(tmp_path / "idx", write=True) as store:
+        db = lancedb.connect(str(tmp_path / "idx"))
+        rng = np.random.default_rng(0)
+        vec = rng.normal(size=(600, 16)).astype(np.float32)
+        db.create_table("vec_test", data=[{"vector": v.tolist(), "segment_id": str(i)} for i, v in enumerate(vec)])
+        store.optimize(ann_min_rows=10_000)
+        assert not db.open_table("vec_test").list_indices()
+        store.optimize(ann_min_rows=500)
+        assert db.open_table("vec_test").list_indices()
