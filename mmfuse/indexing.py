@@ -19,9 +19,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .index import IndexStore
 
 from .errors import InputError, MmfuseError, ModelError, ParameterError, unknown
 
@@ -448,6 +451,30 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
 
 
 # --------------------------------------------------------------------------- orchestration
+def plan_folder(store: IndexStore, vdir: Path, cfg: IndexConfig, enabled: Sequence[str],
+                summary: IndexSummary) -> tuple[dict, list, dict]:
+    """The start every engine shares: drop half-written rows, read the metadata sidecar, walk the folder
+    (unreadable entries go to ``summary.failed``) and forget videos whose files were deleted.
+    Returns (metadata by video, jobs, stored state by video)."""
+    store.cleanup()
+    meta_path = Path(cfg.metadata) if cfg.metadata else find_metadata(vdir)
+    meta = load_metadata(meta_path) if ("meta" in enabled and meta_path) else {}
+    if "meta" in enabled and not meta_path:
+        summary.warnings.append(f"meta modality: no metadata.json/metadata.csv in {vdir} (use --metadata FILE)")
+    jobs, pre_failed = walk(vdir)
+    summary.failed.extend(pre_failed)
+    state = store.video_states()
+    if cfg.prune:
+        root = str(vdir.resolve())
+        present = {j.video_id for j in jobs}
+        gone = [v for v, r in state.items() if r["path"].startswith(root + os.sep) and v not in present
+                and not os.path.exists(r["path"])]
+        if gone:
+            store.forget(gone)
+            summary.removed = gone
+    return meta, jobs, state
+
+
 def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, config: IndexConfig | None = None,
                  progress: Progress | None = None) -> IndexSummary:
     """Index every media file under ``video_dir`` into the LanceDB index at ``index_dir``.
@@ -475,22 +502,7 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
         for m, (kind, spec, ref) in models.specs.items():
             store.check_spec(m, spec)  # fail before any work when the index holds another model
         summary.modalities = list(models.enabled)
-        store.cleanup()
-        meta_path = Path(cfg.metadata) if cfg.metadata else find_metadata(vdir)
-        meta = load_metadata(meta_path) if ("meta" in models.enabled and meta_path) else {}
-        if "meta" in models.enabled and not meta_path:
-            summary.warnings.append(f"meta modality: no metadata.json/metadata.csv in {vdir} (use --metadata FILE)")
-        jobs, pre_failed = walk(vdir)
-        summary.failed.extend(pre_failed)
-        state = store.video_states()
-        if cfg.prune:
-            root = str(vdir.resolve())
-            present = {j.video_id for j in jobs}
-            gone = [v for v, r in state.items() if r["path"].startswith(root + os.sep) and v not in present
-                    and not os.path.exists(r["path"])]
-            if gone:
-                store.forget(gone)
-                summary.removed = gone
+        meta, jobs, state = plan_folder(store, vdir, cfg, models.enabled, summary)
         # Content hashes first (threads: I/O bound): unchanged files never reach a model, and a run
         # with nothing new does not even load the models.
         total = len(jobs)

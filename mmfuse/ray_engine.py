@@ -297,7 +297,7 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
     import ray
 
     from .index import IndexStore
-    from .indexing import IndexConfig, IndexSummary, find_metadata, load_metadata, walk
+    from .indexing import IndexConfig, IndexSummary, plan_folder
 
     cfg = config or IndexConfig()
     if modalities is not None:
@@ -335,22 +335,7 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
         with IndexStore.create(index_dir) as store:
             for m, (kind, spec, ref) in specs.items():
                 store.check_spec(m, spec)
-            store.cleanup()
-            meta_path = Path(cfg.metadata) if cfg.metadata else find_metadata(vdir)
-            meta = load_metadata(meta_path) if ("meta" in enabled and meta_path) else {}
-            if "meta" in enabled and not meta_path:
-                summary.warnings.append(f"meta modality: no metadata.json/metadata.csv in {vdir} (use --metadata FILE)")
-            jobs, pre_failed = walk(vdir)
-            summary.failed.extend(pre_failed)
-            state = store.video_states()
-            if cfg.prune:
-                root = str(vdir.resolve())
-                present = {j.video_id for j in jobs}
-                gone = [v for v, r in state.items() if r["path"].startswith(root + os.sep) and v not in present
-                        and not os.path.exists(r["path"])]
-                if gone:
-                    store.forget(gone)
-                    summary.removed = gone
+            meta, jobs, state = plan_folder(store, vdir, cfg, enabled, summary)
             total = len(jobs)
             if progress is not None:
                 progress(0, total, "starting")

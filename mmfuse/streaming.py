@@ -259,7 +259,6 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
 
     inputs = [_Input(p) for p in paths]
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     scans = [inp.scan_queries() for inp in inputs]
     allq = pa.concat_arrays([s[0] for s in scans])

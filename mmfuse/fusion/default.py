@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .align import segment_reduce
 from .registry import Param, register_method
 
 __all__ = ["sef", "padding_mask", "DEFAULT_MISS"]
