@@ -115,6 +115,20 @@ def _offsets_from_codes(qcodes_sorted: np.ndarray, n_queries: int) -> np.ndarray
     return offsets
 
 
+def _read_json_object(path: Path, shape: str) -> dict:
+    """Load a JSON file that must hold one object; errors name the file (and line for bad JSON)."""
+    _check_readable(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object {shape}")
+    return data
+
+
 def _format_of(path: Path, fmt: str | None) -> str:
     if fmt is not None:
         fmt = fmt.lower()
@@ -572,16 +586,8 @@ class Run(_Ranked):
     def from_json(cls, path: str | os.PathLike, name: str | None = None) -> Run:
         """Read ``{query_id: {doc_id: score}}`` JSON."""
         path = Path(path)
-        _check_readable(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not UTF-8 text") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: expected a JSON object {{query_id: {{doc_id: score}}}}")
-        return cls.from_dict(data, name=name or path.stem, source=str(path))
+        return cls.from_dict(_read_json_object(path, "{query_id: {doc_id: score}}"), name=name or path.stem,
+                             source=str(path))
 
     @classmethod
     def read(cls, path: str | os.PathLike, format: str | None = None, name: str | None = None,
@@ -811,12 +817,7 @@ class Qrels(_Ranked):
     @classmethod
     def from_json(cls, path: str | os.PathLike, name: str | None = None) -> Qrels:
         path = Path(path)
-        _check_readable(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        return cls.from_dict(data, name=name or path.stem)
+        return cls.from_dict(_read_json_object(path, "{query_id: {doc_id: relevance}}"), name=name or path.stem)
 
     @classmethod
     def read(cls, path: str | os.PathLike, format: str | None = None, name: str | None = None) -> Qrels:
