@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import MmfuseError
+from .errors import MmfuseError, ParameterError
 
 app = typer.Typer(
     name="mmfuse",
@@ -263,14 +263,28 @@ def bench_cmd(
 # --- index commands (index, search) -------------------------------------------------------
 
 
+def _from_config(ctx: typer.Context, command: str, values: dict) -> dict:
+    """Fill the parameters the user did not pass on the command line from the ``--config`` file."""
+    from .config import apply_defaults, load_config_defaults
+
+    return apply_defaults(ctx, values, load_config_defaults(values.get("config"), command))
+
+
+def _required(value, flag: str, key: str):
+    if value is None:
+        raise ParameterError(f"{flag} is required (or set {key} in --config)")
+    return value
+
+
 def _split_csv(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 @app.command("index")
 def index_cmd(
+    ctx: typer.Context,
     video_dir: str = typer.Argument(..., help="Folder of videos (searched recursively)."),
-    index: str = typer.Option(..., "--index", help="Index directory (created if missing)."),
+    index: Optional[str] = typer.Option(None, "--index", help="Index directory (created if missing)."),
     modalities: str = typer.Option("visual,audio,ocr,asr,meta", "--modalities",
                                    help="Comma-separated built-in modalities, or 'none' (plug-ins only)."),
     retriever: list[str] = typer.Option([], "--retriever", help="Plug-in: module:Class or entry-point name (repeatable)."),
@@ -285,6 +299,7 @@ def index_cmd(
     no_dense: bool = typer.Option(False, "--no-dense", help="Skip dense text embeddings of ASR/metadata."),
     engine: str = typer.Option("local", "--engine", help="local (threads on this machine) or ray (Ray Data pipeline)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -292,6 +307,12 @@ def index_cmd(
 
     from .indexing import IndexConfig, index_folder
 
+    v = _from_config(ctx, "index", locals())
+    index = _required(v["index"], "--index", "[index] path")
+    modalities, retriever, metadata, window, frames, workers, no_dense = (
+        v[n] for n in ("modalities", "retriever", "metadata", "window", "frames", "workers", "no_dense"))
+    clip_model, clip_pretrained, clip_checkpoint, clap_model = (
+        v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
     if clip_model is None and clip_checkpoint is not None:
         clip_model = "ViT-B-32"
     cfg = IndexConfig(
@@ -341,8 +362,9 @@ def index_cmd(
 
 @app.command("search")
 def search_cmd(
+    ctx: typer.Context,
     query: str = typer.Argument(..., help="Text query."),
-    index: str = typer.Option(..., "--index", help="Index directory built by `mmfuse index`."),
+    index: Optional[str] = typer.Option(None, "--index", help="Index directory built by `mmfuse index`."),
     k: int = typer.Option(10, "--k", help="Videos to return."),
     fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
     per_modality: bool = typer.Option(False, "--per-modality", help="Also print each modality's own list."),
@@ -354,6 +376,7 @@ def search_cmd(
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained"),
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
     """Search an index: fused ranking with each modality's rank and score per hit."""
     import json as _json
@@ -364,6 +387,11 @@ def search_cmd(
     from .errors import ParameterError
     from .indexing import search_index
 
+    v = _from_config(ctx, "search", locals())
+    index = _required(v["index"], "--index", "[index] path")
+    k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
+    clip_model, clip_pretrained, clip_checkpoint, clap_model = (
+        v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
     if k < 1:
         raise ParameterError(f"--k must be >= 1, got {k}")
     clip = clap = None
@@ -455,13 +483,14 @@ def _rerank_cache_dir(value: Optional[str]) -> Optional[str]:
 
 @app.command("rerank")
 def rerank_cmd(
+    ctx: typer.Context,
     runs: list[str] = typer.Argument(..., help="Run file(s) (TREC/Parquet/JSON). Several runs: ViC fusion of their union."),
     queries: str = typer.Option(..., "--queries", help="Query texts: TSV 'qid<TAB>text' or JSON {qid: text}."),
     videos: Optional[str] = typer.Option(None, "--videos", help="Folder of videos named <doc id>.<ext>."),
     mapping: Optional[str] = typer.Option(None, "--mapping", help="doc id -> video path (TSV or JSON), instead of or on top of --videos."),
     subtitles: Optional[str] = typer.Option(None, "--subtitles", help="JSON [{video_id, subtitle}] or {video_id: text}."),
     subtitle_tokens: int = typer.Option(64, "--subtitle-tokens", help="Token budget per candidate's subtitles."),
-    backend: str = typer.Option(..., "--backend", help="transformers | openai"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="transformers | openai"),
     model: Optional[str] = typer.Option(None, "--model", help="Hub name / local dir (transformers) or served model name (openai)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (env OPENAI_BASE_URL)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key (env OPENAI_API_KEY)."),
@@ -487,6 +516,7 @@ def rerank_cmd(
     stats: Optional[str] = typer.Option(None, "--stats", help="Write rerank and parse statistics as JSON here."),
     output: str = typer.Option(..., "-o", "--output", help="Output run (format from the extension; TREC by default)."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Run tag written in TREC output."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
     """Rerank existing result lists with a vision-language model over S-Grids of the top candidates."""
     import json
@@ -501,6 +531,11 @@ def rerank_cmd(
     from .rerankers.grid import parse_cell, parse_grid
     from .rerankers.reranker import index_videos
 
+    v = _from_config(ctx, "rerank", locals())
+    backend = _required(v["backend"], "--backend", "[rerank] backend")
+    model, base_url, top, window, step, grid, cell, cache_dir, mode = (
+        v[n] for n in ("model", "base_url", "top", "window", "step", "grid", "cell", "cache_dir", "mode"))
+    cell = str(cell)
     if videos is None and mapping is None:
         raise ParameterError("give --videos DIR and/or --mapping FILE so candidates can be found")
     paths = {}
@@ -739,7 +774,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except MmfuseError as e:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except typer.Exit as e:  # raised by commands that decide the exit code themselves
         sys.exit(e.exit_code)
