@@ -1,4 +1,4 @@
-"""Per-item encode cost of each retriever model on this machine (CPU), for docs/readme/models.md.
+"""Per-item encode cost of each retriever model on this machine (CPU), for the README.
 
 CLIP and CLAP have no offline weights here, so they are timed with the real architectures
 (open_clip ViT-B-32, transformers' default CLAP = the laion/clap-htsat-unfused shape) and random weights:

@@ -12,7 +12,7 @@ Two functions make the whole API:
   higher-is-better ``score``.
 
 Why these defaults (measured by ``benchmarks/ann_speed.py`` on 1M clustered 512-d vectors, see
-docs/readme/scale.md): ``num_partitions ~ sqrt(rows)`` keeps each IVF list near sqrt(rows) rows, so a probe costs
+README, "Approximate vector search"): ``num_partitions ~ sqrt(rows)`` keeps each IVF list near sqrt(rows) rows, so a probe costs
 the same as the centroid scan; PQ with ``dim / 8`` sub-vectors (8 dims, 1 byte each: SIMD-aligned) ranks
 candidates well enough that a ``refine_factor`` re-rank on the full vectors restores exact order at the top.
 """

@@ -20,7 +20,7 @@ whether such a retriever arrives as its real top-k or as a zero-filled dense row
 
 Everything is computed from one query's lists only (inductive, zero-shot): no statistics across queries.
 ``miss`` was chosen on MSR-VTT 1k-A (4 retrievers): R@1 stays within 85.7-86.6 for miss in [0, 1.5]
-(see docs/readme/benchmarks.md for the sensitivity curve); 0.25 also beats every CombSUM variant on each subset
+(see the README, "The default fusion", for the sensitivity curve); 0.25 also beats every CombSUM variant on each subset
 of three retrievers there.
 """
 
