@@ -409,16 +409,7 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
             counter.add_segment()
         if models.asr is not None:
             flush_asr()
-            if segs_rows and asr_pieces:
-                # Each transcript piece goes to the window holding its midpoint.
-                starts = np.asarray([r["start"] for r in segs_rows])
-                texts: list[list[str]] = [[] for _ in segs_rows]
-                for a, b, text in asr_pieces:
-                    i = int(np.clip(np.searchsorted(starts, (a + b) / 2, side="right") - 1, 0, len(segs_rows) - 1))
-                    if text:
-                        texts[i].append(text)
-                for r, tx in zip(segs_rows, texts):
-                    r["asr_text"] = " ".join(tx)
+            assign_transcript(segs_rows, asr_pieces)
         duration = float(info.duration or (segs_rows[-1]["end"] if segs_rows else 0.0))
         meta_row = None
         m = meta.get(job.video_id) if "meta" in models.enabled else None
@@ -451,6 +442,20 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
 
 
 # --------------------------------------------------------------------------- orchestration
+def assign_transcript(rows: list[dict], pieces: Sequence[tuple[float, float, str]]) -> None:
+    """Set each segment row's ``asr_text``: every transcript piece goes to the window holding its midpoint."""
+    if not rows or not pieces:
+        return
+    starts = np.asarray([r["start"] for r in rows])
+    texts: list[list[str]] = [[] for _ in rows]
+    for a, b, text in pieces:
+        i = int(np.clip(np.searchsorted(starts, (a + b) / 2, side="right") - 1, 0, len(rows) - 1))
+        if text:
+            texts[i].append(text)
+    for r, tx in zip(rows, texts):
+        r["asr_text"] = " ".join(tx)
+
+
 def plan_folder(store: IndexStore, vdir: Path, cfg: IndexConfig, enabled: Sequence[str],
                 summary: IndexSummary) -> tuple[dict, list, dict]:
     """The start every engine shares: drop half-written rows, read the metadata sidecar, walk the folder

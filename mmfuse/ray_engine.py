@@ -219,6 +219,8 @@ class _EncodeStage:
 # --------------------------------------------------------------------------- stage: rows (tasks)
 def _segment_rows(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> Any:
     """Segment rows (OCR text, ASR text by transcript-piece midpoint) and the metadata row; drops frames/audio."""
+    from .indexing import assign_transcript
+
     out = []
     for row in _rows(batch):
         if row["status"] != "ok":
@@ -230,15 +232,8 @@ def _segment_rows(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> A
         rows = [{"video_id": vid, "segment_id": f"{vid}#{s.index}", "seg_index": int(s.index), "start": float(s.start),
                  "end": float(s.end), "ocr_text": p["ocr"].get(int(s.index), ""), "asr_text": ""} for s in segs]
         pieces = p["asr_pieces"]
-        if "asr" in enabled and rows and pieces:
-            starts = np.asarray([r["start"] for r in rows])
-            texts: list[list[str]] = [[] for _ in rows]
-            for a, b, text in pieces:
-                i = int(np.clip(np.searchsorted(starts, (a + b) / 2, side="right") - 1, 0, len(rows) - 1))
-                if text:
-                    texts[i].append(text)
-            for r, tx in zip(rows, texts):
-                r["asr_text"] = " ".join(tx)
+        if "asr" in enabled:
+            assign_transcript(rows, pieces)
         info = p["info"]
         duration = float(info.get("duration") or (rows[-1]["end"] if rows else 0.0))
         m = meta.get(vid) if "meta" in enabled else None
