@@ -322,24 +322,19 @@ def sweep(dataset, configs: Sequence[Config], metrics: Sequence[str] = DEFAULT_V
     done = _offset
     try:
         use_pool = workers > 1 and len(jobs) > 1 and "fork" in mp.get_all_start_methods()
-        if use_pool:
-            with mp.get_context("fork").Pool(workers) as pool:
-                for part in pool.imap_unordered(_work, jobs):
-                    for i, r in part:
-                        out[i] = r
-                    done += len(part)
-                    if progress is not None:
-                        c = part[-1][1].config
-                        progress(done, total, f"{dataset.name}: {c.method} {'+'.join(c.retrievers)}")
-        else:
-            for job in jobs:
-                part = _work(job)
+        pool = mp.get_context("fork").Pool(workers) if use_pool else None
+        try:
+            parts = pool.imap_unordered(_work, jobs) if pool is not None else map(_work, jobs)
+            for part in parts:
                 for i, r in part:
                     out[i] = r
                 done += len(part)
                 if progress is not None:
                     c = part[-1][1].config
                     progress(done, total, f"{dataset.name}: {c.method} {'+'.join(c.retrievers)}")
+        finally:
+            if pool is not None:
+                pool.terminate()
     finally:
         _SHARED.clear()
     return [r for r in out if r is not None]
