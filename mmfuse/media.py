@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -149,16 +150,25 @@ def _ffmpeg_reason(err: BaseException) -> str:
     return msg
 
 
-def _check_file(path: str | os.PathLike) -> tuple[Path, int]:
-    p = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
+@contextlib.contextmanager
+def _as_media_errors(p: Path) -> Iterator[None]:
+    """Turn the OS errors of reading ``p`` into one-line MediaErrors that name the file."""
     try:
-        st = p.stat()
+        yield
     except FileNotFoundError:
         raise MediaError(p, "no such file") from None
     except PermissionError:
         raise MediaError(p, "permission denied") from None
+    except IsADirectoryError:
+        raise MediaError(p, "is a directory, not a media file") from None
     except OSError as e:
         raise MediaError(p, f"cannot read: {e.strerror}") from None
+
+
+def _check_file(path: str | os.PathLike) -> tuple[Path, int]:
+    p = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
+    with _as_media_errors(p):
+        st = p.stat()
     if p.is_dir():
         raise MediaError(p, "is a directory, not a media file")
     if st.st_size == 0:
@@ -434,18 +444,9 @@ def content_hash(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of the file's bytes, read in chunks (flat memory for any file size)."""
     p = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
     h = hashlib.sha256()
-    try:
-        with open(p, "rb") as fh:
-            while chunk := fh.read(chunk_size):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise MediaError(p, "no such file") from None
-    except PermissionError:
-        raise MediaError(p, "permission denied") from None
-    except IsADirectoryError:
-        raise MediaError(p, "is a directory, not a media file") from None
-    except OSError as e:
-        raise MediaError(p, f"cannot read: {e.strerror}") from None
+    with _as_media_errors(p), open(p, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            h.update(chunk)
     return h.hexdigest()
 
 
