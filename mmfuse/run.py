@@ -413,14 +413,14 @@ class Run(_Ranked):
         _check_dup_mode(on_duplicate)
         where = source or name
         scores = np.asarray(scores, dtype=np.float64)
-        if queries is not None:
-            qtable = np.asarray(list(queries), dtype=object)
-            qt_codes, qt_uni = _encode(np.concatenate([qtable, np.asarray(query_ids, dtype=object)]) if len(qtable) else query_ids, sort=False)
-            if len(qt_uni) != len(qtable) and len(qtable):
-                extra = _ids(qt_uni)[len(qtable):][:3].tolist()
+        listed = np.asarray(list(queries) if queries is not None else [], dtype=object)
+        if len(listed):
+            # Encoding the listed queries first fixes the table order; any id past them was not listed.
+            codes, qtable = _encode(np.concatenate([listed, np.asarray(query_ids, dtype=object)]), sort=False)
+            if len(qtable) != len(listed):
+                extra = _ids(qtable)[len(listed):][:3].tolist()
                 raise InputError(f"{where}: entries for queries not listed in `queries`: {extra}")
-            qcodes = qt_codes[len(qtable):] if len(qtable) else qt_codes
-            qtable = qt_uni if len(qtable) else qt_uni
+            qcodes = codes[len(listed):]
         else:
             qcodes, qtable = _encode(query_ids, sort=False)
         dcodes, dtable = _encode(doc_ids, sort=True)
