@@ -66,11 +66,12 @@ def test_ordering_ties_doc_desc_dense_and_sparse(monkeypatch):
         q = np.repeat([f"q{j}" for j in range(20)], 30)
         d = np.concatenate([rng.choice(80, 30, replace=False) for _ in range(20)]).astype(str)
         runs.append(Run.from_arrays(q, d, rng.integers(0, 4, q.size).astype(float), name=f"r{i}"))
-    dense = fuse(runs, method="combsum", norm="none")
+    compiled = fuse(runs, method="combsum", norm="none")
+    dense = fuse(runs, method="combsum", norm="none", _use_fast=False)
     monkeypatch.setattr(align_mod, "_DENSE_LIMIT", 0)
-    sparse = fuse(runs, method="combsum", norm="none")
-    assert dense.to_dict() == sparse.to_dict()
-    for out in (dense, sparse):
+    sparse = fuse(runs, method="combsum", norm="none", _use_fast=False)
+    assert dense.to_dict() == sparse.to_dict() == compiled.to_dict()
+    for out in (dense, sparse, compiled):
         qs, ds, ss = out.entry_query_ids(), out.entry_doc_ids(), out.scores
         naive = sorted(range(len(out)), key=lambda i: (out.qidx()[i], -ss[i], tuple(-ord(c) for c in ds[i]) + (1,)))
         assert list(naive) == list(range(len(out)))
@@ -93,14 +94,14 @@ def test_compiled_kernels_match_numpy_paths(monkeypatch, n_docs):
         runs.append(Run.from_arrays(q, d, rng.integers(0, 5, q.size).astype(float), name=f"r{i}"))
     assert align_mod._kernels() is not None
     fast = align_mod.align(runs)
-    outs = {m: fuse(runs, method=m, norm="min-max") for m in ("combsum", "combmnz", "wsum")}
-    outs["rrf"] = fuse(runs, method="rrf")
+    outs = {m: fuse(runs, method=m, norm="min-max", _use_fast=False) for m in ("combsum", "combmnz", "wsum")}
+    outs["rrf"] = fuse(runs, method="rrf", _use_fast=False)
     monkeypatch.setattr(align_mod, "_kernels", lambda: None)
     slow = align_mod.align(runs)
     for f in ("pair", "pair_q", "pair_d", "q_pair_offsets"):
         assert (getattr(fast, f) == getattr(slow, f)).all(), f
     for m, out in outs.items():
-        ref = fuse(runs, method=m, norm="none" if m == "rrf" else "min-max")
+        ref = fuse(runs, method=m, norm="none" if m == "rrf" else "min-max", _use_fast=False)
         assert out.query_ids.tolist() == ref.query_ids.tolist()
         assert out.doc_ids.tolist() == ref.doc_ids.tolist()
         assert (out.offsets == ref.offsets).all() and (out.doc_idx == ref.doc_idx).all()
@@ -229,3 +230,94 @@ def test_ordering_full_rankings_with_ties():
     for q in ("qa", "qb", "qc"):
         want = {d: runs[0][q][d] + runs[1][q][d] for d in docs.tolist()}
         assert out.query(q) == sorted(want.items(), key=lambda x: (-x[1], [-ord(c) for c in x[0]]))
+
+
+# -- the compiled single pass (mmfuse.fusion.fast) against the general path -------------------------------------
+
+FAST_CASES = [("combsum", "zmuv", {}), ("combsum", "none", {}), ("combsum", "rank", {}), ("combmnz", "min-max", {}),
+              ("combanz", "max", {}), ("combgmnz", "softmax", {"gamma": 2.0}), ("wsum", "sum", {"weights": [2, 1, .5]}),
+              ("wsum", "min-max-inverted", {"weights": [1, 0, 3]}), ("rrf", "none", {"k": 10}),
+              ("rrf", "none", {"weights": [1, 2, 3]}), ("isr", "none", {}), ("log_isr", "none", {}),
+              ("logn_isr", "none", {"sigma": 0.5}), ("rbc", "none", {"phi": 0.7})]
+
+
+def _assert_equivalent(fast: Run, ref: Run) -> None:
+    """Same queries, same candidates and scores (float summation order aside), each correctly ordered."""
+    assert fast.query_ids.tolist() == ref.query_ids.tolist()
+    assert (fast.offsets == ref.offsets).all()
+    a, b = fast.to_dict(), ref.to_dict()
+    for q in b:
+        assert a[q].keys() == b[q].keys()
+        assert np.allclose([a[q][d] for d in b[q]], list(b[q].values()), rtol=1e-12, atol=1e-12)
+    qi, ds, ss = fast.qidx(), fast.entry_doc_ids(), fast.scores
+    for i in range(len(fast) - 1):
+        if qi[i] == qi[i + 1]:
+            assert ss[i] > ss[i + 1] or (ss[i] == ss[i + 1] and ds[i] > ds[i + 1]), (i, ds[i:i + 2], ss[i:i + 2])
+
+
+def _tie_runs(seed: int, n_docs: int, scores: str = "int", nq: int = 25):
+    rng = np.random.default_rng(seed)
+    runs = []
+    for i in range(3):
+        keep = [f"q{j}" for j in range(nq) if (j + i) % 7]  # some queries missing from some runs
+        n = rng.integers(1, 30, size=len(keep))
+        q = np.repeat(keep, n)
+        d = np.concatenate([rng.choice(n_docs, k, replace=False) for k in n]).astype(str)
+        s = rng.integers(0, 4, q.size).astype(float) if scores == "int" else rng.normal(size=q.size) * 10 ** i
+        runs.append(Run.from_arrays(q, d, s, name=f"r{i}"))
+    return runs
+
+
+@pytest.mark.parametrize("method, norm, params", FAST_CASES)
+@pytest.mark.parametrize("n_docs, scores", [(60, "int"), (100_000, "int"), (300, "float")])
+def test_fast_path_matches_general_path(method, norm, params, n_docs, scores):
+    runs = _tie_runs(11, n_docs, scores)
+    for depth in (None, 5):
+        fast = fuse(runs, method=method, norm=norm, depth=depth, **params)
+        _assert_equivalent(fast, fuse(runs, method=method, norm=norm, depth=depth, _use_fast=False, **params))
+
+
+def test_fast_path_is_taken_and_falls_back(monkeypatch):
+    from mmfuse.fusion import fast as fast_mod
+
+    runs = _tie_runs(2, 50)
+    calls = []
+    real = fast_mod.fast_fuse
+    monkeypatch.setattr(fast_mod, "fast_fuse", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    fuse(runs, method="combsum", norm="zmuv")
+    fuse(runs, method="combsum", norm="borda")  # Borda scores missing docs: general path only
+    fuse(runs, method="combmed")  # no single-pass form
+    assert len(calls) == 1 and calls[0] is not None
+    # infinite scores: the compiled pass declines and the general path clamps them
+    inf = Run.from_arrays(["q1", "q1", "q1"], ["a", "b", "c"], [np.inf, 1.0, -np.inf], name="inf")
+    out = fuse([inf, runs[0]], method="combsum", norm="min-max")
+    assert calls[-1] is None
+    assert out.query("q1")[0][0] == "a" and np.isfinite(out.scores).all()
+    # too many queries x candidates for the packed sort keys: declines too
+    monkeypatch.setattr(fast_mod, "_MIN_SCORE_BITS", 64)
+    out = fuse(runs, method="rrf")
+    assert calls[-1] is None
+    _assert_equivalent(out, fuse(runs, method="rrf", _use_fast=False))
+
+
+def test_fast_path_orders_scores_closer_than_the_key_resolution():
+    # 1 + 2^-50 and 1 share their truncated sort key; the exact fix-up must still put the larger first, and
+    # exact ties must come out doc id descending.
+    hi = 1.0 + 2.0 ** -50
+    r = Run.from_arrays(["q"] * 4, ["a", "b", "c", "d"], [hi, 1.0, 1.0, hi], name="r")
+    out = fuse([r], method="combsum", norm="none")
+    assert [d for d, _ in out.query("q")] == ["d", "a", "c", "b"]
+    assert out.scores.tolist() == [hi, hi, 1.0, 1.0]
+
+
+def test_fast_path_threads_and_negative_zero():
+    # enough entries for the query ranges to be fused on several threads
+    runs = _tie_runs(4, 5000, "float", nq=800)
+    big = [Run.from_arrays(np.concatenate([r.entry_query_ids()] + [r.entry_query_ids() + f"_{k}" for k in range(20)]),
+                           np.tile(r.entry_doc_ids(), 21), np.tile(r.scores, 21), name=r.name) for r in runs]
+    assert sum(len(r) for r in big) > 200_000
+    _assert_equivalent(fuse(big, method="combsum", norm="zmuv"), fuse(big, method="combsum", norm="zmuv",
+                                                                      _use_fast=False))
+    # -0.0 and 0.0 are the same score: ties broken by doc id
+    a = Run.from_arrays(["q", "q"], ["x", "y"], [-0.0, 0.0], name="a")
+    assert [d for d, _ in fuse([a], method="combsum", norm="none").query("q")] == ["y", "x"]

@@ -110,8 +110,9 @@ def _weights(n):
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(runs=run_sets(), method=st.sampled_from(sorted(SCORE_METHODS)), norm=st.sampled_from(SCORE_NORMS))
-def test_score_methods_match_ranx(runs, method, norm):
+@given(runs=run_sets(), method=st.sampled_from(sorted(SCORE_METHODS)), norm=st.sampled_from(SCORE_NORMS),
+       use_fast=st.booleans())
+def test_score_methods_match_ranx(runs, method, norm, use_fast):
     if norm == "zmuv":
         # ranx's zmuv drops other queries' results when a run holds an empty list (NaN mean inside numba), so
         # the zmuv oracle is only asked about runs whose every query has candidates.
@@ -120,17 +121,17 @@ def test_score_methods_match_ranx(runs, method, norm):
     params = dict(SCORE_METHODS[method])
     w = _weights(len(runs)) if method in WEIGHTED else None
     rparams = dict(params, **({"weights": w} if w else {}))
-    ours = fuse(runs, method=method, norm=norm or "none", weights=w, **params)
+    ours = fuse(runs, method=method, norm=norm or "none", weights=w, _use_fast=use_fast, **params)
     assert_same(ours, ranx_fuse(runs, method, norm, rparams), runs)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(runs=run_sets(), method=st.sampled_from(sorted(RANK_METHODS)))
-def test_rank_methods_match_ranx(runs, method):
+@given(runs=run_sets(), method=st.sampled_from(sorted(RANK_METHODS)), use_fast=st.booleans())
+def test_rank_methods_match_ranx(runs, method, use_fast):
     params = dict(RANK_METHODS[method])
     w = _weights(len(runs)) if method in WEIGHTED else None
     rparams = dict(params, **({"weights": w} if w else {}))
-    ours = fuse(runs, method=method, weights=w, **params)
+    ours = fuse(runs, method=method, weights=w, _use_fast=use_fast, **params)
     assert_same(ours, ranx_fuse(runs, method, None, rparams), runs)
 
 
@@ -149,5 +150,6 @@ def test_larger_random_runs_match_ranx():
         runs.append(Run.from_arrays(q, d, s, name=f"r{i}"))
     for method, norm in [("sum", "zmuv"), ("mnz", "min-max"), ("wsum", "sum"), ("rrf", None), ("med", "rank")]:
         w = [1.0, 2.0, 0.5] if method == "wsum" else None
-        ours = fuse(runs, method=method, norm=norm or "none", weights=w)
-        assert_same(ours, ranx_fuse(runs, method, norm, {"weights": w} if w else {}))
+        theirs = ranx_fuse(runs, method, norm, {"weights": w} if w else {})
+        for use_fast in (True, False):  # the compiled single pass and the general path
+            assert_same(fuse(runs, method=method, norm=norm or "none", weights=w, _use_fast=use_fast), theirs)

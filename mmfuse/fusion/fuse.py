@@ -35,7 +35,7 @@ def check_weights(weights: Sequence[float] | None, n_runs: int) -> np.ndarray | 
 
 
 def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequence[float] | None = None,
-         depth: int | None = None, **params: Any):
+         depth: int | None = None, _use_fast: bool = True, **params: Any):
     """Fuse several Runs into one, vectorised over all queries.
 
     ``method``: a registered name (``mmfuse.fusion.methods()``); None = the library default. ``norm``: one of
@@ -43,7 +43,8 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     per run, for weighted methods. ``depth``: each input list is cut to its top ``depth`` before fusing and the fused
     lists are cut to ``depth``. ``params``: the method's parameters; ``norm_temperature`` goes to the softmax norm.
     Queries are the union over runs (an absent query is an empty list for that run); the output is ordered by score
-    desc, then doc id desc.
+    desc, then doc id desc. Methods registered with a ``fast`` spec run as one compiled pass
+    (``mmfuse.fusion.fast``); ``_use_fast=False`` forces the general path (tests compare the two).
     """
     from ..run import Run
 
@@ -82,6 +83,12 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
             raise ParameterError(f"depth must be an integer >= 1, got {depth!r}")
         depth = int(depth)
 
+    if m.fast is not None and nname != "borda" and _use_fast:
+        from .fast import fast_fuse
+
+        out = fast_fuse(runs, m.fast, nname, norm_kw, w, resolved, depth, m.name)
+        if out is not None:
+            return out
     a = align(runs, depth)
     if a.n_runs > 1 and not (a.n_ret > 0).all(axis=0).any():
         raise InputError(f"runs {', '.join(repr(n) for n in a.names)} have no query in common")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from .align import FusionInput
+from .fast import FastSpec
 from .registry import Param, register_method
 
 
 @register_method("rrf", aliases=("reciprocal_rank", "wrrf", "weighted_rrf"), kind="rank", weighted=True,
-                 ranx="rrf", params=[Param("k", 60, float, "rank offset: score = weight / (k + rank)", min=0)])
+                 ranx="rrf", params=[Param("k", 60, float, "rank offset: score = weight / (k + rank)", min=0)],
+                 fast=FastSpec("rrf", "sum", "k"))
 def rrf(ctx: FusionInput, k: float) -> np.ndarray:
     """Reciprocal Rank Fusion (Cormack et al. 2009), weighted when weights are given: sum w / (k + rank)."""
     rank = ctx.rank
@@ -30,26 +32,27 @@ def rrf(ctx: FusionInput, k: float) -> np.ndarray:
     return ctx.pair_sum(x if ctx.uniform else x * ctx.entry_weight())
 
 
-@register_method("isr", kind="rank", ranx="isr")
+@register_method("isr", kind="rank", ranx="isr", fast=FastSpec("isr", "mnz"))
 def isr(ctx: FusionInput) -> np.ndarray:
     """Inverse Square Rank (Mourao et al. 2015): sum 1/rank^2 times the number of runs holding the doc."""
     return ctx.pair_sum(1.0 / ctx.rank.astype(np.float64) ** 2) * ctx.pair_count()
 
 
-@register_method("log_isr", aliases=("logisr",), kind="rank", ranx="log_isr")
+@register_method("log_isr", aliases=("logisr",), kind="rank", ranx="log_isr", fast=FastSpec("isr", "log"))
 def log_isr(ctx: FusionInput) -> np.ndarray:
     """log-ISR: sum 1/rank^2 times log(hits); docs in a single run score 0 (log 1), as in ranx."""
     return ctx.pair_sum(1.0 / ctx.rank.astype(np.float64) ** 2) * np.log(ctx.pair_count())
 
 
 @register_method("logn_isr", aliases=("log_isn", "logisn", "lognisr"), kind="rank", ranx="logn_isr",
+                 fast=FastSpec("isr", "log", None, "sigma"),
                  params=[Param("sigma", 0.01, float, "added to the hit count inside the log", min=0.0, max=1.0)])
 def logn_isr(ctx: FusionInput, sigma: float) -> np.ndarray:
     """log-ISN / logn-ISR: sum 1/rank^2 times log(hits + sigma)."""
     return ctx.pair_sum(1.0 / ctx.rank.astype(np.float64) ** 2) * np.log(ctx.pair_count() + sigma)
 
 
-@register_method("rbc", kind="rank", weighted=False, ranx="rbc",
+@register_method("rbc", kind="rank", weighted=False, ranx="rbc", fast=FastSpec("rbc", "sum", "phi"),
                  params=[Param("phi", 0.8, float, "persistence: a rank-r doc gets (1 - phi) * phi^(r-1)",
                                min=0.0, max=1.0)])
 def rbc(ctx: FusionInput, phi: float) -> np.ndarray:

@@ -90,6 +90,7 @@ class Method:
     ranx: str | None = None
     transductive: bool = False
     extra: dict = field(default_factory=dict)
+    fast: tuple | None = None  # mmfuse.fusion.fast.FastSpec: the same method as one compiled pass
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -117,13 +118,15 @@ def _norm_name(name: str) -> str:
 def register_method(name: str, *, kind: str = "score", params: Sequence[Param] | dict | None = None,
                     default_norm: str | None = None, weighted: bool = False, aliases: Iterable[str] = (),
                     doc: str | None = None, ranx: str | None = None, transductive: bool = False,
-                    default: bool = False, replace: bool = False) -> Callable:
+                    default: bool = False, replace: bool = False, fast: tuple | None = None) -> Callable:
     """Decorator registering ``fn(ctx, **params) -> scores[P]`` as fusion method ``name``.
 
     ``params`` is a list of :class:`Param` (or ``{name: (default, type, doc)}``); ``kind`` is one of
     score/rank/adaptive/other; ``default_norm`` is the normalisation used when the caller gives none (score methods:
     "min-max", like ranx); ``weighted`` says whether per-run weights apply; ``default=True`` makes it the method used
-    when ``fuse`` is called without one. Re-registering a taken name needs ``replace=True``.
+    when ``fuse`` is called without one. Re-registering a taken name needs ``replace=True``. ``fast`` (a
+    ``mmfuse.fusion.fast.FastSpec``) declares that the method is a sum of per-entry contributions, so ``fuse`` may
+    run it as one compiled pass; ``fn`` stays the reference implementation.
     """
     if kind not in KINDS:
         raise unknown("method kind", kind, KINDS)
@@ -137,7 +140,7 @@ def register_method(name: str, *, kind: str = "score", params: Sequence[Param] |
             raise ParameterError(f"fusion method {name!r} is already registered (pass replace=True to override)")
         text = doc if doc is not None else (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         m = Method(key, fn, kind, plist, default_norm, weighted, tuple(_norm_name(a) for a in aliases), text, ranx,
-                   transductive)
+                   transductive, fast=fast)
         _REGISTRY[key] = m
         _ALIASES.pop(key, None)
         for a in m.aliases:

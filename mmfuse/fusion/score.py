@@ -11,18 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from .align import FusionInput
+from .fast import FastSpec
 from .registry import Param, register_method
 
 _NORM = "min-max"  # ranx's default normalisation for score-based fusion
 
 
-@register_method("combsum", aliases=("sum", "comb_sum"), default_norm=_NORM, ranx="sum")
+@register_method("combsum", aliases=("sum", "comb_sum"), default_norm=_NORM, ranx="sum", fast=FastSpec("value"))
 def combsum(ctx: FusionInput) -> np.ndarray:
     """CombSUM (Fox & Shaw 1993): sum of the normalised scores."""
     return ctx.pair_sum(ctx.value)
 
 
-@register_method("combmnz", aliases=("mnz", "comb_mnz"), default_norm=_NORM, ranx="mnz")
+@register_method("combmnz", aliases=("mnz", "comb_mnz"), default_norm=_NORM, ranx="mnz",
+                 fast=FastSpec("value", "mnz"))
 def combmnz(ctx: FusionInput) -> np.ndarray:
     """CombMNZ: CombSUM times the number of runs that retrieved the doc."""
     return ctx.pair_sum(ctx.value) * ctx.pair_count()
@@ -56,20 +58,23 @@ def combmed(ctx: FusionInput) -> np.ndarray:
     return 0.5 * (v[lo] + v[hi])
 
 
-@register_method("combanz", aliases=("anz", "comb_anz"), default_norm=_NORM, ranx="anz")
+@register_method("combanz", aliases=("anz", "comb_anz"), default_norm=_NORM, ranx="anz",
+                 fast=FastSpec("value", "anz"))
 def combanz(ctx: FusionInput) -> np.ndarray:
     """CombANZ: CombSUM divided by the number of runs that retrieved the doc."""
     return ctx.pair_sum(ctx.value) / ctx.pair_count()
 
 
 @register_method("combgmnz", aliases=("gmnz", "comb_gmnz"), default_norm=_NORM, ranx="gmnz",
+                 fast=FastSpec("value", "pow", None, "gamma"),
                  params=[Param("gamma", 1.0, float, "exponent of the hit count (1 = CombMNZ)")])
 def combgmnz(ctx: FusionInput, gamma: float) -> np.ndarray:
     """CombGMNZ: CombSUM times (number of runs holding the doc) ** gamma."""
     return ctx.pair_sum(ctx.value) * ctx.pair_count() ** gamma
 
 
-@register_method("wsum", aliases=("weighted_sum", "combwsum"), default_norm=_NORM, weighted=True, ranx="wsum")
+@register_method("wsum", aliases=("weighted_sum", "combwsum"), default_norm=_NORM, weighted=True, ranx="wsum",
+                 fast=FastSpec("value"))
 def wsum(ctx: FusionInput) -> np.ndarray:
     """Weighted sum: sum of weight_r * normalised score (equal weights = CombSUM)."""
     return ctx.pair_sum(ctx.value if ctx.uniform else ctx.value * ctx.entry_weight())
