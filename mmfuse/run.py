@@ -63,6 +63,12 @@ def _encode(values: Any, sort: bool) -> tuple[np.ndarray, np.ndarray]:
 
     arr = _as_str_array(values)
     n = len(arr)
+    if sort and n > 1000:
+        from ._fastio import encode_sorted
+
+        got = encode_sorted(arr)  # integer keys sorted with numpy (see mmfuse._fastio)
+        if got is not None:
+            return got[0], _LazyIds(got[1])
     if sort and n > 50_000 and arr.null_count == 0 and len(arr.slice(0, 20_000).unique()) > 5_000:
         # Mostly-distinct ids (doc ids of a large run): one sort of the column beats hashing it and then
         # sorting the (almost as large) dictionary.
@@ -156,16 +162,69 @@ _EDGE = re.compile(rb"(?m)^ | $")
 _NONSPACE = re.compile(rb"\S")
 
 
-def _read_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str]) -> tuple[dict[str, Any], np.ndarray | None]:
+def _read_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str],
+                  group: str | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     """Fast path: parse a whitespace-separated file into pyarrow columns; returns (columns, None) or raises.
 
-    ``kinds`` names the columns; the last one may be optional (a TREC run's tag). Raises ``_SlowPath`` when the
-    file needs the line-by-line reader (mixed column counts, bad numbers), which then produces the exact error.
+    ``kinds`` names the columns; the last one may be optional (a TREC run's tag). Numeric columns come back parsed
+    ("score" as float64, "rel" as int64). Column ``group`` (one of ``wanted``) may come back already encoded as
+    (codes, first-seen table). Raises ``_SlowPath`` when the file needs the line-by-line reader (bad column
+    counts, bad numbers, invalid UTF-8), which then produces the exact error.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from . import _fastio
+
+    names = [k.rstrip("?") for k in kinds]
+    if _fastio._kernels() is not None:
+        data = _map_file(path)
+        n_max = len(kinds)
+        n_min = n_max - 1 if kinds[-1].endswith("?") else n_max
+        # the score column is parsed to float64 while tokenizing; other numeric columns go through Arrow's cast
+        copied = [w for w in wanted if w not in (group, "score")]
+        got = _fastio.tokenize_columns(data, n_min, n_max, tuple(names.index(w) for w in copied),
+                                       names.index("rank") if "rank" in names else -1,
+                                       names.index("tag") if "tag" in names else -1,
+                                       names.index(group) if group else -1,
+                                       names.index("score") if "score" in wanted else -1)
+        if got is None:
+            raise _SlowPath
+        arrays, encoded, floats, tag = got
+        if encoded is None and floats is None and not arrays:
+            raise InputError(f"{path}: file is empty")
+        out: dict[str, Any] = dict(zip(copied, arrays))
+        if group:
+            out[group] = encoded
+        if floats is not None:
+            out["score"] = pa.array(floats)
+        if "rel" in out:
+            try:
+                out["rel"] = pc.cast(out["rel"], pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise _SlowPath from None
+        if tag is not None:
+            out["tag"] = tag
+        return out, None
+    return _read_columns_csv(path.read_bytes(), path, kinds, wanted)
+
+
+def _map_file(path: Path):
+    """The file's bytes, memory-mapped read-only when it is large (no copy of a file already in the page cache)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 1 << 20:
+            return fh.read()
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _read_columns_csv(data: bytes, path: Path, kinds: Sequence[str], wanted: Sequence[str]):
+    """``_read_columns`` through pyarrow's CSV reader (used when numba is unavailable)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    data = path.read_bytes()
     if _NONSPACE.search(data) is None:
         raise InputError(f"{path}: file is empty")
     if b"\t" in data or b"  " in data or b"\r" in data or data[:1] in (b" ", b"\n") or b"\n " in data or b" \n" in data:
@@ -196,6 +255,11 @@ def _read_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str]) -> tu
     except (pa.ArrowInvalid, pa.ArrowException):
         raise _SlowPath from None
     cols = {name: table.column(name) for name in keep}
+    if "rel" in cols:
+        try:
+            cols["rel"] = pa.array(cols["rel"].to_numpy(zero_copy_only=False).astype(np.int64))
+        except ValueError:
+            raise _SlowPath from None
     if "tag" in names:
         cols["tag"] = first.split(b" ")[names.index("tag")].decode("utf-8", "replace")
     return cols, None
@@ -424,6 +488,14 @@ class Run(_Ranked):
         else:
             qcodes, qtable = _encode(query_ids, sort=False)
         dcodes, dtable = _encode(doc_ids, sort=True)
+        return cls._from_encoded(qcodes, qtable, dcodes, dtable, scores, name=name, on_duplicate=on_duplicate,
+                                 evidence=evidence, where=where, _lines=_lines)
+
+    @classmethod
+    def _from_encoded(cls, qcodes, qtable, dcodes, dtable, scores, *, name: str, on_duplicate: str, evidence,
+                      where: str, _lines: np.ndarray | None) -> Run:
+        """from_arrays after id encoding: codes into a query table (first-seen order) and a sorted doc table."""
+        scores = np.asarray(scores, dtype=np.float64)
         if not (qcodes.size == dcodes.size == scores.size):
             raise InputError(f"{where}: query_ids, doc_ids and scores differ in length "
                              f"({qcodes.size}, {dcodes.size}, {scores.size})")
@@ -539,7 +611,7 @@ class Run(_Ranked):
         _check_dup_mode(on_duplicate)
         kinds = ("qid", "q0", "doc", "rank", "score", "tag?")
         try:
-            cols, lines = _read_columns(path, kinds, ("qid", "doc", "score"))
+            cols, lines = _read_columns(path, kinds, ("qid", "doc", "score"), group="qid")
             q, d, s = cols["qid"], cols["doc"], cols["score"].to_numpy()
             tag = cols.get("tag")
             if np.isnan(s).any():
@@ -549,6 +621,10 @@ class Run(_Ranked):
             q, d, s = np.asarray(c["qid"], dtype=object), np.asarray(c["doc"], dtype=object), np.asarray(c["score"], dtype=np.float64)
             tag = c["tag"][0] or None
         try:
+            if isinstance(q, tuple):  # the compiled reader encoded the query column already (first-seen order)
+                dcodes, dtable = _encode(d, sort=True)
+                return cls._from_encoded(q[0], q[1], dcodes, dtable, s, name=name or tag or path.stem,
+                                         on_duplicate=on_duplicate, evidence=None, where=str(path), _lines=lines)
             return cls.from_arrays(q, d, s, name=name or tag or path.stem, on_duplicate=on_duplicate, source=str(path), _lines=lines)
         except InputError:
             if lines is None:  # re-read to report the line number
@@ -789,9 +865,9 @@ class Qrels(_Ranked):
         kinds = ("qid", "iter", "doc", "rel")
         try:
             cols, lines = _read_columns(path, kinds, ("qid", "doc", "rel"))
-            rel = np.asarray(cols["rel"].to_numpy(zero_copy_only=False).astype(np.int64))
+            rel = np.asarray(cols["rel"].to_numpy(zero_copy_only=False), dtype=np.int64)
             q, d = cols["qid"], cols["doc"]
-        except (_SlowPath, ValueError):
+        except _SlowPath:
             c, lines = _read_columns_slow(path, kinds, {"rel": int})
             q, d, rel = np.asarray(c["qid"], dtype=object), np.asarray(c["doc"], dtype=object), np.asarray(c["rel"], dtype=np.int64)
         return cls.from_arrays(q, d, rel, name=name or path.stem, source=str(path), _lines=lines)

@@ -297,7 +297,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
         return None
     from ..errors import InputError, ParameterError
     from ..run import Run
-    from .align import _union_first_seen, _union_sorted
+    from .align import _union_first_seen, _union_sorted, doc_tables
 
     temp = float(norm_kw.get("temperature", 1.0))
     if norm == "softmax" and not temp > 0:
@@ -306,8 +306,8 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
         runs = [r.cut(depth) for r in runs]
     R = len(runs)
     query_ids, qmaps = _union_first_seen([r.query_ids for r in runs])
-    doc_ids, dmaps = _union_sorted([r.doc_ids for r in runs])
-    Q, D = int(query_ids.size), int(doc_ids.size)
+    doc_ids, dmaps = _union_sorted(doc_tables(runs), lazy=True)
+    Q, D = int(query_ids.size), len(doc_ids)
     seg_start = np.zeros((R, Q), dtype=np.int64)
     seg_len = np.zeros((R, Q), dtype=np.int64)
     for i, (qm, r) in enumerate(zip(qmaps, runs)):  # loop over runs, never over queries
@@ -367,5 +367,11 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     n_used = int(np.count_nonzero(used))
     if 2 * n_used < D:
         remap = np.cumsum(used) - 1
-        doc_ids, out_doc = doc_ids[used], remap[out_doc]
+        out_doc = remap[out_doc]
+        if isinstance(doc_ids, np.ndarray):
+            doc_ids = doc_ids[used]
+        else:  # an Arrow-backed table (run._LazyIds)
+            import pyarrow as pa
+
+            doc_ids = type(doc_ids)(doc_ids.arrow.filter(pa.array(used)))
     return Run(query_ids, doc_ids, out_off, out_doc, out_score, name)
