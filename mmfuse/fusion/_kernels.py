@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_KERNELS: dict | None = None
-
-
-def kernels() -> dict | None:
-    """The compiled kernels, or None when numba cannot be imported (callers then use the numpy paths)."""
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            _KERNELS = _build()
-        except Exception:  # noqa: BLE001 - any numba import/compile problem means: use numpy
-            _KERNELS = {}
-    return _KERNELS or None
+from .._compiled import LazyKernels, threads
 
 
 def _build() -> dict:
@@ -151,21 +140,19 @@ def _build() -> dict:
             "scatter_add": scatter_add, "scatter_count": scatter_count}
 
 
+kernels = LazyKernels(_build)  # the compiled kernels, or None (callers then use the numpy paths)
+
+
 def row_argsort(mat: np.ndarray) -> np.ndarray:
     """``np.argsort(mat, axis=1)``, split over two threads for large matrices (numpy's sort releases the GIL)."""
     Q = mat.shape[0]
     if mat.size < 1 << 18 or Q < 2:
         return np.argsort(mat, axis=1)
-    from concurrent.futures import ThreadPoolExecutor
-
     out = np.empty(mat.shape, dtype=np.int64)
-    h = Q // 2
+    cuts = (0, Q // 2, Q)
 
-    def part(a: int, b: int) -> None:
-        out[a:b] = np.argsort(mat[a:b], axis=1)
+    def part(i: int) -> None:
+        out[cuts[i]:cuts[i + 1]] = np.argsort(mat[cuts[i]:cuts[i + 1]], axis=1)
 
-    with ThreadPoolExecutor(2) as ex:
-        f = ex.submit(part, 0, h)
-        part(h, Q)
-        f.result()
+    threads(part, 2)
     return out

@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from .._compiled import LazyKernels, threads
+
 __all__ = ["FastSpec", "fast_fuse", "CONTRIB", "COMBINE"]
 
 CONTRIB = {"value": 0, "rrf": 1, "isr": 2, "rbc": 3}
@@ -40,213 +42,13 @@ class FastSpec(tuple):
         return super().__new__(cls, (contrib, combine, p1, p2))
 
 
-_K: dict | None = None
-
-
-def _kernels() -> dict | None:
-    global _K
-    if _K is None:
-        try:
-            _K = _build()
-        except Exception:  # noqa: BLE001 - no numba: fuse uses the general numpy path
-            _K = {}
-    return _K or None
-
-
 def _build() -> dict:
-    import numba
+    from . import _fast_kernels as m
 
-    @numba.njit(cache=True, nogil=True)
-    def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
-        """Contributions of one (run, query) list ``score[s:s+m]`` into ``buf[:m]``; False if a score is not finite.
+    return {"accumulate": m.accumulate, "make_keys": m.make_keys, "emit": m.emit}
 
-        Same formulas and 1e-9 floors as norm.py / the method functions, one branch per list, not per entry.
-        """
-        mn = score[s]
-        mx = score[s]
-        tot = 0.0
-        for e in range(s, s + m):
-            v = score[e]
-            if not np.isfinite(v):
-                return False
-            mn = min(mn, v)
-            mx = max(mx, v)
-            tot += v
-        if contrib == 1:
-            for i in range(m):
-                buf[i] = 1.0 / (p1 + (i + 1)) * wr
-        elif contrib == 2:
-            for i in range(m):
-                buf[i] = 1.0 / (float(i + 1) ** 2) * wr
-        elif contrib == 3:
-            for i in range(m):
-                buf[i] = (1.0 - p1) * p1 ** float(i) * wr
-        elif norm == 0:
-            for i in range(m):
-                buf[i] = score[s + i] * wr
-        elif norm == 6:
-            for i in range(m):
-                buf[i] = (1.0 - i / m) * wr
-        elif norm == 2:
-            den = max(mx - mn, 1e-9)
-            for i in range(m):
-                buf[i] = (mx - score[s + i]) / den * wr
-        elif norm == 7:
-            z = 0.0
-            for i in range(m):
-                buf[i] = np.exp((score[s + i] - mx) / temp)
-                z += buf[i]
-            for i in range(m):
-                buf[i] = buf[i] / z * wr
-        else:
-            if norm == 1:
-                a, b = mn, max(mx - mn, 1e-9)
-            elif norm == 3:
-                a = tot / m
-                ss = 0.0
-                for e in range(s, s + m):
-                    d = score[e] - a
-                    ss += d * d
-                b = max(np.sqrt(ss / m), 1e-9)
-            elif norm == 4:
-                a, b = mn, max(tot - m * mn, 1e-9)
-            else:  # 5: max
-                a, b = 0.0, max(mx, 1e-9)
-            for i in range(m):
-                buf[i] = (score[s + i] - a) / b * wr
-        return True
 
-    @numba.njit(cache=True, nogil=True)
-    def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, n_docs, norm, temp, contrib, p1, combine, p2,
-                   ub_off, out_doc, out_score, counts):
-        """Fuse queries q0..q1-1, writing their candidates (doc-desc order) densely from ``ub_off[q0]`` on.
-
-        ``didx``/``scores`` are tuples with one array per run; ``seg_start[r, q]`` indexes run r's arrays. Only
-        the memory actually filled is touched (``ub_off`` is an upper bound: every entry a new doc).
-        Returns False (and stops) at the first non-finite score: the caller then takes the general path.
-        """
-        R = len(didx)
-        maxn = 1
-        maxm = 1
-        for q in range(q0, q1):
-            maxn = max(maxn, ub_off[q + 1] - ub_off[q])
-            for r in range(R):
-                maxm = max(maxm, seg_len[r, q])
-        slot = np.full(n_docs, -1, dtype=np.int32)
-        local = np.empty(maxn, dtype=np.int64)
-        acc = np.empty(maxn, dtype=np.float64)
-        cnt = np.empty(maxn, dtype=np.float64)
-        buf = np.empty(maxm, dtype=np.float64)
-        base = ub_off[q0]
-        for q in range(q0, q1):
-            n = 0
-            lo, hi = n_docs, -1
-            for r in range(R):
-                s = seg_start[r, q]
-                m = seg_len[r, q]
-                if m == 0:
-                    continue
-                if not list_values(scores[r], s, m, norm, temp, contrib, p1, w[r], buf):
-                    return False
-                dr = didx[r]
-                for i in range(m):
-                    d = dr[s + i]
-                    j = slot[d]
-                    if j < 0:
-                        slot[d] = n
-                        local[n] = d
-                        acc[n] = buf[i]
-                        cnt[n] = 1.0
-                        n += 1
-                        lo = min(lo, d)
-                        hi = max(hi, d)
-                    else:
-                        acc[j] += buf[i]
-                        cnt[j] += 1.0
-            counts[q] = n
-            if n == 0:
-                continue
-            # doc-desc order: scan the doc range when it is narrow, else sort the query's own docs
-            if hi - lo < 8 * n * (1 + int(np.log2(n))):
-                k = 0
-                for d in range(hi, lo - 1, -1):
-                    if slot[d] >= 0:
-                        local[k] = d
-                        k += 1
-            else:
-                srt = np.sort(local[:n])
-                for i in range(n):
-                    local[i] = srt[n - 1 - i]
-            for i in range(n):
-                d = local[i]
-                j = slot[d]
-                x = acc[j]
-                c = cnt[j]
-                if combine == 1:
-                    x = x * c
-                elif combine == 2:
-                    x = x / c
-                elif combine == 3:
-                    x = x * c ** p2
-                elif combine == 4:
-                    x = x * np.log(c + p2)
-                out_doc[base + i] = d
-                out_score[base + i] = x + 0.0  # -0.0 -> 0.0: equal scores must get equal keys
-                slot[d] = -1
-            base += n
-        return True
-
-    @numba.njit(cache=True, nogil=True)
-    def make_keys(q0, q1, ub_off, off, bits, qshift, idxbits, keys):
-        """Sort keys (query | truncated desc score | position) of queries q0..q1-1, in place of their candidates.
-
-        Query q's candidates lie at ``off[q] + shift`` with ``shift = ub_off[q0] - off[q0]`` (see accumulate).
-        """
-        sign = np.uint64(1) << np.uint64(63)
-        shift = ub_off[q0] - off[q0]
-        for q in range(q0, q1):
-            a = off[q] + shift
-            qk = np.uint64(q) << np.uint64(qshift) if qshift < 64 else np.uint64(0)
-            for i in range(off[q + 1] - off[q]):
-                b = bits[a + i]
-                asc = b ^ sign if (b & sign) == 0 else ~b
-                keys[a + i] = qk | ((~asc >> np.uint64(64 - qshift + idxbits)) << np.uint64(idxbits)) | np.uint64(i)
-
-    @numba.njit(cache=True, nogil=True)
-    def emit(q0, q1, keys, ub_off, off, doc, sc, idxbits, depth, out_off, out_doc, out_score):
-        """Write queries q0..q1-1 in key order to ``out_off``, re-ordering truncated-key groups exactly."""
-        mask = (np.uint64(1) << np.uint64(idxbits)) - np.uint64(1)
-        shift = ub_off[q0] - off[q0]
-        maxn = 1
-        for q in range(q0, q1):
-            maxn = max(maxn, off[q + 1] - off[q])
-        perm = np.empty(maxn, dtype=np.int64)
-        for q in range(q0, q1):
-            a = off[q] + shift
-            n = off[q + 1] - off[q]
-            o = out_off[q]
-            for i in range(n):
-                perm[i] = a + np.int64(keys[a + i] & mask)
-            i = 0
-            while i < n:
-                j = i + 1
-                hk = keys[a + i] >> np.uint64(idxbits)
-                while j < n and (keys[a + j] >> np.uint64(idxbits)) == hk:
-                    j += 1
-                if j - i > 1:  # exact order inside the group: score desc, then doc desc
-                    for u in range(i + 1, j):
-                        x = perm[u]
-                        v = u - 1
-                        while v >= i and (sc[perm[v]] < sc[x] or (sc[perm[v]] == sc[x] and doc[perm[v]] < doc[x])):
-                            perm[v + 1] = perm[v]
-                            v -= 1
-                        perm[v + 1] = x
-                i = j
-            for i in range(min(n, depth)):
-                out_doc[o + i] = doc[perm[i]]
-                out_score[o + i] = sc[perm[i]]
-
-    return {"accumulate": accumulate, "make_keys": make_keys, "emit": emit}
+_kernels = LazyKernels(_build)  # None without numba: fuse then takes the general numpy path
 
 
 def _readonly(x: np.ndarray, dtype) -> np.ndarray:
@@ -279,14 +81,7 @@ def _chunks(weight: np.ndarray, parts: int) -> list[tuple[int, int]]:
 
 def _parallel(fn, ranges, *args) -> list:
     """``fn(q0, q1, *args)`` for each query range, on threads (the kernels release the GIL); the results."""
-    if len(ranges) == 1:
-        return [fn(ranges[0][0], ranges[0][1], *args)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(len(ranges)) as ex:
-        futures = [ex.submit(fn, a, b, *args) for a, b in ranges[1:]]
-        first = fn(ranges[0][0], ranges[0][1], *args)
-        return [first] + [f.result() for f in futures]
+    return threads(lambda i: fn(ranges[i][0], ranges[i][1], *args), len(ranges))
 
 
 def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.ndarray | None, params: dict,
