@@ -68,12 +68,15 @@ def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
 
 
 @numba.njit(cache=True, nogil=True)
-def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, n_docs, norm, temp, contrib, p1, combine, p2,
-               ub_off, out_doc, out_score, counts):
+def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, slot, norm, temp, contrib, p1, combine, p2,
+               ub_off, out_doc, out_score, out_bits, qshift, idxbits, keys, counts):
     """Fuse queries q0..q1-1, writing their candidates (doc-desc order) densely from ``ub_off[q0]`` on.
 
     ``didx``/``scores`` are tuples with one array per run; ``seg_start[r, q]`` indexes run r's arrays. Only
-    the memory actually filled is touched (``ub_off`` is an upper bound: every entry a new doc).
+    the memory actually filled is touched (``ub_off`` is an upper bound: every entry a new doc). ``slot`` is a
+    per-doc scratch array (at least the doc count long), -1 everywhere on entry and again after a True return.
+    Each candidate also gets its sort key in ``keys`` (query | truncated desc score | position; ``out_bits`` is
+    ``out_score`` viewed as uint64): see mmfuse.fusion.fast.
     Returns False (and stops) at the first non-finite score: the caller then takes the general path.
     """
     R = len(didx)
@@ -83,7 +86,9 @@ def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, n_docs, norm, temp, 
         maxn = max(maxn, ub_off[q + 1] - ub_off[q])
         for r in range(R):
             maxm = max(maxm, seg_len[r, q])
-    slot = np.full(n_docs, -1, dtype=np.int32)
+    n_docs = slot.size  # scratch: -1 everywhere on entry, and again on a True return
+    sign = np.uint64(1) << np.uint64(63)
+    drop = np.uint64(64 - qshift + idxbits)
     local = np.empty(maxn, dtype=np.int64)
     acc = np.empty(maxn, dtype=np.float64)
     cnt = np.empty(maxn, dtype=np.float64)
@@ -115,6 +120,7 @@ def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, n_docs, norm, temp, 
                     acc[j] += buf[i]
                     cnt[j] += 1.0
         counts[q] = n
+        qk = np.uint64(q) << np.uint64(qshift) if qshift < 64 else np.uint64(0)
         if n == 0:
             continue
         # doc-desc order: scan the doc range when it is narrow, else sort the query's own docs
@@ -144,25 +150,11 @@ def accumulate(q0, q1, seg_start, seg_len, didx, scores, w, n_docs, norm, temp, 
             out_doc[base + i] = d
             out_score[base + i] = x + 0.0  # -0.0 -> 0.0: equal scores must get equal keys
             slot[d] = -1
+            b = out_bits[base + i]
+            asc = b ^ sign if (b & sign) == 0 else ~b
+            keys[base + i] = qk | ((~asc >> drop) << np.uint64(idxbits)) | np.uint64(i)
         base += n
     return True
-
-
-@numba.njit(cache=True, nogil=True)
-def make_keys(q0, q1, ub_off, off, bits, qshift, idxbits, keys):
-    """Sort keys (query | truncated desc score | position) of queries q0..q1-1, in place of their candidates.
-
-    Query q's candidates lie at ``off[q] + shift`` with ``shift = ub_off[q0] - off[q0]`` (see accumulate).
-    """
-    sign = np.uint64(1) << np.uint64(63)
-    shift = ub_off[q0] - off[q0]
-    for q in range(q0, q1):
-        a = off[q] + shift
-        qk = np.uint64(q) << np.uint64(qshift) if qshift < 64 else np.uint64(0)
-        for i in range(off[q + 1] - off[q]):
-            b = bits[a + i]
-            asc = b ^ sign if (b & sign) == 0 else ~b
-            keys[a + i] = qk | ((~asc >> np.uint64(64 - qshift + idxbits)) << np.uint64(idxbits)) | np.uint64(i)
 
 
 @numba.njit(cache=True, nogil=True)

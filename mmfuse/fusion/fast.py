@@ -19,6 +19,7 @@ gives the same scores (up to float summation order within a list's statistics) a
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class FastSpec(tuple):
 def _build() -> dict:
     from . import _fast_kernels as m
 
-    return {"accumulate": m.accumulate, "make_keys": m.make_keys, "emit": m.emit}
+    return {"accumulate": m.accumulate, "emit": m.emit}
 
 
 _kernels = LazyKernels(_build)  # None without numba: fuse then takes the general numpy path
@@ -57,6 +58,29 @@ def _readonly(x: np.ndarray, dtype) -> np.ndarray:
     v = np.ascontiguousarray(x, dtype=dtype).view()
     v.flags.writeable = False
     return v
+
+
+# Per-doc scratch arrays (all -1) kept between calls: allocating and filling one per call and thread costs ~4 ms
+# per 1M docs. Arrays up to _SLOT_KEEP entries are kept, a few at most; concurrent calls each take their own.
+_SLOT_KEEP = 1 << 24
+_SLOTS: list[np.ndarray] = []
+_SLOTS_LOCK = threading.Lock()
+
+
+def _take_slot(n: int) -> np.ndarray:
+    with _SLOTS_LOCK:
+        for i, a in enumerate(_SLOTS):
+            if a.size >= n:
+                return _SLOTS.pop(i)
+    return np.full(max(n, 1), -1, dtype=np.int32)
+
+
+def _give_slot(a: np.ndarray) -> None:
+    if a.size <= _SLOT_KEEP:
+        with _SLOTS_LOCK:
+            _SLOTS.append(a)
+            _SLOTS.sort(key=lambda x: -x.size)
+            del _SLOTS[4:]
 
 
 def _n_threads() -> int:
@@ -122,23 +146,29 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     ub_off = np.zeros(Q + 1, dtype=np.int64)
     np.cumsum(ub, out=ub_off[1:])
     N = int(ub_off[-1])
+    # key layout: query | score bits | position; positions are bounded by the longest possible union list
+    qbits = int(Q - 1).bit_length() if Q > 1 else 0
+    idxbits = max(1, int(int(ub.max(initial=1)) - 1).bit_length())
+    if 64 - qbits - idxbits < _MIN_SCORE_BITS:
+        return None
     ranges = _chunks(ub.astype(np.float64), _n_threads() if N >= 200_000 else 1)
     # Upper-bound buffers: np.empty does not touch memory, and each range fills only its fused candidates.
     doc = np.empty(N, dtype=np.int64)
     sc = np.empty(N, dtype=np.float64)
+    keys = np.empty(N, dtype=np.uint64)
     counts = np.zeros(Q, dtype=np.int64)
-    finite = _parallel(k["accumulate"], ranges, seg_start, seg_len, didx, scores, w, D, NORM_CODE[norm], temp,
-                       CONTRIB[contrib], p1, COMBINE[combine], p2, ub_off, doc, sc, counts)
+    slots = [_take_slot(D) for _ in ranges]
+    finite = threads(lambda i: k["accumulate"](ranges[i][0], ranges[i][1], seg_start, seg_len, didx, scores, w,
+                                               slots[i], NORM_CODE[norm], temp, CONTRIB[contrib], p1,
+                                               COMBINE[combine], p2, ub_off, doc, sc, sc.view(np.uint64),
+                                               64 - qbits, idxbits, keys, counts), len(ranges))
+    for slot, ok in zip(slots, finite):
+        if ok:  # a kernel that stopped early left marks behind: that scratch array is dropped
+            _give_slot(slot)
     if not all(finite):
         return None  # +-inf need the general path's per-list clamping (NaN is reported there too)
     off = np.zeros(Q + 1, dtype=np.int64)
     np.cumsum(counts, out=off[1:])
-    qbits = int(Q - 1).bit_length() if Q > 1 else 0
-    idxbits = max(1, int(int(counts.max(initial=1)) - 1).bit_length())
-    if 64 - qbits - idxbits < _MIN_SCORE_BITS:
-        return None
-    keys = np.empty(N, dtype=np.uint64)
-    _parallel(k["make_keys"], ranges, ub_off, off, sc.view(np.uint64), 64 - qbits, idxbits, keys)
     regions = [(int(ub_off[a]), int(ub_off[a] + off[b] - off[a])) for a, b in ranges]
     if any(np.isnan(sc[x:y]).any() for x, y in regions):
         raise InputError(f"fusion method {name!r} produced NaN scores")
