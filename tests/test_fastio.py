@@ -132,19 +132,6 @@ def test_trec_reader_matches_line_reader(tmp_path, monkeypatch, big):
     assert (np.asarray(fast.doc_ids) == np.asarray(slow.doc_ids)).all()
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 1_0x t\n", r"bad.trec:2: score '1_0x' is not a number"),
-    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 1.0 t extra\n", r"bad.trec:2: expected 5 or 6 columns"),
-    ("q1 Q0 d1 1.0 1.0 t\n", r"bad.trec:1: rank '1.0' is not a number"),
-    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d1 2 0.5 t\n", r"bad.trec:2: duplicate .*first at line 1"),
-])
-def test_compiled_reader_reports_lines(tmp_path, text, pattern):
-    p = tmp_path / "bad.trec"
-    p.write_text(text)
-    with pytest.raises(InputError, match=pattern):
-        Run.read(p)
-
-
 def test_reader_odd_but_valid_scores_and_utf8(tmp_path):
     p = tmp_path / "r.trec"
     p.write_bytes("q\u00e9 Q0 d\u00e9 1 1_000 t\nq\u00e9 Q0 b 2 -inf t\nq2 Q0 x 1 +1e-400 t\n".encode())

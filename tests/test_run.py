@@ -124,6 +124,10 @@ def test_duplicates(tmp_path):
     ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 abc t\n", r"bad.trec:2: score 'abc' is not a number"),
     ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2\n", r"bad.trec:2: expected 5 or 6 columns"),
     ("q1 Q0 d1 x 1.0 t\n", r"bad.trec:1: rank 'x' is not a number"),
+    ("q1 Q0 d1 1.0 1.0 t\n", r"bad.trec:1: rank '1.0' is not a number"),
+    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 1_0x t\n", r"bad.trec:2: score '1_0x' is not a number"),
+    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 1.0 t extra\n", r"bad.trec:2: expected 5 or 6 columns"),
+    ("q1 Q0 d1 1 1.0 t\nq1 Q0 d1 2 0.5 t\n", r"bad.trec:2: duplicate .*first at line 1"),
     ("\n  \n", r"bad.trec: file is empty"),
 ])
 def test_malformed_trec(tmp_path, text, pattern):

@@ -166,17 +166,28 @@ def emit(q0, q1, keys, ub_off, off, doc, sc, idxbits, depth, out_off, out_doc, o
     for q in range(q0, q1):
         maxn = max(maxn, off[q + 1] - off[q])
     perm = np.empty(maxn, dtype=np.int64)
+    ib = np.uint64(idxbits)
     for q in range(q0, q1):
         a = off[q] + shift
         n = off[q + 1] - off[q]
         o = out_off[q]
-        for i in range(n):
-            perm[i] = a + np.int64(keys[a + i] & mask)
+        if n == 0:
+            continue
+        # one pass: positions from the keys, and whether any two neighbours share a truncated key
+        shared = False
+        prev = keys[a] >> ib
+        perm[0] = a + np.int64(keys[a] & mask)
+        for i in range(1, n):
+            k = keys[a + i]
+            perm[i] = a + np.int64(k & mask)
+            hk = k >> ib
+            shared |= hk == prev
+            prev = hk
         i = 0
-        while i < n:
+        while shared and i < n:
             j = i + 1
-            hk = keys[a + i] >> np.uint64(idxbits)
-            while j < n and (keys[a + j] >> np.uint64(idxbits)) == hk:
+            hk = keys[a + i] >> ib
+            while j < n and (keys[a + j] >> ib) == hk:
                 j += 1
             if j - i > 1:  # exact order inside the group: score desc, then doc desc
                 for u in range(i + 1, j):
