@@ -1,6 +1,6 @@
 """Fusion and loading speed of mmfuse against ranx on the same input, measured in one run, plus peak memory.
 
-    .venv/bin/python benchmarks/fusion_speed.py            # everything (about 3-5 minutes on 2 cores)
+    .venv/bin/python benchmarks/fusion_speed.py            # everything (about 10 minutes on 2 cores)
     .venv/bin/python benchmarks/fusion_speed.py --quick    # smaller sizes, for a smoke test
 
 1. Fusion, 4 runs x 1000 queries x 1000 candidates, CombSUM(zmuv), CombMNZ(min-max), RRF(k=60), wsum(min-max),
@@ -8,8 +8,8 @@
    "pool-2k" (each run's 1000 candidates are drawn from a 2000-doc pool per query out of a 2M-doc collection,
    so runs overlap partially; runs built from arrays share one doc table) and "files" (the pool-2k runs written
    as TREC files and read back, so each run has its own 1M-id doc table, as with real runs). ranx is warmed up
-   on a small input first so its numba JIT is excluded; each figure is the best of a few repeats. Scores of both
-   are compared (rel 1e-6) as a sanity check.
+   on a small input first so its numba JIT is excluded; each figure is the best of 5 repeats for mmfuse and of 2
+   for ranx. Scores of both are compared (rel 1e-6) as a sanity check.
 2. Loading a 1M-line TREC run file: ``mmfuse.Run.read`` vs ``ranx.Run.from_file`` (ranx warmed up on a small
    file first, which excludes the JIT compilation of its ``Run.from_dict``; best of 3 for both).
 3. Peak memory of fusing 10,000 queries x 1000 candidates x 4 runs (CombSUM, zmuv), in a fresh subprocess:
@@ -171,7 +171,7 @@ def main() -> None:
     if "fusion" not in skip:
         report["fusion"] = []
         for layout in args.layouts.split(","):
-            for row in bench_fusion(nq, nc, layout, 3 if not args.quick else 2):
+            for row in bench_fusion(nq, nc, layout, 5 if not args.quick else 2):
                 report["fusion"].append(row)
                 if "ratio" in row:
                     print(f"fuse {layout:9s} {row['method']:18s} ranx {row['ranx_s']:7.3f} s  mmfuse "

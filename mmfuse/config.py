@@ -240,7 +240,7 @@ class RerankSection(_Strict):
         try:
             parse_grid(v)
         except MmfuseError:
-            raise ValueError(f"grid must look like ROWSxCOLS (e.g. \"2x2\"), at most 64 cells") from None
+            raise ValueError("grid must look like ROWSxCOLS (e.g. \"2x2\"), at most 64 cells") from None
         return v
 
     @model_validator(mode="after")

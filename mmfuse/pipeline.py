@@ -204,10 +204,10 @@ class Pipeline:
             if progress:
                 progress(len(rets) + 1, stages, "rerank")
             t0 = time.perf_counter()
-            sub = None
-            if progress:
-                def sub(d: int, t: int, label: str) -> None:
-                    progress(len(rets) + 1, stages, f"rerank {d}/{t}")
+            def rerank_progress(d: int, t: int, label: str) -> None:
+                progress(len(rets) + 1, stages, f"rerank {d}/{t}")
+
+            sub = rerank_progress if progress else None
             reranked = self.reranker.rerank(qs, fused, self.video_paths(), retriever_runs=nonempty,
                                             progress=sub).with_name("reranked")
             stats = getattr(self.reranker, "stats", None)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 from _pipeline_helpers import corpus_index

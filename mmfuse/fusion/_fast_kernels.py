@@ -10,12 +10,13 @@ import numpy as np
 def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
     """Contributions of one (run, query) list ``score[s:s+m]`` into ``buf[:m]``; False if a score is not finite.
 
-    Same formulas and 1e-9 floors as norm.py / the method functions, one branch per list, not per entry.
+    Same formulas and 1e-9 floors as norm.py / the method functions, one branch per list, not per entry. Rank
+    contributions never read the scores (an infinite score does not change a rank).
     """
     mn = score[s]
     mx = score[s]
     tot = 0.0
-    for e in range(s, s + m):
+    for e in range(s, s + m if contrib == 0 else s):
         v = score[e]
         if not np.isfinite(v):
             return False
