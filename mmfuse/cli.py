@@ -403,8 +403,22 @@ def search_cmd(
         from .retrievers.audio import ClapEncoder
 
         clap = ClapEncoder(model=clap_model)
+    # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
+    # Its weights are per configured retriever, which need not match the modalities this index answers with.
+    from .config import load_config_defaults
+
+    cfg = load_config_defaults(v.get("config"), "search")
+    extra: dict = {}
+    if cfg and fusion == cfg.get("fusion"):
+        if cfg.get("fusion_norm"):
+            extra["norm"] = cfg["fusion_norm"]
+        extra.update(cfg.get("fusion_params") or {})
+        if cfg.get("fusion_weights"):
+            err_console.print("warning: \\[fusion] weights are not applied by `mmfuse search` (the modalities an "
+                              "index answers with vary); use mmfuse.Pipeline for weighted fusion")
     res = search_index(index, {"q": query}, k=k, fusion=fusion, modalities=_split_csv(modalities),
-                       aggregation=aggregation, pooling=pooling, clip_encoder=clip, clap_encoder=clap)
+                       aggregation=aggregation, pooling=pooling, clip_encoder=clip, clap_encoder=clap,
+                       depth=cfg.get("depth"), fusion_params=extra)
 
     def entries(run):
         i = int(_np.flatnonzero(run.query_ids == "q")[0]) if "q" in run else -1

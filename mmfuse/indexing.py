@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -621,11 +621,14 @@ class SearchResult:
 def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion: str | None = None,
                  modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
                  clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
-                 depth: int | None = None, **fusion_params: Any) -> SearchResult:
+                 depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
+                 **more_fusion_params: Any) -> SearchResult:
     """Search every modality of an index (plus ``extra`` retriever objects) and fuse the runs.
 
-    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default). Each modality run
-    keeps ``depth`` (default ``max(k, 100)``) videos for fusion; the fused run is cut to ``k``.
+    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and
+    further keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would
+    clash with this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion;
+    the fused run is cut to ``k``.
     """
     from .index import IndexStore
     from .retrievers import retrievers_for_index
@@ -651,13 +654,16 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
     from .retrievers.base import normalize_queries
 
     qids, _ = normalize_queries(queries)
-    fused = fuse_available(runs, qids, method=fusion, k=int(k), **fusion_params)
+    fused = fuse_available(runs, qids, method=fusion, k=int(k), params={**(fusion_params or {}), **more_fusion_params})
     return SearchResult(fused=fused.with_name("fused"), runs=runs, warnings=warnings)
 
 
 def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | None = None, k: int | None = None,
-                   **params: Any) -> Any:
-    """Fuse, for each query, only the runs that returned something for it.
+                   params: Mapping[str, Any] | None = None, **more_params: Any) -> Any:
+    """Fuse, for each query, only the runs that returned something for it (cut to ``k`` when given).
+
+    ``params`` (and further keywords) go to ``fuse``: ``norm``, ``weights``, method parameters (RRF's own ``k``
+    fits in ``params`` only).
 
     Modalities legitimately miss queries (no on-screen text matches a spoken phrase), so queries are
     grouped by which runs answered them and each group is fused on its own (one vectorized ``fuse``
@@ -668,6 +674,7 @@ def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | 
     from .retrievers.base import empty_run, ensure_queries
     from .run import Run
 
+    params = {**(params or {}), **more_params}
     qids = np.asarray(query_ids).astype(str)
     runs = [ensure_queries(r, qids) for r in runs]
     if not runs:

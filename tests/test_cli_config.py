@@ -45,3 +45,25 @@ def test_bad_config_is_one_line(tmp_path, capsys):
     bad.write_text('[fusion]\nmethod = "rrff"\n')
     err = _err(capsys, ["search", "q", "--config", str(bad)])
     assert "bad.toml" in err and "rrff" in err and "Traceback" not in err
+
+
+def test_search_applies_config_fusion_norm_params_and_depth(config, tmp_path, monkeypatch):
+    # the config's [fusion] settings reach the fusion call, unless --fusion names another method
+    import mmfuse.indexing as indexing
+    from mmfuse import Run
+
+    text = config.read_text().replace('# method = "rrf"', 'method = "rrf"').replace("# params = { k = 60 }",
+                                                                                    "params = { k = 5 }")
+    config.write_text(text.replace("depth = 100", "depth = 7"))
+    seen = []
+
+    def fake_search_index(index, queries, **kw):
+        seen.append(kw)
+        return indexing.SearchResult(fused=Run.from_dict({"q": {"v1": 1.0}}, name="fused"), runs=[], warnings=[])
+
+    monkeypatch.setattr(indexing, "search_index", fake_search_index)
+    main(["search", "red ball", "--config", str(config), "--json"])
+    assert seen[-1]["fusion"] == "rrf" and seen[-1]["k"] == 10 and seen[-1]["depth"] == 7
+    assert seen[-1]["fusion_params"] == {"k": 5}
+    main(["search", "red ball", "--config", str(config), "--json", "--fusion", "combsum"])
+    assert seen[-1]["fusion"] == "combsum" and seen[-1]["fusion_params"] == {}

@@ -321,3 +321,14 @@ def test_fast_path_threads_and_negative_zero():
     # -0.0 and 0.0 are the same score: ties broken by doc id
     a = Run.from_arrays(["q", "q"], ["x", "y"], [-0.0, 0.0], name="a")
     assert [d for d, _ in fuse([a], method="combsum", norm="none").query("q")] == ["y", "x"]
+
+
+def test_fast_path_concurrent_calls_from_threads():
+    # the compiled kernels release the GIL and share a pool of scratch arrays: concurrent calls must not mix
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [_tie_runs(seed, 3000, "float", nq=60) for seed in range(6)]
+    expected = [fuse(runs, method="rrf").to_dict() for runs in inputs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda runs: fuse(runs, method="rrf").to_dict(), inputs * 3))
+    assert got == expected * 3
