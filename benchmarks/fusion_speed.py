@@ -69,12 +69,17 @@ def make_runs(n_q: int, n_c: int, n_runs: int, layout: str, seed: int = 0):
 
 
 def best(fn, repeats: int) -> float:
+    """Best of ``repeats`` timings, with the garbage collector off while timing (as ``timeit`` does)."""
+    gc.collect()
     times = []
-    for _ in range(repeats):
-        gc.collect()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    finally:
+        gc.enable()
     return min(times)
 
 

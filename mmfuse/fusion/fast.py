@@ -30,7 +30,6 @@ __all__ = ["FastSpec", "fast_fuse", "CONTRIB", "COMBINE"]
 CONTRIB = {"value": 0, "rrf": 1, "isr": 2, "rbc": 3}
 COMBINE = {"sum": 0, "mnz": 1, "anz": 2, "pow": 3, "log": 4}
 NORM_CODE = {"none": 0, "min-max": 1, "min-max-inverted": 2, "zmuv": 3, "sum": 4, "max": 5, "rank": 6, "softmax": 7}
-_EPS = 1e-9
 _MIN_SCORE_BITS = 24  # fewer bits left for the score in a key would make the exact fix-up the main cost
 
 
