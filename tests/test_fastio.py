@@ -116,14 +116,15 @@ def _write_run(path, rng, n_q=60, n_c=80, style=0):
     path.write_text(text)
 
 
-@pytest.mark.parametrize("big", [False, True])
-def test_trec_reader_matches_line_reader(tmp_path, monkeypatch, big):
+@pytest.mark.parametrize("big, parts", [(False, 2), (True, 2), (True, 5)])
+def test_trec_reader_matches_line_reader(tmp_path, monkeypatch, big, parts):
     # tabs, repeated spaces, a missing tag on some lines, CRLF and a trailing blank line; "big" crosses the size
-    # where the file is split at a newline and tokenized on two threads
+    # where the file is split at newlines and tokenized on several threads
     rng = np.random.default_rng(4)
     p = tmp_path / "r.trec"
     _write_run(p, rng, n_q=700 if big else 60, n_c=150 if big else 80)
     assert (p.stat().st_size >= 1 << 22) == big
+    monkeypatch.setattr(_fastio, "_PARTS", parts)
     fast = Run.read(p)
     monkeypatch.setattr(_fastio, "_kernels", lambda: None)  # the numba-free readers: CSV fast path / line reader
     slow = Run.read(p)
