@@ -21,7 +21,8 @@ def _build() -> dict:
     from . import _io_kernels as m
 
     return {"merge_keys": m.merge_keys, "tokenize": m.tokenize, "id_stats": m.id_stats, "id_fill": m.id_fill,
-            "codes_from_sorted": m.codes_from_sorted, "parse_floats": m.parse_floats}
+            "codes_from_sorted": m.codes_from_sorted, "parse_floats": m.parse_floats,
+            "check_grouped": m.check_grouped, "merge_sorted": m.merge_sorted}
 
 
 _kernels = LazyKernels(_build)  # None without numba: callers use their Arrow paths
@@ -79,8 +80,15 @@ def encode_sorted(arr):
     keys = np.empty(n, dtype=np.uint64)
     threads(lambda i: k["id_fill"](offsets, data, ranges[i][0], ranges[i][1], p, L, rank, np.uint64(B), idx_bits,
                                     packed, keys), len(ranges))
-    if packed:
-        keys.sort()  # (key, position) pairs: no argsort needed
+    if packed:  # (key, position) pairs: no argsort needed; halves sorted on two threads, then merged
+        if len(ranges) > 1:
+            h = n // 2
+            threads(lambda i: keys[(0, h)[i]:(h, n)[i]].sort(), 2)
+            merged = np.empty_like(keys)
+            k["merge_sorted"](keys[:h], keys[h:], merged)
+            keys = merged
+        else:
+            keys.sort()
         order = np.empty(0, dtype=np.int64)
     else:
         order = np.argsort(keys, kind="stable")
@@ -88,7 +96,7 @@ def encode_sorted(arr):
     codes, first = k["codes_from_sorted"](keys, order, idx_bits, packed)
     import pyarrow as pa
 
-    return codes, arr.take(pa.array(first))
+    return codes, arr.take(pa.array(first))  # Arrow's take: ~2.5x faster than a numba byte loop here
 
 
 def union_sorted(tables: list) -> tuple | None:

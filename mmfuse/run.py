@@ -518,6 +518,16 @@ class Run(_Ranked):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InputError(f"{at(i)}: NaN score for query {qtable[qcodes[i]]!r}, doc {dtable[dcodes[i]]!r}")
+        from ._fastio import _kernels as io_kernels
+
+        k = io_kernels()
+        if k is not None and scores.size:
+            # the usual file layout (grouped, ordered, no repeated pair) in one compiled pass
+            offsets = np.empty(len(qtable) + 1, dtype=np.int64)
+            state = k["check_grouped"](np.asarray(qcodes, dtype=np.int64), scores, np.asarray(dcodes, dtype=np.int64),
+                                       len(qtable), len(dtable), offsets)
+            if state == 0:
+                return cls(qtable, dtable, offsets, dcodes, scores, name=name, evidence=evidence)
         keep = _dedupe(qcodes, dcodes, scores, on_duplicate,
                        lambda i, j: f"{at(j)}: duplicate (query, doc) pair ({qtable[qcodes[j]]!r}, {dtable[dcodes[j]]!r})"
                                     + (f", first at line {int(_lines[i])}" if _lines is not None else "")

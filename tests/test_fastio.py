@@ -81,6 +81,17 @@ def test_encode_sorted_matches_arrow(style):
     assert [expect[c] for c in codes.tolist()] == ids
 
 
+def test_encode_sorted_two_threads_matches_arrow():
+    # past 200k ids the keys are built and sorted in two halves, then merged
+    rng = np.random.default_rng(6)
+    ids = pa.array([f"v{x}" for x in rng.integers(0, 400_000, 260_000)])
+    codes, table = _fastio.encode_sorted(ids)
+    expect = pc.unique(ids)
+    expect = expect.take(pc.sort_indices(expect))
+    assert table.equals(expect)
+    assert pc.all(pc.equal(table.take(pa.array(codes)), ids)).as_py()
+
+
 def test_encode_sorted_declines_nul_and_handles_prefix_ids():
     assert _fastio.encode_sorted(pa.array(["a\x00", "a", "b"] * 400)) is None
     ids = ["a", "ab", "abc", "b", "", "aa"] * 300  # prefixes of each other and the empty string
