@@ -2,7 +2,8 @@
 
 Why not pyarrow's CSV reader and ``sort_indices``: on a 1M-line run they cost ~0.25 s and ~0.15 s (generic CSV
 state machine; comparison sort of strings). Here one pass over the bytes copies the wanted columns into Arrow
-string buffers (scores are then parsed by Arrow's exact ``cast``), and id columns are sorted as integers: after
+string buffers, parses the score column while scanning (exact Eisel-Lemire, see ``_io_kernels.parse_float``) and
+groups the query column as it comes; id columns are sorted as integers: after
 stripping the prefix every id shares, the remaining bytes are read as digits of a number in the base of the bytes
 that occur, which orders exactly like the bytes, so a ``np.sort`` of (key, position) packed into uint64 sorts them.
 Anything unusual (a column count outside the spec, a non-integer rank, invalid UTF-8, a NUL byte, ids too long
@@ -17,12 +18,13 @@ from ._compiled import LazyKernels, threads
 
 __all__ = ["tokenize_columns", "encode_sorted", "union_sorted"]
 
+
 def _build() -> dict:
     from . import _io_kernels as m
 
     return {"merge_keys": m.merge_keys, "tokenize": m.tokenize, "id_stats": m.id_stats, "id_fill": m.id_fill,
             "codes_from_sorted": m.codes_from_sorted, "parse_floats": m.parse_floats,
-            "check_grouped": m.check_grouped, "merge_sorted": m.merge_sorted}
+            "merge_sorted": m.merge_sorted}
 
 
 _kernels = LazyKernels(_build)  # None without numba: callers use their Arrow paths
@@ -151,7 +153,7 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
 
     Returns (arrays, (codes, table) or None, floats or None, tag or None), or None when the text needs the
     line-by-line reader (see the module docstring); a text with no non-blank line gives ([], None, None, None).
-    Large texts are split at a newline and tokenized on two threads (the kernel releases the GIL).
+    Large texts are split at newlines into ``_PARTS`` pieces tokenized on threads (the kernel releases the GIL).
     """
     k = _kernels()
     if k is None:

@@ -387,7 +387,10 @@ def search_cmd(
     from .errors import ParameterError
     from .indexing import search_index
 
-    v = _from_config(ctx, "search", locals())
+    from .config import apply_defaults, load_config_defaults
+
+    cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
+    v = apply_defaults(ctx, locals(), cfg)
     index = _required(v["index"], "--index", "[index] path")
     k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
     clip_model, clip_pretrained, clip_checkpoint, clap_model = (
@@ -405,9 +408,6 @@ def search_cmd(
         clap = ClapEncoder(model=clap_model)
     # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
     # Its weights are per configured retriever, which need not match the modalities this index answers with.
-    from .config import load_config_defaults
-
-    cfg = load_config_defaults(v.get("config"), "search")
     extra: dict = {}
     if cfg and fusion == cfg.get("fusion"):
         if cfg.get("fusion_norm"):

@@ -518,9 +518,9 @@ class Run(_Ranked):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InputError(f"{at(i)}: NaN score for query {qtable[qcodes[i]]!r}, doc {dtable[dcodes[i]]!r}")
-        from ._fastio import _kernels as io_kernels
+        from .fusion._kernels import kernels
 
-        k = io_kernels()
+        k = kernels()
         if k is not None and scores.size:
             # the usual file layout (grouped, ordered, no repeated pair) in one compiled pass
             offsets = np.empty(len(qtable) + 1, dtype=np.int64)

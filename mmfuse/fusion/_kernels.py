@@ -136,8 +136,39 @@ def _build() -> dict:
             mark[d] = True
         return 0
 
-    return {"grouped_has_dup": grouped_has_dup, "assign_pairs": assign_pairs, "pad_neg": pad_neg, "gather_order": gather_order,
-            "scatter_add": scatter_add, "scatter_count": scatter_count}
+    @numba.njit(cache=True, nogil=True)
+    def check_grouped(qcodes, scores, dcodes, n_queries, n_docs, offsets):
+        """One pass over a run's entries: 0 = grouped by ascending query, ordered (score desc, doc desc) and free of
+        repeated (query, doc) pairs, with ``offsets`` filled; 1 = a pair repeats (within a grouped query); 2 = not
+        in that layout (the caller sorts and checks in general)."""
+        n = qcodes.size
+        mark = np.zeros(n_docs, dtype=np.bool_)
+        offsets[:] = 0
+        start = 0
+        for e in range(n):
+            q = qcodes[e]
+            if e > 0 and q != qcodes[e - 1]:
+                if q < qcodes[e - 1]:
+                    return 2
+                for j in range(start, e):
+                    mark[dcodes[j]] = False
+                start = e
+            elif e > 0:
+                if scores[e] > scores[e - 1] or (scores[e] == scores[e - 1] and dcodes[e] >= dcodes[e - 1]):
+                    if mark[dcodes[e]]:
+                        return 1
+                    return 2
+            d = dcodes[e]
+            if mark[d]:
+                return 1
+            mark[d] = True
+            offsets[q + 1] += 1
+        for q in range(n_queries):
+            offsets[q + 1] += offsets[q]
+        return 0
+
+    return {"grouped_has_dup": grouped_has_dup, "check_grouped": check_grouped, "assign_pairs": assign_pairs,
+            "pad_neg": pad_neg, "gather_order": gather_order, "scatter_add": scatter_add, "scatter_count": scatter_count}
 
 
 kernels = LazyKernels(_build)  # the compiled kernels, or None (callers then use the numpy paths)

@@ -172,7 +172,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     if any(np.isnan(sc[x:y]).any() for x, y in regions):
         raise InputError(f"fusion method {name!r} produced NaN scores")
     # the query sits in the keys' top bits: sorting each range's region sorts its queries independently
-    _parallel(lambda i, _: keys[regions[i][0]:regions[i][1]].sort(), [(i, i + 1) for i in range(len(ranges))])
+    threads(lambda i: keys[regions[i][0]:regions[i][1]].sort(), len(regions))
 
     cut = depth if depth is not None else int(counts.max(initial=0))
     out_counts = np.minimum(counts, cut)
