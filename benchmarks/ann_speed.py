@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     import lancedb
     import pyarrow as pa
 
-    from mmfuse.vector_index import ensure_vector_index, search
+    from mmfuse.store.ann import ensure_vector_index, search
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mmfuse-ann-"))
     need = args.rows * args.dim * 4 * 1.2 / 2**30

@@ -36,7 +36,7 @@ def bench_clip(repeat: int) -> dict:
     import open_clip
     import torch
 
-    from mmfuse.retrievers.visual import ClipEncoder, score
+    from mmfuse.encoders.clip import ClipEncoder, score
 
     model = open_clip.create_model("ViT-B-32", pretrained=None)
     import tempfile
@@ -65,10 +65,10 @@ def bench_clip(repeat: int) -> dict:
 def bench_clap(repeat: int) -> dict:
     import tempfile
 
-    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
     from tokenizers import ByteLevelBPETokenizer
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, RobertaTokenizer
 
-    from mmfuse.retrievers.audio import ClapEncoder
+    from mmfuse.encoders.clap import ClapEncoder
 
     with tempfile.TemporaryDirectory() as d:
         bpe = ByteLevelBPETokenizer()
@@ -105,7 +105,7 @@ def _text_frame(text: str) -> np.ndarray:
 
 
 def bench_ocr(repeat: int) -> dict:
-    from mmfuse.retrievers.ocr import OcrExtractor
+    from mmfuse.encoders.ocr import OcrExtractor
 
     ocr = OcrExtractor()
     t = time.perf_counter()
@@ -127,7 +127,7 @@ def bench_asr(repeat: int) -> dict:
     import tempfile
     import wave
 
-    from mmfuse.retrievers.asr import WhisperTranscriber
+    from mmfuse.encoders.whisper import WhisperTranscriber
 
     asr = WhisperTranscriber()
     t = time.perf_counter()
@@ -146,7 +146,7 @@ def bench_asr(repeat: int) -> dict:
         audio = audio.astype(np.float32)
         source = "espeak-ng speech"
     else:
-        from mmfuse.media import load_audio
+        from mmfuse.ingest.media import load_audio
 
         audio = load_audio("examples/corpus/v02_squares.mp4", 16000)
         source = "examples/corpus/v02_squares.mp4"
@@ -157,7 +157,7 @@ def bench_asr(repeat: int) -> dict:
 
 
 def bench_dense(repeat: int) -> dict:
-    from mmfuse.retrievers.text import DenseTextEncoder
+    from mmfuse.encoders.text import DenseTextEncoder
 
     enc = DenseTextEncoder()
     t = time.perf_counter()
@@ -171,7 +171,7 @@ def bench_dense(repeat: int) -> dict:
 
 
 def bench_bm25(repeat: int) -> dict:
-    from mmfuse.retrievers.text import OCR_ANALYZER, WORD_ANALYZER, Bm25Index
+    from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER, Bm25Index
 
     rng = np.random.default_rng(0)
     vocab = np.array([f"w{i}" for i in range(5000)])

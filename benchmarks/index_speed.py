@@ -41,7 +41,7 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
 
     import av
 
-    from mmfuse import media
+    from mmfuse.ingest import media
 
     clips = [p for p in sorted(CORPUS.glob("*.mp4")) if media.probe(p).has_audio]
     c = av.open(str(path), "w")
@@ -88,7 +88,7 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
 
 
 def bench_indexing(video_dir: Path, args, label: str) -> dict:
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
 
     mods = ["ocr", "asr", "meta"]
     if args.clip_model or args.clip_checkpoint:
@@ -142,7 +142,7 @@ class _FixedEncoder:
 
 
 def build_synthetic(path: Path, n_videos: int, n_segments: int, seed: int = 0) -> None:
-    from mmfuse.index import IndexStore, VideoRecord
+    from mmfuse.store.lance import IndexStore, VideoRecord
 
     rng = np.random.default_rng(seed)
     words = np.asarray(WORDS)
@@ -178,9 +178,9 @@ def build_synthetic(path: Path, n_videos: int, n_segments: int, seed: int = 0) -
 
 
 def bench_search(n_videos: int, n_segments: int, n_queries: int, k: int) -> dict:
-    from mmfuse.index import IndexStore
-    from mmfuse.indexing import fuse_available
+    from mmfuse.pipeline import fuse_available
     from mmfuse.retrievers import AsrRetriever, DenseTextRetriever, OcrRetriever, VisualRetriever
+    from mmfuse.store.lance import IndexStore
 
     tmp = Path(tempfile.mkdtemp(prefix="mmfuse-bench-search-"))
     try:

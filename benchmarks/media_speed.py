@@ -1,4 +1,4 @@
-"""Decode + frame-sampling speed of mmfuse.media, in seconds of video per second of wall time.
+"""Decode + frame-sampling speed of mmfuse.ingest.media, in seconds of video per second of wall time.
 
 Generates a long H.264/AAC clip (default 5 min, 640x360, 30 fps, x264's default keyframe interval)
 in a temp dir, then times, on it and on the committed sample corpus:
@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mmfuse import media  # noqa: E402
+from mmfuse.ingest import media  # noqa: E402
 
 
 def cpu_seconds() -> float:

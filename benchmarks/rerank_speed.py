@@ -155,7 +155,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     videos, queries, run = _corpus(Path(args.corpus))

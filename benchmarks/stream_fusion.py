@@ -2,7 +2,7 @@
 
 Generates ``--runs`` Parquet runs of ``--rows`` rows each (``--cands`` candidates per query, sorted by query id as
 ``Run.to_parquet`` writes them; ``--shuffle`` writes them in random row order to exercise the partitioning pass),
-then fuses them with :func:`mmfuse.streaming.fuse_stream` in a child process, whose peak RSS is what is reported,
+then fuses them with :func:`mmfuse.fusion.streaming.fuse_stream` in a child process, whose peak RSS is what is reported,
 next to the input size on disk and in memory (Arrow). ``--check`` also fuses in memory and compares (small inputs).
 
     .venv/bin/python benchmarks/stream_fusion.py                      # 3 runs x 20M rows (60M rows), CombSUM
@@ -62,7 +62,7 @@ def write_run(path: Path, rows: int, cands: int, seed: int, n_docs: int, shuffle
 
 def child(args: dict) -> None:
     """Run fuse_stream in this (fresh) process and print its figures, so peak RSS is the fusion's alone."""
-    from mmfuse.streaming import fuse_stream
+    from mmfuse.fusion.streaming import fuse_stream
 
     base = _status_mb("VmRSS")
     t = time.perf_counter()
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         child(json.loads(args._child))
         return {}
 
-    from mmfuse.streaming import DEFAULT_BLOCK_ROWS
+    from mmfuse.fusion.streaming import DEFAULT_BLOCK_ROWS
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="mmfuse-stream-"))
     need = args.runs * args.rows * 30 / 2**30  # generous bytes per row on disk, incl. output and partitions

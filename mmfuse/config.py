@@ -234,8 +234,9 @@ class RerankSection(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: str) -> str:
+        from mmfuse.rerankers.grid import parse_grid
+
         from .errors import MmfuseError
-        from .rerankers.grid import parse_grid
 
         try:
             parse_grid(v)
@@ -335,7 +336,7 @@ def load_config(path: str | os.PathLike) -> tuple[PipelineConfig, Path]:
 
 def write_default_config(path: str | os.PathLike, force: bool = False) -> Path:
     """Write the commented default config to ``path`` (atomically); refuses to overwrite unless ``force``."""
-    from ._io import atomic_write
+    from mmfuse.utils.files import atomic_write
 
     p = Path(path)
     if p.is_dir():

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import ConfigError, InputError, ModelError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mmfuse.runs.run import Run
+
     from .config import PipelineConfig
-    from .run import Run
 
 Progress = Callable[[int, int, str], None]
 
@@ -111,9 +114,9 @@ class Pipeline:
     # ------------------------------------------------------------------------------------------------- building
     @property
     def store(self) -> Any:
-        """The opened :class:`mmfuse.index.IndexStore` (None without an index)."""
+        """The opened :class:`mmfuse.store.lance.IndexStore` (None without an index)."""
         if self._store is None and self.index is not None:
-            from .index import IndexStore
+            from mmfuse.store.lance import IndexStore
 
             self._store = IndexStore.open(self.index)
         return self._store
@@ -298,13 +301,13 @@ class Pipeline:
             if r.kind == "visual":
                 opts["pooling"] = r.pooling
                 if r.model or r.checkpoint:
-                    from .retrievers.visual import ClipEncoder
+                    from mmfuse.encoders.clip import ClipEncoder
 
                     clip = ClipEncoder(model=r.model or "ViT-B-32", pretrained=r.pretrained,
                                        checkpoint=cfg.resolve(r.checkpoint, base_dir))
                     opts["clip_encoder"] = clip
             if r.kind == "audio" and r.model:
-                from .retrievers.audio import ClapEncoder
+                from mmfuse.encoders.clap import ClapEncoder
 
                 local = cfg.resolve(r.model, base_dir)
                 clap = ClapEncoder(model=local if local and Path(local).exists() else r.model)
@@ -342,8 +345,9 @@ def _coverage(runs: list["Run"]) -> Any:
 def _fuse_by_coverage(runs: list["Run"], cover: Any, weights: list[float] | None, kw: dict[str, Any]) -> "Run":
     import numpy as np
 
+    from mmfuse.runs.run import Run
+
     from .fusion import fuse
-    from .run import Run
 
     qids = list(dict.fromkeys(q for r in runs for q in r.query_ids.tolist()))
     groups: dict[tuple[int, ...], list[str]] = {}
@@ -388,7 +392,8 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
     if callable(getattr(obj, "search", None)):
         return _Renamed(obj, name) if getattr(obj, "name", None) != name else obj
     if callable(getattr(obj, "encode_queries", None)) and index is not None:
-        from .index import IndexStore
+        from mmfuse.store.lance import IndexStore
+
         from .retrievers import VectorRetriever
 
         store = IndexStore.open(index)
@@ -403,8 +408,9 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
 def build_reranker(cfg: "PipelineConfig", base_dir: str | os.PathLike | None = None, *,
                    index: str | None = None) -> Any:
     """A :class:`~mmfuse.rerankers.VLMReranker` from the ``[rerank]`` section (subtitles from the index's ASR)."""
+    from mmfuse.rerankers.grid import parse_grid
+
     from .rerankers import VLMReranker, get_backend
-    from .rerankers.grid import parse_grid
 
     rr = cfg.rerank
     if not rr.model:
@@ -428,7 +434,7 @@ def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
     """``{video_id: transcript}`` from the ASR transcripts stored in an index (empty when it has none)."""
     import json
 
-    from .index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     try:
         store = IndexStore.open(index)
@@ -444,3 +450,104 @@ def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
         if text:
             out[str(row["video_id"])] = text
     return out
+
+
+# ------------------------------------------------------------------------------------- searching an index
+@dataclass
+class SearchResult:
+    """Per-modality runs, the fused run, and the warnings about modalities that were skipped."""
+
+    fused: Any
+    runs: list[Any]
+    warnings: list[str]
+
+
+def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion: str | None = None,
+                 modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
+                 clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
+                 depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
+                 **more_fusion_params: Any) -> SearchResult:
+    """Search every modality of an index (plus ``extra`` retriever objects) and fuse the runs.
+
+    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and
+    further keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would
+    clash with this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion;
+    the fused run is cut to ``k``.
+    """
+    from mmfuse.store.lance import IndexStore
+
+    from .retrievers import retrievers_for_index
+
+    warnings: list[str] = []
+    store = IndexStore.open(index_dir)
+    if clip_encoder is not None:
+        store.check_spec("visual", clip_encoder.spec)
+    if clap_encoder is not None:
+        store.check_spec("audio", clap_encoder.spec)
+    rets = retrievers_for_index(store, modalities=list(modalities) if modalities else None, aggregation=aggregation,
+                                pooling=pooling, clip_encoder=clip_encoder, clap_encoder=clap_encoder,
+                                warn=warnings.append) + list(extra)
+    depth = int(depth or max(int(k), 100))
+    runs = []
+    for r in rets:
+        try:
+            runs.append(r.search(queries, depth).with_name(r.name))
+        except ModelError as e:
+            warnings.append(f"{r.name} modality skipped: {e}")
+    if not runs:
+        raise InputError(f"index {index_dir}: no modality can be searched" + (f" ({'; '.join(warnings)})" if warnings else ""))
+    from mmfuse.retrievers.base import normalize_queries
+
+    qids, _ = normalize_queries(queries)
+    fused = fuse_available(runs, qids, method=fusion, k=int(k), params={**(fusion_params or {}), **more_fusion_params})
+    return SearchResult(fused=fused.with_name("fused"), runs=runs, warnings=warnings)
+
+
+def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | None = None, k: int | None = None,
+                   params: Mapping[str, Any] | None = None, **more_params: Any) -> Any:
+    """Fuse, for each query, only the runs that returned something for it (cut to ``k`` when given).
+
+    ``params`` (and further keywords) go to ``fuse``: ``norm``, ``weights``, method parameters (RRF's own ``k``
+    fits in ``params`` only).
+
+    Modalities legitimately miss queries (no on-screen text matches a spoken phrase), so queries are
+    grouped by which runs answered them and each group is fused on its own (one vectorized ``fuse``
+    call per group; at most 2^runs groups, in practice a handful). A query answered by one run keeps
+    that run's list; a query answered by none gets no entries.
+    """
+    from mmfuse.retrievers.base import empty_run, ensure_queries
+    from mmfuse.runs.run import Run
+
+    from .fusion import fuse
+
+    params = {**(params or {}), **more_params}
+    qids = np.asarray(query_ids).astype(str)
+    runs = [ensure_queries(r, qids) for r in runs]
+    if not runs:
+        return empty_run("fused", qids)
+    mask = np.stack([np.diff(r.offsets) > 0 for r in runs])  # [R, Q]
+    patterns, group = np.unique(mask.T, axis=0, return_inverse=True)
+    if len(patterns) == 1:  # the common case: every query answered by the same runs, one fuse call
+        members = np.flatnonzero(patterns[0])
+        if members.size == 0:
+            return empty_run("fused", qids)
+        sub = [runs[i] for i in members]
+        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
+        return ensure_queries(out.cut(k) if k else out, qids).with_name("fused")
+    parts_q, parts_d, parts_s = [], [], []
+    for g, pat in enumerate(patterns):
+        members = np.flatnonzero(pat)
+        if members.size == 0:
+            continue
+        gq = qids[group.reshape(-1) == g].tolist()
+        sub = [runs[i].subset(gq) for i in members]
+        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
+        if k:
+            out = out.cut(k)
+        parts_q.append(np.asarray(out.query_ids).astype(str)[out.qidx()])
+        parts_d.append(np.asarray(out.doc_ids).astype(str)[out.doc_idx])
+        parts_s.append(np.asarray(out.scores, dtype=np.float64))
+    if not parts_q:
+        return empty_run("fused", qids)
+    fused = Run.from_arrays(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_s), name="fused")
+    return ensure_queries(fused, qids)

@@ -11,10 +11,10 @@ import pytest
 from mmfuse import Qrels, Run
 from mmfuse.benchmarks import report as rep
 from mmfuse.benchmarks.datasets import fill_mask, load_dataset
-from mmfuse.benchmarks.metrics import run_video_metrics
-from mmfuse.benchmarks.significance import compare, fisher_randomization_test, paired_t_test
 from mmfuse.benchmarks.sweep import Config, build_configs, run_benchmark, subsets, sweep
 from mmfuse.errors import InputError, ParameterError
+from mmfuse.eval.metrics import run_video_metrics
+from mmfuse.eval.significance import compare, fisher_randomization_test, paired_t_test
 from mmfuse.fusion import fuse
 
 VIDS = ["video7", "video3", "video7", "video5", "video9", "video3"]  # 6 captions of 4 videos, first-seen order
@@ -204,7 +204,7 @@ def test_report_json_schema_markdown_and_plots(tiny, tmp_path):
 def test_cli_bench_and_errors(tiny, tmp_path):
     from typer.testing import CliRunner
 
-    from mmfuse.cli import app, main
+    from mmfuse.app.cli import app, main
 
     out = tmp_path / "o"
     out.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmfuse.cli import main
+from mmfuse.app.cli import main
 
 
 def _err(capsys, argv) -> str:
@@ -49,7 +49,7 @@ def test_bad_config_is_one_line(tmp_path, capsys):
 
 def test_search_applies_config_fusion_norm_params_and_depth(config, tmp_path, monkeypatch):
     # the config's [fusion] settings reach the fusion call, unless --fusion names another method
-    import mmfuse.indexing as indexing
+    import mmfuse.pipeline as indexing
     from mmfuse import Run
 
     text = config.read_text().replace('# method = "rrf"', 'method = "rrf"').replace("# params = { k = 60 }",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mmfuse import Run
-from mmfuse.cli import main
+from mmfuse.app.cli import main
 from mmfuse.fusion import fuse
 
 RUN_A = "q1 Q0 a 1 3.0 A\nq1 Q0 b 2 2.0 A\nq1 Q0 c 3 1.0 A\nq2 Q0 c 1 1.5 A\n"
@@ -130,7 +130,7 @@ def test_missing_file_and_unwritable_output(files, capsys):
 
 
 def test_subprocess_error_has_no_traceback(files):
-    p = subprocess.run([sys.executable, "-m", "mmfuse.cli", "fuse", str(files / "a.trec"), "-o", str(files / "o.trec"),
+    p = subprocess.run([sys.executable, "-m", "mmfuse.app.cli", "fuse", str(files / "a.trec"), "-o", str(files / "o.trec"),
                         "--weights", "1,2", "--method", "wsum"], capture_output=True, text=True)
     assert p.returncode != 0 and "Traceback" not in p.stderr and "got 2 value" in p.stderr
 

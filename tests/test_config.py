@@ -85,7 +85,7 @@ def test_write_default_refuses_overwrite_without_force(tmp_path):
 
 
 def test_cli_init(tmp_path, capsys):
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     target = tmp_path / "pipe.toml"
     main(["init", str(target)])

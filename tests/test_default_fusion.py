@@ -77,7 +77,7 @@ def test_query_absent_from_a_run_uses_the_others():
 
 def test_msrvtt_target(msrvtt):
     from mmfuse.benchmarks.datasets import load_dataset
-    from mmfuse.benchmarks.metrics import run_video_metrics
+    from mmfuse.eval.metrics import run_video_metrics
 
     names = ["clip4clip", "VAST", "GRAM", "InternVideo2"]
     r1 = {}

@@ -9,8 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from _pipeline_helpers import CORPUS, corpus_index, demo_cache
+from _pipeline_helpers import CORPUS, demo_cache
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo run as a library call (it builds the shared corpus index unless a test before built it)."""
-    from mmfuse.demo import DemoOptions, run_demo
+    from mmfuse.app.demo import DemoOptions, run_demo
 
     if not (CORPUS / "queries.tsv").exists():
         pytest.skip(f"sample corpus missing at {CORPUS}")
@@ -45,7 +44,7 @@ def test_demo_evaluates_each_modality_and_fusion(demo):
     # the point of the demo: each query is answered by a different modality, so fusion beats every single one
     assert res.gain["R@1"] >= 0.2 and res.metrics["fused"]["R@1"] >= 0.75
     assert {label.split(":")[0] for _, _, label in labels} >= {"index", "search", "report"}
-    from mmfuse.indexing import walk
+    from mmfuse.ingest.local import walk
 
     assert res.n_videos == len(walk(CORPUS)[0]) and res.report.name == "index.html" and res.report.exists()
 
@@ -62,7 +61,7 @@ def test_cli_demo_reuses_the_index_and_reranks_with_a_vlm_server(demo, tmp_path_
     pytest.importorskip("httpx")
     from _fake_openai import FakeOpenAI
 
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     for var in ("MMFUSE_VLM_MODEL", "MMFUSE_VLM_BASE_URL", "MMFUSE_CLIP_MODEL", "MMFUSE_CLAP_MODEL"):
         monkeypatch.delenv(var, raising=False)
@@ -80,7 +79,7 @@ def test_cli_demo_reuses_the_index_and_reranks_with_a_vlm_server(demo, tmp_path_
 
 
 def test_cli_demo_bad_corpus_is_one_line(tmp_path, capsys):
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["demo", "--corpus", str(tmp_path), "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")])

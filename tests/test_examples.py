@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from _pipeline_helpers import REPO, corpus_index
 
 EXAMPLES = REPO / "examples" / "python"

@@ -1,4 +1,4 @@
-"""The compiled I/O kernels (mmfuse._fastio) against Python and Arrow as oracles: float parsing bit for bit,
+"""The compiled I/O kernels (mmfuse.runs.fastio) against Python and Arrow as oracles: float parsing bit for bit,
 byte-order id encoding and table unions, and TREC files read by the compiled tokenizer vs the line reader."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from mmfuse import Qrels, Run, _fastio
-from mmfuse import run as run_mod
+from mmfuse import Qrels, Run
 from mmfuse.errors import InputError
+from mmfuse.runs import fastio as _fastio
+from mmfuse.runs import run as run_mod
 
 
 def _parse(tokens: list[str]):
-    k = _fastio._kernels()
+    k = _fastio.kernels()
     raw = " ".join(tokens).encode()
     lens = np.array([len(t.encode()) for t in tokens], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int64)
@@ -137,7 +138,7 @@ def test_trec_reader_matches_line_reader(tmp_path, monkeypatch, big, parts):
     assert (p.stat().st_size >= 1 << 22) == big
     monkeypatch.setattr(_fastio, "_PARTS", parts)
     fast = Run.read(p)
-    monkeypatch.setattr(_fastio, "_kernels", lambda: None)  # the numba-free readers: CSV fast path / line reader
+    monkeypatch.setattr(_fastio, "kernels", lambda: None)  # the numba-free readers: CSV fast path / line reader
     slow = Run.read(p)
     assert fast.equals(slow) and fast.name == slow.name == "tag0"
     assert fast.query_ids.tolist() == slow.query_ids.tolist()

@@ -38,7 +38,7 @@ def _query_modality() -> dict[str, str]:
 
 def _cli(argv, capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     try:
         main(argv)
@@ -54,7 +54,7 @@ def corpus_index(tmp_path_factory, tiny_clip_checkpoint, tiny_clap_dir):
     """The sample corpus indexed once per session with every modality (tiny random CLIP/CLAP)."""
     if not CORPUS.is_dir():
         pytest.skip("examples/corpus is missing")
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
 
     path = tmp_path_factory.mktemp("corpus_index") / "idx"
     cfg = IndexConfig(clip_model=tiny_clip_checkpoint["local_dir"], clap_model=tiny_clap_dir, frames_per_segment=2, workers=2)
@@ -66,7 +66,7 @@ def corpus_index(tmp_path_factory, tiny_clip_checkpoint, tiny_clap_dir):
 
 
 def test_corpus_indexed_with_every_modality(corpus_index):
-    from mmfuse.index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     s = corpus_index["summary"]
     assert s.failed == [] and s.warnings == []
@@ -89,8 +89,8 @@ def test_corpus_indexed_with_every_modality(corpus_index):
 
 @pytest.mark.parametrize("modality", ["ocr", "asr", "meta"])
 def test_single_modality_queries_hit_at_rank_1(corpus_index, modality):
-    from mmfuse.index import IndexStore
     from mmfuse.retrievers import AsrRetriever, MetadataRetriever, OcrRetriever
+    from mmfuse.store.lance import IndexStore
 
     cls = {"ocr": OcrRetriever, "asr": AsrRetriever, "meta": MetadataRetriever}[modality]
     qmod, qrels, queries = _query_modality(), _qrels(), _queries()
@@ -103,7 +103,7 @@ def test_single_modality_queries_hit_at_rank_1(corpus_index, modality):
 
 
 def test_fused_search_over_text_modalities(corpus_index):
-    from mmfuse.indexing import search_index
+    from mmfuse.pipeline import search_index
 
     qmod, qrels, queries = _query_modality(), _qrels(), _queries()
     mine = {q: queries[q] for q, m in qmod.items() if m in ("ocr", "asr", "ocr+asr")}
@@ -119,7 +119,7 @@ def test_fused_search_over_text_modalities(corpus_index):
 
 
 def test_second_index_run_does_no_work(corpus_index, capsys):
-    from mmfuse.index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     path = corpus_index["path"]
     names = IndexStore.open(path).table_names()
@@ -145,8 +145,8 @@ def test_cli_search_json_and_per_modality(corpus_index, capsys):
 
 
 def test_mixing_models_in_one_column_is_refused(corpus_index, tiny_clip_checkpoint):
-    from mmfuse.index import IndexStore
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.store.lance import IndexStore
 
     path = corpus_index["path"]
     names = IndexStore.open(path).table_names()
@@ -193,7 +193,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys, tiny_clip_checkpoi
         if reason:
             assert f"{name}: {reason}" in text, (name, reason, out)
     assert "readme.txt" not in text
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
 
     summary = index_folder(videos, index, IndexConfig(modalities=["ocr", "visual"], clip_model=str(clip_dir), frames_per_segment=1))
     assert sorted(summary.skipped) == [("good_ball.mp4", "unchanged"), ("good_squares.mp4", "unchanged")]
@@ -207,9 +207,9 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys, tiny_clip_checkpoi
 
 
 def test_interrupted_run_leaves_no_half_written_video(tmp_path, monkeypatch):
-    from mmfuse.index import IndexStore
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
     from mmfuse.retrievers import OcrRetriever
+    from mmfuse.store.lance import IndexStore
 
     videos = tmp_path / "v"
     videos.mkdir()
@@ -258,9 +258,9 @@ def test_interrupted_run_leaves_no_half_written_video(tmp_path, monkeypatch):
 
 
 def test_changed_file_is_reindexed(tmp_path):
-    from mmfuse.index import IndexStore
-    from mmfuse.indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
     from mmfuse.retrievers import OcrRetriever
+    from mmfuse.store.lance import IndexStore
 
     videos = tmp_path / "v"
     videos.mkdir()
@@ -289,7 +289,7 @@ def test_changed_file_is_reindexed(tmp_path):
 
 
 def test_locked_and_missing_index(tmp_path, capsys):
-    from mmfuse.index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     with IndexStore.create(tmp_path / "idx"):
         with pytest.raises(IndexError_, match="is locked by another writer"):

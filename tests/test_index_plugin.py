@@ -48,7 +48,7 @@ def plugin_site(tmp_path_factory):
 
 def _mmfuse(args, site: Path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]), COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "mmfuse.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "mmfuse.app.cli", *args], capture_output=True, text=True, env=env,
                           timeout=300)
 
 
@@ -63,7 +63,7 @@ def test_plugin_from_the_cli(plugin_site, tmp_path, monkeypatch, capsys):
     assert "color" in r.stdout and "indexed" in r.stdout
     # Searches run in-process (cheaper than a fresh interpreter); the plug-in is found the same way.
     monkeypatch.syspath_prepend(str(plugin_site))
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     for query, want in (("red", "red_clip"), ("blue", "blue_clip")):
         with pytest.raises(SystemExit) as e:
@@ -74,7 +74,7 @@ def test_plugin_from_the_cli(plugin_site, tmp_path, monkeypatch, capsys):
         hits = json.loads(out.out)["hits"]
         assert hits[0]["video_id"] == want and "color" in hits[0]["modalities"]
     # The index remembers the plug-in; without it installed, search says so instead of crashing.
-    r = subprocess.run([sys.executable, "-m", "mmfuse.cli", "search", "red", "--index", str(index)], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "mmfuse.app.cli", "search", "red", "--index", str(index)], capture_output=True,
                        text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert r.returncode != 0 and "plug-in color skipped" in r.stderr and "myplugin" in r.stderr
 
@@ -113,7 +113,8 @@ class SegmentCount:
 
 
 def test_plugin_with_its_own_index_by_module_reference(tmp_path):
-    from mmfuse.indexing import IndexConfig, index_folder, search_index
+    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.pipeline import search_index
 
     videos = tmp_path / "v"
     videos.mkdir()

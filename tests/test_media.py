@@ -1,4 +1,4 @@
-"""Tests for mmfuse.media on the committed corpus, synthetic clips whose frames encode their index, and bad files."""
+"""Tests for mmfuse.ingest.media on the committed corpus, synthetic clips whose frames encode their index, and bad files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from mmfuse import media
 from mmfuse.errors import InputError, ParameterError
+from mmfuse.ingest import media
 
 try:  # the same module object conftest loaded as a plugin (tests/ is on sys.path, not a package)
     from fixtures_media import frame_index, make_video
@@ -56,7 +56,7 @@ def expected_index(times, t):
 
 
 def test_import_is_light():
-    code = "import mmfuse.media, sys; assert 'av' not in sys.modules and 'PIL' not in sys.modules"
+    code = "import mmfuse.ingest.media, sys; assert 'av' not in sys.modules and 'PIL' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

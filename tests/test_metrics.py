@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmfuse import Qrels, Run
-from mmfuse.benchmarks.metrics import (dense_metrics, dense_relevant_ranks, evaluate, run_relevant_ranks,
-                                       run_video_metrics, video_metrics)
 from mmfuse.errors import ParameterError
+from mmfuse.eval.metrics import (
+    dense_metrics,
+    dense_relevant_ranks,
+    evaluate,
+    run_relevant_ranks,
+    run_video_metrics,
+    video_metrics,
+)
 
 RANX_METRICS = ["hits@5", "hit_rate@3", "precision@5", "precision", "recall@10", "recall@100", "f1@5", "r-precision",
                 "mrr@10", "mrr", "map", "map@5", "ndcg@10", "ndcg", "ndcg_burges@5", "map-l2", "recall@5-l2"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from _pipeline_helpers import corpus_index
+
 from mmfuse import Pipeline, Run
 from mmfuse.errors import ConfigError, InputError, ParameterError
 from mmfuse.fusion import fuse

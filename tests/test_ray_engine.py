@@ -1,4 +1,4 @@
-"""Tests for mmfuse.ray_engine: the Ray Data pipeline writes the same index as the local engine."""
+"""Tests for mmfuse.ingest.ray_engine: the Ray Data pipeline writes the same index as the local engine."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def local_ray():
 
 @pytest.mark.slow
 def test_ray_index_equals_local_index(corpus, local_ray):
-    from mmfuse.indexing import IndexConfig, index_folder
-    from mmfuse.ray_engine import index_with_ray
+    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest.ray_engine import index_with_ray
 
     root, videos = corpus
     cfg = IndexConfig(modalities=["ocr", "meta"], frames_per_segment=1, frame_size=480)
@@ -93,7 +93,7 @@ def test_ray_index_equals_local_index(corpus, local_ray):
 
 def test_bad_folder_is_refused_before_starting_ray(tmp_path):
     from mmfuse.errors import InputError
-    from mmfuse.ray_engine import index_with_ray
+    from mmfuse.ingest.ray_engine import index_with_ray
 
     with pytest.raises(InputError, match="nope: video folder does not exist"):
         index_with_ray(tmp_path / "nope", tmp_path / "idx", ["ocr"])

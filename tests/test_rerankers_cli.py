@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
 from _fake_openai import FakeOpenAI
+
 from mmfuse import Run
-from mmfuse.cli import main
+from mmfuse.app.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@
 import time
 
 import pytest
-
 from _fake_openai import FakeOpenAI
+
 from mmfuse import Run
 from mmfuse.errors import BackendError, ParameterError
 from mmfuse.rerankers import VLMReranker, get_backend

@@ -1,4 +1,4 @@
-"""Tests for mmfuse.retrievers.asr: the bundled Whisper tiny.en on real synthesized speech."""
+"""Tests for mmfuse.encoders.whisper: the bundled Whisper tiny.en on real synthesized speech."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmfuse.encoders.whisper import SAMPLE_RATE, WhisperTranscriber, to_srt
 from mmfuse.errors import InputError
-from mmfuse.retrievers.asr import SAMPLE_RATE, WhisperTranscriber, to_srt
-from mmfuse.retrievers.text import squash
+from mmfuse.utils.text import squash
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_CLIP = REPO / "examples" / "corpus" / "v01_ball.mp4"
@@ -33,7 +33,7 @@ def _espeak(text: str, tmp: Path) -> np.ndarray:
 def speech(tmp_path_factory):
     """(16 kHz audio, its sentence): the committed sample corpus clip, else a fresh espeak-ng clip."""
     if CORPUS_CLIP.exists():
-        from mmfuse.media import load_audio
+        from mmfuse.ingest.media import load_audio
 
         return load_audio(CORPUS_CLIP, SAMPLE_RATE), CORPUS_SPEECH
     if shutil.which("espeak-ng"):

@@ -1,4 +1,4 @@
-"""Tests for mmfuse.retrievers.audio: window splitting and a tiny transformers CLAP saved to disk."""
+"""Tests for mmfuse.encoders.clap: window splitting and a tiny transformers CLAP saved to disk."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from fixtures_models import tone
 
-import mmfuse.retrievers.audio as audio_mod
+import mmfuse.encoders.clap as audio_mod
+from mmfuse.encoders.clap import ClapEncoder, LaionClapEncoder, _windows
 from mmfuse.errors import InputError, ModelError
-from mmfuse.retrievers.audio import ClapEncoder, LaionClapEncoder, _windows
 
 
 def test_windows_cover_audio_and_merge_short_tails():

@@ -1,4 +1,4 @@
-"""Tests for mmfuse.retrievers.ocr: frame signatures, de-duplication and real rapidocr on rendered text."""
+"""Tests for mmfuse.encoders.ocr: frame signatures, de-duplication and real rapidocr on rendered text."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmfuse.encoders.ocr import OcrExtractor, frame_signature, squash
 from mmfuse.errors import InputError
-from mmfuse.retrievers.ocr import OcrExtractor, frame_signature, squash
-from mmfuse.retrievers.text import OCR_ANALYZER, Bm25Index
+from mmfuse.store.bm25 import OCR_ANALYZER, Bm25Index
 
 FONTS = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",

@@ -1,4 +1,5 @@
-"""Tests for mmfuse.retrievers.text: normalization, the BM25 analyzer and index, hybrid scores, dense encoder."""
+"""Tests for text matching: normalization (mmfuse.utils.text), the BM25 analyzer and index (mmfuse.store.bm25), the
+dense encoder (mmfuse.encoders.text)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from mmfuse.encoders.text import DenseTextEncoder
 from mmfuse.errors import IndexError_, InputError, ParameterError
-from mmfuse.retrievers.text import (
-    OCR_ANALYZER,
-    WORD_ANALYZER,
-    Analyzer,
-    Bm25Index,
-    DenseTextEncoder,
-    hybrid,
-    normalize_text,
-    squash,
-)
+from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER, Analyzer, Bm25Index
+from mmfuse.utils.text import normalize_text, squash
 
 
 def test_normalize_and_squash():
@@ -119,16 +113,6 @@ def test_bm25_empty_corpus_and_bad_input(tmp_path):
         ix.search(["x"], k=0)
 
 
-def test_hybrid_hand_computed():
-    lex = np.array([[0.0, 2.0, 4.0], [1.0, 1.0, 1.0]])
-    den = np.array([[0.5, 0.1, 0.3], [0.2, 0.6, 0.4]])
-    out = hybrid(lex, den, alpha=0.5)
-    np.testing.assert_allclose(out[0], 0.5 * np.array([0, 0.5, 1]) + 0.5 * np.array([1, 0, 0.5]))
-    np.testing.assert_allclose(out[1], 0.5 * np.array([0, 1, 0.5]))  # constant row contributes 0
-    with pytest.raises(InputError):
-        hybrid(lex, den[:, :2])
-    with pytest.raises(ParameterError):
-        hybrid(lex, den, alpha=2)
 
 
 @pytest.mark.slow

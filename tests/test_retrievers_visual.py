@@ -1,4 +1,4 @@
-"""Tests for mmfuse.retrievers.visual: pooling scores against hand-written loops, and a tiny open_clip model."""
+"""Tests for mmfuse.encoders.clip: pooling scores against hand-written loops, and a tiny open_clip model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mmfuse.errors import InputError, ModelError, ParameterError
-from mmfuse.retrievers.visual import (
+from mmfuse.encoders.clip import (
     ClipEncoder,
     FrameScorer,
     pool,
@@ -19,6 +18,7 @@ from mmfuse.retrievers.visual import (
     score_maxsim,
     score_softmax_weighted,
 )
+from mmfuse.errors import InputError, ModelError, ParameterError
 
 
 def _unit(x):
@@ -130,8 +130,8 @@ def test_no_weights_is_a_model_error_with_hint(tmp_path):
 
 def test_importing_model_modules_does_not_import_torch():
     code = (
-        "import sys, mmfuse.retrievers.visual, mmfuse.retrievers.audio, mmfuse.retrievers.ocr, "
-        "mmfuse.retrievers.asr, mmfuse.retrievers.text; "
+        "import sys, mmfuse.encoders.clip, mmfuse.encoders.clap, mmfuse.encoders.ocr, "
+        "mmfuse.encoders.whisper, mmfuse.encoders.text, mmfuse.store.bm25; "
         "heavy = [m for m in ('torch', 'open_clip', 'transformers', 'rapidocr_onnxruntime', 'faster_whisper', "
         "'sentence_transformers', 'bm25s', 'PIL') if m in sys.modules]; assert not heavy, heavy"
     )

@@ -1,4 +1,4 @@
-"""Tests for mmfuse.streaming: block-wise fusion of Parquet runs equals in-memory fuse, bounded by the block size."""
+"""Tests for mmfuse.fusion.streaming: block-wise fusion of Parquet runs equals in-memory fuse, bounded by the block size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from mmfuse import Run
 from mmfuse.errors import InputError, ParameterError
 from mmfuse.fusion import fuse
-from mmfuse.streaming import fuse_stream
+from mmfuse.fusion.streaming import fuse_stream
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -122,7 +122,7 @@ def test_bad_input_is_refused_before_writing(runs, tmp_path):
 
 
 def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     _, sorted_paths, _ = runs
     args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--k", "20", "--depth", "10"]
@@ -134,7 +134,7 @@ def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
 
 
 def test_cli_index_unknown_engine(tmp_path, capsys):
-    from mmfuse.cli import main
+    from mmfuse.app.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["index", str(tmp_path), "--index", str(tmp_path / "idx"), "--modalities", "meta", "--engine", "spark"])

@@ -1,4 +1,4 @@
-"""Tests for mmfuse.vector_index: automatic ANN index build past a row count, and search with its knobs."""
+"""Tests for mmfuse.store.ann: automatic ANN index build past a row count, and search with its knobs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmfuse.errors import IndexError_, ParameterError
-from mmfuse.vector_index import ensure_vector_index, index_params, search, vector_index_info
+from mmfuse.store.ann import ensure_vector_index, index_params, search, vector_index_info
 
 lancedb = pytest.importorskip("lancedb")
 pa = pytest.importorskip("pyarrow")
@@ -101,7 +101,7 @@ def test_bad_inputs_name_the_problem(table):
 def test_index_store_optimize_builds_ann_past_threshold(tmp_path):
     """IndexStore.optimize() gives a vector table an approximate index once it passes the row threshold."""
     lancedb = pytest.importorskip("lancedb")
-    from mmfuse.index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     with IndexStore(tmp_path / "idx", write=True) as store:
         db = lancedb.connect(str(tmp_path / "idx"))

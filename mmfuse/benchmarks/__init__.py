@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from mmfuse.eval.metrics import evaluate
+
 from .datasets import Dataset, load_dataset
-from .metrics import evaluate
 from .sweep import run_benchmark
 
 __all__ = ["Dataset", "load_dataset", "evaluate", "run_benchmark"]

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .._io import atomic_path
-from ..errors import InputError
+from mmfuse.errors import InputError
+from mmfuse.utils.files import atomic_path
+
 from .report import _is_default, label, sensitivity
 from .sweep import Result
 

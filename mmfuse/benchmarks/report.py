@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .._io import atomic_write
+from mmfuse.utils.files import atomic_write
+
 from .sweep import SENSITIVITY, Result
 
 __all__ = ["to_json", "write_json", "markdown", "write_markdown", "label", "DEFAULT_LABEL", "combsum_variants",
@@ -42,7 +43,7 @@ def label(r: Result) -> str:
 
 
 def _default_params() -> dict:
-    from ..fusion import get_method
+    from mmfuse.fusion import get_method
 
     m = get_method(DEFAULT_LABEL)
     return {p.name: p.default for p in m.params}
@@ -93,8 +94,8 @@ def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple
 def significance_lines(dataset, results: Sequence[Result], n_permutations: int = 10000) -> list[str]:
     """Paired tests (Student t and Fisher randomization, per query) of the default fusion against the best CombSUM
     variant on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
-    from ..fusion import fuse
-    from .significance import compare
+    from mmfuse.eval.significance import compare
+    from mmfuse.fusion import fuse
 
     full = max((r.config.retrievers for r in results), key=len, default=())
     if len(full) < 2:

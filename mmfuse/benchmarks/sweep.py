@@ -4,7 +4,7 @@ Per retriever subset the runs are aligned once (``mmfuse.fusion.align``); every 
 calls the registered method on all queries at once, and is scored straight from the fused per-pair scores (the rank
 of a relevant doc is one plus the number of candidates of its query scored strictly higher, the usual
 video-retrieval convention), so no per-query Python loop and no sort runs per configuration. A test checks that the
-figures equal ``fuse()`` followed by :func:`mmfuse.benchmarks.metrics.run_video_metrics`.
+figures equal ``fuse()`` followed by :func:`mmfuse.eval.metrics.run_video_metrics`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ParameterError, unknown
-from .metrics import DEFAULT_VIDEO_METRICS, RelevantRanks, video_metrics
+from mmfuse.errors import ParameterError, unknown
+from mmfuse.eval.metrics import DEFAULT_VIDEO_METRICS, RelevantRanks, video_metrics
 
 __all__ = ["Config", "Result", "DEFAULT_GRID", "SUBSET_MODES", "subsets", "build_configs", "sweep", "tune",
            "run_benchmark"]
@@ -101,7 +101,7 @@ def subsets(retrievers: Sequence[str], mode: str = "every") -> list[tuple[str, .
 
 
 def _grid_points(method: str, spec: Mapping[str, list]) -> list[tuple[str | None, tuple]]:
-    from ..fusion import get_method
+    from mmfuse.fusion import get_method
 
     m = get_method(method)
     spec = dict(spec)
@@ -126,7 +126,7 @@ def build_configs(retrievers: Sequence[str], methods: Iterable[str] | None = Non
                   sensitivity: bool = True) -> list[Config]:
     """All configurations of a sweep (singles first, then every method x norm x params x subset, then the
     sensitivity points of :data:`SENSITIVITY_GRID` on the full retriever set)."""
-    from ..fusion import get_method
+    from mmfuse.fusion import get_method
 
     grid = dict(DEFAULT_GRID if grid is None else grid)
     if methods is None:
@@ -163,7 +163,7 @@ def _sub_aligned(a, keep_runs: Sequence[int]):
     Query and doc tables stay those of the full set (a query none of the subset's runs holds just has no candidate,
     which scores exactly as an absent query); pairs are renumbered to the union of the subset's entries.
     """
-    from ..fusion.align import Aligned
+    from mmfuse.fusion.align import Aligned
 
     keep_runs = np.asarray(keep_runs, dtype=np.int64)
     remap = np.full(a.n_runs, -1, dtype=np.int64)
@@ -251,9 +251,9 @@ _SHARED: dict[str, Any] = {}
 
 
 def _measure(a, judged, c: Config, n_docs: int, Q: int, t_align: float, metrics: Sequence[str]) -> Result:
-    from ..fusion import get_method
-    from ..fusion.align import FusionInput
-    from ..fusion.norm import norm_name, normalize_entries
+    from mmfuse.fusion import get_method
+    from mmfuse.fusion.align import FusionInput
+    from mmfuse.fusion.norm import norm_name, normalize_entries
 
     t1 = time.perf_counter()
     transductive = False
@@ -298,7 +298,7 @@ def sweep(dataset, configs: Sequence[Config], metrics: Sequence[str] = DEFAULT_V
     import multiprocessing as mp
     import os
 
-    from ..fusion.align import align
+    from mmfuse.fusion.align import align
 
     total = _total if _total is not None else len(configs)
     by_subset: dict[tuple[str, ...], list[tuple[int, Config]]] = {}

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from . import score, rank, adaptive, interleave as _interleave_mod  # noqa: F401, I001  (registration order = listing order)
+# isort: off
+from . import score, rank, adaptive, interleave as _interleave_mod  # noqa: F401  (registration order = listing order)
+# isort: on
 from .fuse import check_weights, fuse
 from .interleave import interleave, interleave_run
 from .norm import NORMS, normalize

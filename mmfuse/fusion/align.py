@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
+from mmfuse.errors import InputError
+
 from ._kernels import kernels as _kernels
 
 __all__ = ["Aligned", "FusionInput", "align", "order_pairs", "segment_reduce"]
@@ -142,7 +143,7 @@ def _union_first_seen(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.nda
 
 def doc_tables(runs: list) -> list:
     """The runs' doc tables without turning Arrow-backed (lazy) ones into Python strings."""
-    from ..run import _LazyIds
+    from mmfuse.runs.run import _LazyIds
 
     return [r._doc_ids.arrow if isinstance(r._doc_ids, _LazyIds) else r._doc_ids for r in runs]
 
@@ -150,12 +151,12 @@ def doc_tables(runs: list) -> list:
 def _union_sorted(tables: list, lazy: bool = False) -> tuple:
     """Sorted union of sorted doc tables (numpy object or Arrow string arrays) and each table's positions in it.
 
-    Identical tables cost nothing; otherwise the compiled key merge of ``mmfuse._fastio`` runs, with Arrow's
+    Identical tables cost nothing; otherwise the compiled key merge of ``mmfuse.runs.fastio`` runs, with Arrow's
     hash-and-sort as the fallback. ``lazy=True`` returns the union as ``run._LazyIds`` (no Python strings).
     """
     import pyarrow as pa
 
-    from ..run import _LazyIds
+    from mmfuse.runs.run import _LazyIds
 
     first = tables[0]
     is_arrow = [isinstance(t, (pa.Array, pa.ChunkedArray)) for t in tables]
@@ -182,7 +183,7 @@ def _union_sorted(tables: list, lazy: bool = False) -> tuple:
         return out(first), [ident] * len(tables)
     arrays = [t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t if a else pa.array(t, type=pa.string())
               for t, a in zip(tables, is_arrow)]
-    from .._fastio import union_sorted
+    from mmfuse.runs.fastio import union_sorted
 
     got = union_sorted(arrays)
     if got is not None:

@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from .._compiled import LazyKernels, threads
+from mmfuse.utils.compiled import LazyKernels, threads
 
 __all__ = ["FastSpec", "fast_fuse", "CONTRIB", "COMBINE"]
 
@@ -113,8 +113,9 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     k = _kernels()
     if k is None or norm not in NORM_CODE:
         return None
-    from ..errors import InputError, ParameterError
-    from ..run import Run
+    from mmfuse.errors import InputError, ParameterError
+    from mmfuse.runs.run import Run
+
     from .align import _union_first_seen, _union_sorted, doc_tables
 
     temp = float(norm_kw.get("temperature", 1.0))

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError
+
 from .align import FusionInput, align, order_pairs
 from .norm import NORM_PARAMS, norm_name, normalize_entries
 from .registry import get_method
@@ -46,7 +47,7 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     desc, then doc id desc. Methods registered with a ``fast`` spec run as one compiled pass
     (``mmfuse.fusion.fast``); ``_use_fast=False`` forces the general path (tests compare the two).
     """
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
     if isinstance(runs, Run) or runs is None:
         raise ParameterError("fuse expects a list of runs")
@@ -66,7 +67,7 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     allowed = NORM_PARAMS.get(nname, {})
     for k in norm_kw:
         if k not in allowed:
-            from ..errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown(f"parameter for normalization {nname!r}", "norm_" + k,
                           ["norm_" + a for a in allowed] or ["(none)"])

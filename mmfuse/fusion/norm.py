@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ParameterError, unknown
+from mmfuse.errors import ParameterError, unknown
+
 from .align import Aligned, segment_reduce
 
 __all__ = ["NORMS", "normalize", "normalize_entries", "norm_name"]
@@ -138,7 +139,7 @@ def normalize_entries(a: Aligned, norm: str | None, temperature: float = 1.0):
 
 def normalize(run, norm: str, temperature: float = 1.0):
     """Return a copy of one Run with its scores normalised per query ('borda' needs several runs: use fuse)."""
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
     norm = norm_name(norm)
     if norm == "borda":

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ParameterError, unknown
+from mmfuse.errors import ParameterError, unknown
 
 __all__ = ["Param", "Method", "register_method", "methods", "get_method", "default_method", "DEFAULT_METHOD",
            "ENTRY_POINT_GROUP", "KINDS"]

@@ -1,6 +1,7 @@
 """VLM reranking of ranked video lists: S-Grids, prompts, tolerant parsing, strategies and backends."""
 
-from .backends.base import PromptedBackend, RerankBackend, get_backend
+from mmfuse.rerankers.backends.base import PromptedBackend, RerankBackend, get_backend
+
 from .grid import GridCache, GridSpec, build_grid, draw_label, placeholder
 from .parsing import ParseInfo, ParseStats, parse_ranking
 from .prompts import Candidate, PromptTemplate

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ParameterError
+from mmfuse.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -39,7 +39,7 @@ class GridSpec:
         if w < 16 or h < 16:
             raise ParameterError(f"grid cell must be at least 16x16 pixels, got {w}x{h}")
         if self.sampling not in SAMPLINGS:
-            from ..errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown("grid sampling", self.sampling, SAMPLINGS)
 
@@ -97,7 +97,7 @@ def parse_cell(text: str | int | tuple[int, int]) -> tuple[int, int]:
 # Frame sampling
 
 def _frames(path: Path, *, n: int | None = None, times: list[float] | None = None, size: int | None = None):
-    from .. import media
+    from mmfuse.ingest import media
 
     if times is not None:
         return media.sample_frames(path, times=times, size=size)
@@ -113,7 +113,7 @@ def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[
     """
     import numpy as np
 
-    from .. import media
+    from mmfuse.ingest import media
 
     duration = float(media.probe(path).duration or 0.0)
     m = probe_frames or max(4 * n, 24)
@@ -252,7 +252,7 @@ class GridCache:
                     continue  # a line cut by a crash
 
     def content_hash(self, path: Path) -> str:
-        from .. import media
+        from mmfuse.ingest import media
 
         st = path.stat()
         k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -297,7 +297,7 @@ class GridCache:
         self.misses += 1
         img = build_grid(path, spec)
         if file is not None:
-            from .._io import atomic_path
+            from mmfuse.utils.files import atomic_path
 
             file.parent.mkdir(exist_ok=True)
             with atomic_path(file) as tmp, open(tmp, "wb") as fh:

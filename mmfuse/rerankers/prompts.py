@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
+from mmfuse.errors import ParameterError
 
 IMAGE = "<image>"
 _SECTIONS = ("--- candidate ---", "--- footer ---")
@@ -67,7 +67,7 @@ class PromptTemplate:
         try:
             text = resources.files("mmfuse.rerankers").joinpath("templates", f"{name_or_path}.txt").read_text("utf-8")
         except FileNotFoundError:
-            from ..errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown("prompt template", str(name_or_path), ["listwise", "pointwise"]) from None
         return cls.parse(text, f"templates/{name_or_path}.txt")

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError
+
 from .grid import GridCache, GridSpec, draw_label, placeholder
 from .parsing import ParseStats, repair_order
 from .prompts import Candidate, truncate_words
@@ -142,7 +143,7 @@ def index_videos(videos: str | os.PathLike | Mapping[str, Any]) -> dict[str, Pat
     """doc id -> path: a mapping as given, or every video file under a directory keyed by its stem."""
     if isinstance(videos, Mapping):
         return {str(k): Path(v) for k, v in videos.items()}
-    from .. import media
+    from mmfuse.ingest import media
 
     root = Path(videos)
     if not root.is_dir():
@@ -215,7 +216,7 @@ class VLMReranker:
             return memo
 
     def _grid_uncached(self, doc: str, paths: Mapping[str, Path]):
-        from ..errors import MmfuseError
+        from mmfuse.errors import MmfuseError
 
         path = paths.get(doc)
         t0 = time.perf_counter()
@@ -390,7 +391,7 @@ class VLMReranker:
         ``checkpoint``: a JSONL file that records each finished query; with ``resume=True`` finished
         queries are taken from it instead of being reranked again.
         """
-        from ..run import Run
+        from mmfuse.runs.run import Run
 
         paths = index_videos(videos)
         qids = [str(q) for q in run.query_ids.tolist()]
@@ -421,7 +422,7 @@ class VLMReranker:
         The model sees each candidate's rank in every run and the interleaved order (repeats = consensus).
         The output holds the union; beyond ``top`` the first-appearance interleaved order is kept.
         """
-        from ..run import Run
+        from mmfuse.runs.run import Run
 
         if len(runs) < 1:
             raise ParameterError("fusion reranking needs at least one run")

@@ -6,7 +6,8 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ModelError, ParameterError
+from mmfuse.errors import ModelError, ParameterError
+
 from .base import (
     AGGREGATIONS,
     IndexedRetriever,
@@ -28,7 +29,7 @@ from .modalities import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
 ENTRY_POINT_GROUP = "mmfuse.retrievers"
 
@@ -67,7 +68,7 @@ def load_retriever(ref: str) -> Any:
         return obj
     eps = entry_points()
     if ref not in eps:
-        from ..errors import suggest
+        from mmfuse.errors import suggest
 
         names = sorted(eps)
         hint = f"; installed plug-ins: {', '.join(names)}" if names else "; no plug-ins are installed"

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ParameterError, unknown
+from mmfuse.errors import ParameterError, unknown
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
 AGGREGATIONS = ("max", "mean", "sum", "topn")
 
@@ -34,7 +34,7 @@ class Retriever(Protocol):
 class SegmentEncoder(Protocol):
     """A plug-in that embeds segments during indexing and queries during search.
 
-    ``mmfuse index --retriever X`` feeds every decoded segment (``mmfuse.media.Segment``: frames,
+    ``mmfuse index --retriever X`` feeds every decoded segment (``mmfuse.ingest.media.Segment``: frames,
     audio at the rates in ``audio_rates``) to ``encode_segments`` and stores the vectors in the index,
     tagged with ``spec``; ``mmfuse search`` loads the same class again and calls ``encode_queries``.
     """
@@ -144,7 +144,7 @@ def segment_run(
     ``segments`` holds per-segment columns ``video_id``, ``segment_id``, ``start``, ``end`` (aligned
     with ``seg_idx``). Queries without hits simply have no entries.
     """
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
     if "_video_codes" in segments:  # precomputed by IndexedRetriever: no per-query string sort
         vids, seg_video = segments["_videos"], segments["_video_codes"]
@@ -180,7 +180,7 @@ def segment_run(
 
 def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
     """The run with exactly ``query_ids``, in that order; queries without hits get zero entries."""
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
     qids = np.asarray(query_ids).astype(str)
     if run.n_queries == 0:
@@ -199,7 +199,7 @@ def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
 
 def empty_run(name: str, query_ids: np.ndarray) -> "Run":
     """A Run with the given queries and no entries (a retriever with nothing indexed yet)."""
-    from ..run import Run
+    from mmfuse.runs.run import Run
 
     qids = np.asarray(query_ids).astype(str)
     e = np.empty(0, dtype=np.int64)
@@ -212,7 +212,7 @@ def describe(obj: Any) -> str:
 
 
 class IndexedRetriever:
-    """Base class for retrievers backed by an :class:`mmfuse.index.IndexStore` table of segments.
+    """Base class for retrievers backed by an :class:`mmfuse.store.lance.IndexStore` table of segments.
 
     Subclasses set ``modality`` and implement ``_load()`` (return the per-segment columns
     ``video_id``, ``segment_id``, ``start``, ``end`` plus whatever they need, e.g. vectors) and

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from mmfuse.errors import InputError, ModelError
+
 from .base import IndexedRetriever, ensure_queries, normalize_queries, top_k_dense
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..index import IndexStore
-    from ..run import Run
+    from mmfuse.runs.run import Run
+    from mmfuse.store.lance import IndexStore
 
 POOLINGS = ("mean", "max", "softmax", "maxsim")
 
@@ -100,7 +101,7 @@ class VisualRetriever(IndexedRetriever):
     def __init__(self, store: "IndexStore", encoder: Any = None, pooling: str = "mean", **kw: Any) -> None:
         super().__init__(store, **kw)
         if pooling not in POOLINGS:
-            from ..errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown("pooling", pooling, POOLINGS)
         self.pooling = pooling
@@ -120,7 +121,7 @@ class VisualRetriever(IndexedRetriever):
         return seg
 
     def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
-        from . import visual
+        from mmfuse.encoders import clip as visual
 
         q = _unit(np.asarray(self.encoder.encode_text(texts)))
         if self.pooling in ("mean", "max"):
@@ -159,7 +160,7 @@ class _Bm25Retriever(IndexedRetriever):
 
     def _load(self) -> dict[str, Any]:
         data = self._texts()
-        from .text import Bm25Index
+        from mmfuse.store.bm25 import Bm25Index
 
         texts = [str(t) for t in data["text"]]
         data["bm25"] = None
@@ -188,7 +189,7 @@ class _Bm25Builder:
         self.cls, self.squash = cls, squash
 
     def __call__(self, texts: list[str]) -> Any:
-        from .text import OCR_ANALYZER, WORD_ANALYZER
+        from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
 
         return self.cls.build(texts, OCR_ANALYZER if self.squash else WORD_ANALYZER)
 
@@ -242,7 +243,7 @@ class DenseTextRetriever(VectorRetriever):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.query_encoder is None:
-            from .text import DenseTextEncoder
+            from mmfuse.encoders.text import DenseTextEncoder
 
             self.query_encoder = DenseTextEncoder()
         return super()._encode(texts)
@@ -263,7 +264,7 @@ class PrecomputedRetriever:
     @classmethod
     def from_file(cls, path: str | os.PathLike, name: str | None = None, modality: str = "precomputed",
                   format: str | None = None) -> "PrecomputedRetriever":
-        from ..run import Run
+        from mmfuse.runs.run import Run
 
         p = Path(path)
         if not p.exists():
@@ -273,7 +274,7 @@ class PrecomputedRetriever:
     @classmethod
     def from_matrix(cls, scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], name: str = "precomputed",
                     modality: str = "precomputed", depth: int | None = None) -> "PrecomputedRetriever":
-        from ..run import Run
+        from mmfuse.runs.run import Run
 
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (len(query_ids), len(doc_ids)):
@@ -281,7 +282,7 @@ class PrecomputedRetriever:
         return cls(Run.from_matrix(scores, list(query_ids), list(doc_ids), depth=depth).with_name(name), name=name, modality=modality)
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
-        from ..run import Run
+        from mmfuse.runs.run import Run
 
         qids, texts = normalize_queries(queries)
         run = self.run
@@ -310,7 +311,7 @@ class PrecomputedRetriever:
 
 def clip_from_spec(spec: Mapping[str, Any]) -> Any:
     """Build the CLIP encoder recorded in an index spec (model, pretrained, checkpoint)."""
-    from .visual import ClipEncoder
+    from mmfuse.encoders.clip import ClipEncoder
 
     if not spec:
         raise ModelError("no visual model recorded in the index; index with --clip-model/--clip-checkpoint")
@@ -318,7 +319,7 @@ def clip_from_spec(spec: Mapping[str, Any]) -> Any:
 
 
 def clap_from_spec(spec: Mapping[str, Any]) -> Any:
-    from .audio import ClapEncoder
+    from mmfuse.encoders.clap import ClapEncoder
 
     if not spec:
         raise ModelError("no audio model recorded in the index; index with --clap-model")

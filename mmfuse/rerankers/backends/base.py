@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol, runtime_checkable
 
-from ..parsing import ParseStats, parse_ranking
-from ..prompts import Candidate, Part, PromptTemplate
+from mmfuse.rerankers.parsing import ParseStats, parse_ranking
+from mmfuse.rerankers.prompts import Candidate, Part, PromptTemplate
 
 MODES = ("listwise", "pointwise")
 
@@ -35,7 +35,7 @@ class PromptedBackend:
 
     def __init__(self, *, mode: str = "listwise", template: str | None = None, max_new_tokens: int | None = None):
         if mode not in MODES:
-            from ...errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown("rerank mode", mode, MODES)
         self.mode = mode
@@ -97,7 +97,7 @@ class PromptedBackend:
 
 def get_backend(name: str, model: str | None = None, **kwargs) -> RerankBackend:
     """Build a backend by name: ``transformers`` (local model) or ``openai`` (OpenAI-compatible server)."""
-    from ...errors import ParameterError, unknown
+    from mmfuse.errors import ParameterError, unknown
 
     if name == "transformers":
         if not model:

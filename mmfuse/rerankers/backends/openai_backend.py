@@ -11,8 +11,9 @@ import threading
 import time
 from typing import Any
 
-from ...errors import BackendError, ParameterError
-from ..prompts import Part
+from mmfuse.errors import BackendError, ParameterError
+from mmfuse.rerankers.prompts import Part
+
 from .base import PromptedBackend
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

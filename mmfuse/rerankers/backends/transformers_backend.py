@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ModelError
-from ..prompts import Part
+from mmfuse.errors import ModelError
+from mmfuse.rerankers.prompts import Part
+
 from .base import PromptedBackend
 
 _YES = ("yes", "Yes", " yes", " Yes", "YES")
@@ -61,7 +62,7 @@ class TransformersBackend(PromptedBackend):
         try:
             self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
                                                            **(processor_kwargs or {}))
-            from ..._quiet import quiet_loading
+            from mmfuse.utils.quiet import quiet_loading
 
             with quiet_loading():
                 try:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexError_, ModelError
+from mmfuse.errors import IndexError_, ModelError
 
 os.environ.setdefault("LANCE_LOG", "error")  # lance warns on every table creation otherwise
 
@@ -412,7 +412,7 @@ class IndexStore:
     def optimize(self, ann_min_rows: int | None = None) -> None:
         """Compact the small per-video fragments into fewer files (readers see the same rows), and give every
         vector table past ``ann_min_rows`` rows (default ``vector_index.DEFAULT_MIN_ROWS``) an approximate index."""
-        from .vector_index import DEFAULT_MIN_ROWS, ensure_vector_index
+        from .ann import DEFAULT_MIN_ROWS, ensure_vector_index
 
         for name in self.table_names():
             tbl = self._table(name)

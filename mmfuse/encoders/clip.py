@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ParameterError, unknown
-from .text import _first_line, _resolve_device
+from mmfuse.errors import InputError, ModelError, ParameterError, unknown
+
+from .base import first_line, resolve_device
 
 __all__ = [
     "ClipEncoder",
@@ -385,7 +386,7 @@ class ClipEncoder:
         name = self.model_name
         if not name.startswith(("hf-hub:", "local-dir:")) and open_clip.get_model_config(name) is None:
             raise unknown("open_clip model", name, open_clip.list_models())
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         source = str(self.checkpoint) if self.checkpoint is not None else self.pretrained
         # Tags trained with QuickGELU (all 'openai' ones) silently degrade on a GELU config; open_clip only
         # warns, so follow the tag.
@@ -400,7 +401,7 @@ class ClipEncoder:
             tokenizer = open_clip.get_tokenizer(name)
         except Exception as e:
             what = f"checkpoint {self.checkpoint}" if self.checkpoint else f"pretrained {self.pretrained!r}"
-            raise ModelError(f"cannot load CLIP {name!r} with {what}: {_first_line(e)}; {enable_hint()}") from None
+            raise ModelError(f"cannot load CLIP {name!r} with {what}: {first_line(e)}; {enable_hint()}") from None
         model.eval()
         self._model, self._preprocess, self._tokenizer = model, preprocess, tokenizer
         self._torch_device = torch.device(device)

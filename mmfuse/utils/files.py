@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from mmfuse.errors import InputError
 
 
 @contextlib.contextmanager

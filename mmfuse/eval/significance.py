@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ParameterError, unknown
+from mmfuse.errors import ParameterError, unknown
 
 __all__ = ["paired_t_test", "fisher_randomization_test", "compare"]
 

@@ -1,4 +1,4 @@
-"""Compiled kernels of mmfuse._fastio, at module level so that numba caches them across processes."""
+"""Compiled kernels of mmfuse.runs.fastio, at module level so that numba caches them across processes."""
 
 from __future__ import annotations
 
@@ -356,3 +356,57 @@ def merge_keys(keys, tb, lo, hi, maps, src):
                 maps[tb[t] + h] = u
                 head[t] = h + 1
         u += 1
+
+
+# ----------------------------------------------------------------------------- run layout checks
+@numba.njit(cache=True, nogil=True)
+def grouped_has_dup(qcodes, dcodes, n_queries, n_docs):
+    """For entries grouped by query: 1 if a (query, doc) pair repeats, 0 if not; -1 when not grouped."""
+    seen_q = np.zeros(n_queries, dtype=np.bool_)
+    mark = np.zeros(n_docs, dtype=np.bool_)
+    start = 0
+    for e in range(qcodes.size):
+        q = qcodes[e]
+        if e > 0 and q != qcodes[e - 1]:
+            for j in range(start, e):
+                mark[dcodes[j]] = False
+            start = e
+            if seen_q[q]:
+                return -1
+        seen_q[q] = True
+        d = dcodes[e]
+        if mark[d]:
+            return 1
+        mark[d] = True
+    return 0
+
+@numba.njit(cache=True, nogil=True)
+def check_grouped(qcodes, scores, dcodes, n_queries, n_docs, offsets):
+    """One pass over a run's entries: 0 = grouped by ascending query, ordered (score desc, doc desc) and free of
+    repeated (query, doc) pairs, with ``offsets`` filled; 1 = a pair repeats (within a grouped query); 2 = not
+    in that layout (the caller sorts and checks in general)."""
+    n = qcodes.size
+    mark = np.zeros(n_docs, dtype=np.bool_)
+    offsets[:] = 0
+    start = 0
+    for e in range(n):
+        q = qcodes[e]
+        if e > 0 and q != qcodes[e - 1]:
+            if q < qcodes[e - 1]:
+                return 2
+            for j in range(start, e):
+                mark[dcodes[j]] = False
+            start = e
+        elif e > 0:
+            if scores[e] > scores[e - 1] or (scores[e] == scores[e - 1] and dcodes[e] >= dcodes[e - 1]):
+                if mark[dcodes[e]]:
+                    return 1
+                return 2
+        d = dcodes[e]
+        if mark[d]:
+            return 1
+        mark[d] = True
+        offsets[q + 1] += 1
+    for q in range(n_queries):
+        offsets[q + 1] += offsets[q]
+    return 0

@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError
-from .text import _first_line, normalize_text, squash
+from mmfuse.errors import InputError, ModelError
+from mmfuse.utils.text import normalize_text, squash
+
+from .base import first_line
 
 __all__ = ["OcrExtractor", "frame_signature", "normalize_text", "squash"]
 
@@ -100,7 +102,7 @@ class OcrExtractor:
             try:
                 self._engine = RapidOCR(**kwargs)
             except Exception as e:
-                raise ModelError(f"cannot start rapidocr: {_first_line(e)}") from None
+                raise ModelError(f"cannot start rapidocr: {first_line(e)}") from None
         return self._engine
 
     def read(self, frame: np.ndarray) -> str:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import MmfuseError, ParameterError
+from mmfuse.errors import MmfuseError, ParameterError
 
 app = typer.Typer(
     name="mmfuse",
@@ -33,7 +33,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _fusion_params(items: list[str]) -> dict[str, str]:
-    from .errors import ParameterError
+    from mmfuse.errors import ParameterError
 
     out: dict[str, str] = {}
     for item in items:
@@ -45,7 +45,7 @@ def _fusion_params(items: list[str]) -> dict[str, str]:
 
 
 def _fusion_weights(text: Optional[str]) -> Optional[list[float]]:
-    from .errors import ParameterError
+    from mmfuse.errors import ParameterError
 
     if text is None:
         return None
@@ -75,9 +75,9 @@ def fuse_cmd(
     """Fuse several runs into one and write it."""
     from pathlib import Path
 
-    from .errors import InputError
-    from .fusion import fuse
-    from .run import Run
+    from mmfuse.errors import InputError
+    from mmfuse.fusion import fuse
+    from mmfuse.runs.run import Run
 
     params = _fusion_params(param)
     if k is not None:
@@ -87,7 +87,7 @@ def fuse_cmd(
     if out.is_dir():
         raise InputError(f"{out}: is a directory; give an output file name")
     if stream:
-        from .streaming import fuse_stream
+        from mmfuse.fusion.streaming import fuse_stream
 
         stats = fuse_stream(runs, out, method=method, norm=norm, weights=w, depth=depth, block_rows=block_rows,
                             on_duplicate=on_duplicate, **params)
@@ -110,7 +110,7 @@ def methods_cmd() -> None:
     """List fusion methods, their parameters and defaults."""
     from rich.table import Table
 
-    from .fusion import default_method, methods
+    from mmfuse.fusion import default_method, methods
 
     default = default_method()
     table = Table(title="fusion methods (* = default)")
@@ -138,10 +138,10 @@ def eval_cmd(
     import json
     from pathlib import Path
 
-    from .run import Qrels, Run
+    from mmfuse.runs.run import Qrels, Run
 
     try:
-        from .benchmarks.metrics import evaluate
+        from mmfuse.eval.metrics import evaluate
     except ImportError:  # metrics module not available: ranx computes the same numbers
         def evaluate(q, r, metrics):
             import ranx
@@ -196,15 +196,15 @@ def bench_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .benchmarks import report as rep
-    from .benchmarks import sweep as sw
-    from .benchmarks.datasets import load_dataset
-    from .errors import ParameterError
+    from mmfuse.benchmarks import report as rep
+    from mmfuse.benchmarks import sweep as sw
+    from mmfuse.benchmarks.datasets import load_dataset
+    from mmfuse.errors import ParameterError
 
     names = [r.strip() for r in retrievers.split(",") if r.strip()] if retrievers else None
     meths = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     if subsets not in sw.SUBSET_MODES:
-        from .errors import unknown
+        from mmfuse.errors import unknown
 
         raise unknown("--subsets value", subsets, sw.SUBSET_MODES)
     for out in (json_out, report):
@@ -237,7 +237,7 @@ def bench_cmd(
         err_console.print(f"wrote {json_out}", highlight=False)
     figs = {}
     if plots:
-        from .benchmarks.plots import plot_all
+        from mmfuse.benchmarks.plots import plot_all
 
         for d in loaded:
             files = plot_all(d.name, results[d.name], plots)
@@ -265,7 +265,7 @@ def bench_cmd(
 
 def _from_config(ctx: typer.Context, command: str, values: dict) -> dict:
     """Fill the parameters the user did not pass on the command line from the ``--config`` file."""
-    from .config import apply_defaults, load_config_defaults
+    from mmfuse.config import apply_defaults, load_config_defaults
 
     return apply_defaults(ctx, values, load_config_defaults(values.get("config"), command))
 
@@ -302,10 +302,17 @@ def index_cmd(
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
-    from .indexing import IndexConfig, index_folder
+    from mmfuse.ingest.local import IndexConfig, index_folder
 
     v = _from_config(ctx, "index", locals())
     index = _required(v["index"], "--index", "[index] path")
@@ -331,13 +338,13 @@ def index_cmd(
             bar.update(task, completed=done, total=total, segments=segs.split()[0] if segs else 0, label=name[-40:])
 
         if engine == "ray":
-            from .ray_engine import index_with_ray
+            from mmfuse.ingest.ray_engine import index_with_ray
 
             summary = index_with_ray(video_dir, index, address=address, config=cfg, progress=progress)
         elif engine == "local":
             summary = index_folder(video_dir, index, cfg, progress=progress)
         else:
-            from .errors import unknown
+            from mmfuse.errors import unknown
 
             raise unknown("--engine", engine, ["local", "ray"])
     for w in summary.warnings:
@@ -384,10 +391,9 @@ def search_cmd(
     import numpy as _np
     from rich.table import Table
 
-    from .errors import ParameterError
-    from .indexing import search_index
-
-    from .config import apply_defaults, load_config_defaults
+    from mmfuse.config import apply_defaults, load_config_defaults
+    from mmfuse.errors import ParameterError
+    from mmfuse.pipeline import search_index
 
     cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
     v = apply_defaults(ctx, locals(), cfg)
@@ -399,11 +405,11 @@ def search_cmd(
         raise ParameterError(f"--k must be >= 1, got {k}")
     clip = clap = None
     if clip_model or clip_checkpoint:
-        from .retrievers.visual import ClipEncoder
+        from mmfuse.encoders.clip import ClipEncoder
 
         clip = ClipEncoder(model=clip_model or "ViT-B-32", pretrained=clip_pretrained, checkpoint=clip_checkpoint)
     if clap_model:
-        from .retrievers.audio import ClapEncoder
+        from mmfuse.encoders.clap import ClapEncoder
 
         clap = ClapEncoder(model=clap_model)
     # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
@@ -536,14 +542,21 @@ def rerank_cmd(
     import json
     from pathlib import Path
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.table import Table
 
-    from .errors import ParameterError
-    from .run import Run
-    from .rerankers import VLMReranker, get_backend, load_mapping, load_queries
-    from .rerankers.grid import parse_cell, parse_grid
-    from .rerankers.reranker import index_videos
+    from mmfuse.errors import ParameterError
+    from mmfuse.rerankers import VLMReranker, get_backend, load_mapping, load_queries
+    from mmfuse.rerankers.grid import parse_cell, parse_grid
+    from mmfuse.rerankers.reranker import index_videos
+    from mmfuse.runs.run import Run
 
     v = _from_config(ctx, "rerank", locals())
     backend = _required(v["backend"], "--backend", "[rerank] backend")
@@ -593,7 +606,7 @@ def rerank_cmd(
     checkpoint.unlink(missing_ok=True)
     st = rr.stats
     if stats:
-        from ._io import atomic_write
+        from mmfuse.utils.files import atomic_write
 
         with atomic_write(stats) as fh:
             json.dump(st.as_dict(), fh, indent=2)
@@ -614,7 +627,7 @@ def rerank_cmd(
         some = ", ".join(sorted(st.missing_videos)[:5])
         err_console.print(f"[yellow]note:[/] placeholder grids for {len(st.missing_videos)} candidates ({some} ...)")
     if st.queries and st.failed == st.queries - st.resumed and st.failed:
-        from .errors import BackendError
+        from mmfuse.errors import BackendError
 
         raise BackendError(f"every query failed; {out_path} keeps the incoming order (first error: {st.failures[0][1]})")
 
@@ -631,9 +644,9 @@ def grid_cmd(
     """Write the S-Grid the reranker would show a model for VIDEO, for a person to look at."""
     from pathlib import Path
 
-    from ._io import atomic_path
-    from .errors import InputError
-    from .rerankers.grid import GridSpec, build_grid, draw_label, parse_cell, parse_grid
+    from mmfuse.errors import InputError
+    from mmfuse.rerankers.grid import GridSpec, build_grid, draw_label, parse_cell, parse_grid
+    from mmfuse.utils.files import atomic_path
 
     if not Path(video).is_file():
         raise InputError(f"{video}: no such file")
@@ -657,7 +670,7 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the commented default pipeline config (used by --config and Pipeline.from_config)."""
-    from .config import write_default_config
+    from mmfuse.config import write_default_config
 
     written = write_default_config(path, force=force)
     console.print(f"wrote {written}: edit it, then use it with [bold]--config {written}[/]", highlight=False)
@@ -707,7 +720,7 @@ def demo_cmd(
     from .demo import METRICS, DemoOptions, run_demo
 
     if vlm_backend is not None and vlm_backend not in ("openai", "transformers"):
-        from .errors import unknown
+        from mmfuse.errors import unknown
 
         raise unknown("--vlm-backend", vlm_backend, ["openai", "transformers"])
     opts = DemoOptions(corpus=corpus, out=out, cache=cache, k=k, fusion=fusion, clip_model=clip_model,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError
 
 __all__ = [
     "AUDIO_EXTENSIONS",

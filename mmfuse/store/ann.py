@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexError_, ParameterError, unknown
+from mmfuse.errors import IndexError_, ParameterError, unknown
 
 os.environ.setdefault("LANCE_LOG", "error")
 

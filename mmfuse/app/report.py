@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import InputError, MmfuseError
+from mmfuse.errors import InputError, MmfuseError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .demo import DemoResult
@@ -60,7 +60,7 @@ def _pct(x: float) -> str:
 def _grid_images(result: "DemoResult", paths: Mapping[str, str], cache: Path, out: Path, grid: str,
                  progress: Progress | None) -> dict[str, str]:
     """One labelled-free S-Grid PNG per video that the report shows; returns video id -> relative src."""
-    from .rerankers.grid import GridCache, GridSpec, parse_grid, placeholder
+    from mmfuse.rerankers.grid import GridCache, GridSpec, parse_grid, placeholder
 
     rows, cols = parse_grid(grid)
     spec = GridSpec(rows=rows, cols=cols, cell=(160, 120))
@@ -80,7 +80,7 @@ def _grid_images(result: "DemoResult", paths: Mapping[str, str], cache: Path, ou
         except (MmfuseError, OSError) as e:
             note = "audio only" if p and Path(p).suffix.lower() in (".m4a", ".mp3", ".wav", ".flac", ".ogg") else "no frames"
             img = placeholder(spec, note if "missing" not in str(e) else "video missing")
-        from ._io import atomic_path
+        from mmfuse.utils.files import atomic_path
 
         dest = gdir / f"{_safe(vid)}.png"
         with atomic_path(dest) as tmp:
@@ -105,7 +105,7 @@ def write_chart(result: "DemoResult", dest: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ._io import atomic_path
+    from mmfuse.utils.files import atomic_path
 
     names = list(result.metrics)
     labels = [lab for lab in next(iter(result.metrics.values()))]
@@ -213,7 +213,7 @@ def render_html(result: "DemoResult", grid_src: Mapping[str, str], chart_src: st
 def write_report(result: "DemoResult", paths: Mapping[str, str], cache: str | os.PathLike, *, grid: str = "2x2",
                  progress: Progress | None = None) -> Path:
     """Write ``index.html`` (last, atomically), ``chart.png`` and ``grids/*.png`` into the report folder."""
-    from ._io import atomic_write
+    from mmfuse.utils.files import atomic_write
 
     out = Path(result.report).parent
     try:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._compiled import LazyKernels, threads
+from mmfuse.utils.compiled import LazyKernels, threads
 
-__all__ = ["tokenize_columns", "encode_sorted", "union_sorted"]
+__all__ = ["tokenize_columns", "encode_sorted", "union_sorted", "kernels"]
 
 
 def _build() -> dict:
@@ -24,10 +24,11 @@ def _build() -> dict:
 
     return {"merge_keys": m.merge_keys, "tokenize": m.tokenize, "id_stats": m.id_stats, "id_fill": m.id_fill,
             "codes_from_sorted": m.codes_from_sorted, "parse_floats": m.parse_floats,
-            "merge_sorted": m.merge_sorted}
+            "merge_sorted": m.merge_sorted,
+            "grouped_has_dup": m.grouped_has_dup, "check_grouped": m.check_grouped}
 
 
-_kernels = LazyKernels(_build)  # None without numba: callers use their Arrow paths
+kernels = LazyKernels(_build)  # None without numba: callers use their Arrow paths
 _PARTS = 2  # pieces a large text is tokenized in (threads), split at newlines
 
 
@@ -68,7 +69,7 @@ def _key_plan(k, parts: list[tuple[np.ndarray, np.ndarray, int, int]], idx_bits:
 
 def encode_sorted(arr):
     """(codes int64, sorted unique Arrow table) of a null-free Arrow string array, or None when not applicable."""
-    k = _kernels()
+    k = kernels()
     n = len(arr)
     if k is None or n < 2 or arr.null_count:
         return None
@@ -108,7 +109,7 @@ def union_sorted(tables: list) -> tuple | None:
     uses Arrow's hash-and-sort). Integer keys keep byte order, so the union is a linear merge of the tables'
     key arrays, done in two halves of the key range on two threads.
     """
-    k = _kernels()
+    k = kernels()
     if k is None or any(t.null_count for t in tables) or any(len(t) == 0 for t in tables):
         return None
     import pyarrow as pa
@@ -155,7 +156,7 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
     line-by-line reader (see the module docstring); a text with no non-blank line gives ([], None, None, None).
     Large texts are split at newlines into ``_PARTS`` pieces tokenized on threads (the kernel releases the GIL).
     """
-    k = _kernels()
+    k = kernels()
     if k is None:
         return None
     import pyarrow as pa

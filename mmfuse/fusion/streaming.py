@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_path
-from .errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError
+from mmfuse.utils.files import atomic_path
 
 __all__ = ["fuse_stream", "DEFAULT_BLOCK_ROWS"]
 
@@ -236,10 +236,11 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     the input size. Returns statistics: rows in/out, queries, blocks, seconds, which inputs were sorted.
     ``progress(rows_done, rows_total, label)`` is called after each block.
     """
-    from .fusion import fuse
-    from .fusion.fuse import check_weights
-    from .fusion.registry import get_method
-    from .run import Run
+    from mmfuse.runs.run import Run
+
+    from . import fuse
+    from .fuse import check_weights
+    from .registry import get_method
 
     t_start = time.perf_counter()
     paths = [Path(p) for p in paths]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, MmfuseError
+from mmfuse.errors import InputError, MmfuseError
 
 Progress = Callable[[int, int, str], None]
 METRICS = (("R@1", "recall@1"), ("nDCG@10", "ndcg@10"), ("MRR@10", "mrr@10"))
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def default_corpus() -> Path:
@@ -117,9 +117,9 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
     if not (index / "videos.lance").exists():
         return False
     try:
-        from . import media
-        from .index import IndexStore
-        from .indexing import walk
+        from mmfuse.ingest import media
+        from mmfuse.ingest.local import walk
+        from mmfuse.store.lance import IndexStore
 
         store = IndexStore.open(index)
         states = store.video_states()
@@ -145,7 +145,7 @@ def _drop_unloadable(opts: DemoOptions, warnings: list[str]) -> DemoOptions:
 
     if opts.clip_model or opts.clip_checkpoint:
         try:
-            from .retrievers.visual import ClipEncoder
+            from mmfuse.encoders.clip import ClipEncoder
 
             enc = ClipEncoder(model=opts.clip_model or "ViT-B-32", pretrained=opts.clip_pretrained,
                               checkpoint=opts.clip_checkpoint)
@@ -156,7 +156,7 @@ def _drop_unloadable(opts: DemoOptions, warnings: list[str]) -> DemoOptions:
             opts = replace(opts, clip_model=None, clip_pretrained=None, clip_checkpoint=None)
     if opts.clap_model:
         try:
-            from .retrievers.audio import ClapEncoder
+            from mmfuse.encoders.clap import ClapEncoder
 
             enc = ClapEncoder(model=opts.clap_model)
             if hasattr(enc, "load"):
@@ -257,10 +257,10 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
 # ------------------------------------------------------------------------------------------------------- the job
 def run_demo(options: DemoOptions | None = None, progress: Progress | None = None) -> DemoResult:
     """Index the sample corpus (reused when unchanged), search, fuse, evaluate, optionally rerank, write the report."""
-    from . import Qrels
-    from .indexing import IndexConfig, index_folder
-    from .pipeline import Pipeline, index_subtitles
-    from .rerankers.reranker import load_queries
+    from mmfuse.runs import Qrels
+    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.pipeline import Pipeline, index_subtitles
+    from mmfuse.rerankers.reranker import load_queries
 
     opts = options or DemoOptions()
     t_all = time.perf_counter()
@@ -298,7 +298,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     timings["index"] = time.perf_counter() - t0
 
     # 2. search every modality, fuse (library default unless --fusion), optionally rerank
-    from .index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     store = IndexStore.open(index)
     index_info.update(store.stats())
@@ -306,8 +306,8 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     vlm_backend, vlm_model, vlm_base = _vlm(opts)
     reranker = None
     if vlm_backend is not None:
-        from .rerankers import VLMReranker, get_backend
-        from .rerankers.grid import parse_grid
+        from mmfuse.rerankers import VLMReranker, get_backend
+        from mmfuse.rerankers.grid import parse_grid
 
         kw: dict[str, Any] = {}
         if vlm_backend == "openai":
@@ -330,7 +330,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
         timings["rerank"] = res.timings["rerank"]
 
     # 3. evaluate every run
-    from .benchmarks.metrics import evaluate
+    from mmfuse.eval.metrics import evaluate
 
     named = res.by_name()
     metrics = {}
@@ -341,7 +341,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     best = max(singles, key=lambda n: (metrics[n]["nDCG@10"], metrics[n]["R@1"], metrics[n]["MRR@10"]))
     gain = {label: metrics["fused"][label] - metrics[best][label] for label, _ in METRICS}
 
-    from .fusion import default_method
+    from mmfuse.fusion import default_method
 
     views = _query_views(res, qrels, queries, opts.k, _snippets(store))
     result = DemoResult(
@@ -354,7 +354,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
 
     # 4. the HTML report (S-Grids of the top results, chart, tables)
     t0 = time.perf_counter()
-    from .report_html import write_report
+    from .report import write_report
 
     paths = {vid: row["path"] for vid, row in store.video_states().items()}
     write_report(result, paths, cache / "grids", grid=opts.grid,

@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError
 
 # ranx metric names this module implements; "@k" optional on each (k=0 / absent means the whole list)
 RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "ndcg", "ndcg_burges")
@@ -41,7 +41,7 @@ def parse_metric(name: str) -> tuple[str, int, int]:
     """ranx-style name -> (metric, k, rel_lvl); raises ParameterError naming the metric."""
     m = _METRIC_RE.match(name.strip())
     if not m or m.group(1) not in RANX_METRICS:
-        from ..errors import unknown
+        from mmfuse.errors import unknown
 
         raise unknown("metric", name, [f"{x}@10" for x in RANX_METRICS])
     return m.group(1), int(m.group(2) or 0), int(m.group(3) or 1)
@@ -200,7 +200,7 @@ def dense_metrics(scores: np.ndarray, gt, doc_order: np.ndarray | None = None,
 
 def _check_ties(ties: str) -> None:
     if ties not in ("trec", "optimistic"):
-        from ..errors import unknown
+        from mmfuse.errors import unknown
 
         raise unknown("tie convention", ties, ["trec", "optimistic"])
 

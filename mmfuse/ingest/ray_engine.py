@@ -1,12 +1,12 @@
 """Indexing on Ray: a Ray Data pipeline (files as rows; decoding and each encoder as ``map_batches`` stages) that
-writes the same LanceDB index as the local engine (:func:`mmfuse.indexing.index_folder`).
+writes the same LanceDB index as the local engine (:func:`mmfuse.ingest.local.index_folder`).
 
 Pipeline, one row per media file::
 
     walk (driver) -> decode (tasks) -> ocr | visual | audio | plug-ins | asr (actor pools) -> dense text (actor pool)
                   -> assemble (tasks) -> IndexStore.write_videos (driver, batched commits)
 
-* decode: content hash, skip-if-unchanged, probe and ONE :func:`mmfuse.media.iter_segments` pass per file; the
+* decode: content hash, skip-if-unchanged, probe and ONE :func:`mmfuse.ingest.media.iter_segments` pass per file; the
   decoded segments (frames, audio at every rate an enabled model needs) travel to the encoder stages.
 * each encoder stage is an actor pool (``concurrency`` actors, ``num_cpus`` each, fractional allowed; ``num_gpus``
   per actor when the cluster has GPUs and the model can use one), so a model loads once per actor, not per file.
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, MmfuseError, ParameterError
+from mmfuse.errors import InputError, MmfuseError, ParameterError
 
 __all__ = ["index_with_ray", "ENCODER_STAGES"]
 
@@ -70,7 +70,7 @@ def _fail(row: dict[str, Any], e: BaseException) -> dict[str, Any]:
 
 
 def _cfg(cfg_dict: dict[str, Any], **over: Any) -> Any:
-    from .indexing import IndexConfig
+    from .local import IndexConfig
 
     return IndexConfig(**{**cfg_dict, **over})
 
@@ -113,15 +113,15 @@ class _EncodeStage:
     """One encoder modality, loaded once per actor through the local engine's model loader."""
 
     def __init__(self, stage: str, cfg: dict[str, Any]) -> None:
-        from .indexing import _Models
+        from .local import _Models
 
         self.stage = stage
         self.cfg = cfg
         self.warnings: list[str] = []
         if stage == "dense":
-            from .retrievers.text import DenseTextEncoder
-
             import ray
+
+            from mmfuse.encoders.text import DenseTextEncoder
 
             self.model = DenseTextEncoder(device="cuda" if ray.get_gpu_ids() else "cpu")
             self.model.load()
@@ -219,7 +219,7 @@ class _EncodeStage:
 # --------------------------------------------------------------------------- stage: rows (tasks)
 def _segment_rows(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> Any:
     """Segment rows (OCR text, ASR text by transcript-piece midpoint) and the metadata row; drops frames/audio."""
-    from .indexing import assign_transcript
+    from .local import assign_transcript
 
     out = []
     for row in _rows(batch):
@@ -247,7 +247,7 @@ def _segment_rows(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> A
 
 
 def _record(row: dict[str, Any], enabled: list[str]) -> Any:
-    from .index import VideoRecord
+    from mmfuse.store.lance import VideoRecord
 
     p = pickle.loads(row["payload"])
     info = p["info"]
@@ -267,7 +267,7 @@ def _record(row: dict[str, Any], enabled: list[str]) -> Any:
 # --------------------------------------------------------------------------- driver
 def _probe_models(cfg_dict: dict[str, Any]) -> tuple[list[str], dict, list[str], tuple[int, ...], list[str]]:
     """Which modalities load (and their specs), as the local engine decides it; runs once on a worker."""
-    from .indexing import _Models
+    from .local import _Models
 
     warnings: list[str] = []
     models = _Models(_cfg(cfg_dict), warnings)
@@ -281,7 +281,7 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
                    num_gpus: float | None = None, task_cpus: float = 0.5, progress: Progress | None = None) -> Any:
     """Index ``video_dir`` into ``index_dir`` with Ray Data; returns the same ``IndexSummary`` as the local engine.
 
-    ``modalities`` overrides ``config.modalities`` (an :class:`mmfuse.indexing.IndexConfig`). ``address``: a Ray
+    ``modalities`` overrides ``config.modalities`` (an :class:`mmfuse.ingest.local.IndexConfig`). ``address``: a Ray
     cluster to join (``"auto"``, ``"ray://host:10001"``); without it an already initialised Ray is used, or a local
     one is started (and stopped at the end). ``concurrency``/``num_cpus``: actors per encoder stage and CPUs per
     actor (a number, or a dict by stage name: ocr, visual, audio, asr, dense, plugin:REF); ``num_gpus``: GPUs per
@@ -291,8 +291,9 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
     """
     import ray
 
-    from .index import IndexStore
-    from .indexing import IndexConfig, IndexSummary, plan_folder
+    from mmfuse.store.lance import IndexStore
+
+    from .local import IndexConfig, IndexSummary, plan_folder
 
     cfg = config or IndexConfig()
     if modalities is not None:

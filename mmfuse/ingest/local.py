@@ -1,11 +1,11 @@
 """Indexing orchestration: walk a folder, decode each file once, feed every enabled modality, write the index.
 
-Each file is decoded in ONE pass (:func:`mmfuse.media.iter_segments`); every segment's frames go to
+Each file is decoded in ONE pass (:func:`mmfuse.ingest.media.iter_segments`); every segment's frames go to
 CLIP and OCR (and frame-based plug-ins), its 48 kHz audio to CLAP, its 16 kHz audio to faster-whisper
 (in ~30 s chunks, so memory stays flat on long files). Files are processed by a thread pool
 (``workers``): decoding (PyAV), OCR (onnxruntime), ASR (CTranslate2) and torch all release the GIL,
 and threads share one copy of every model. Only the main thread writes to the index, one video at a
-time (see :mod:`mmfuse.index` for why a half-written video is never visible).
+time (see :mod:`mmfuse.store.lance` for why a half-written video is never visible).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
-from .errors import InputError, MmfuseError, ModelError, ParameterError, unknown
+from mmfuse.errors import InputError, MmfuseError, ModelError, ParameterError, unknown
 
 MODALITIES = ("visual", "audio", "ocr", "asr", "meta")
 Progress = Callable[[int, int, str], None]
@@ -89,7 +89,7 @@ class _Models:
             if m not in MODALITIES:
                 raise unknown("modality", m, MODALITIES)
         # Plug-ins first: a wrong reference should fail before any model is loaded.
-        from .retrievers import load_retriever
+        from mmfuse.retrievers import load_retriever
 
         plugin_specs = {}
         for ref in cfg.retrievers:
@@ -106,7 +106,7 @@ class _Models:
                                 "--clip-model NAME --clip-pretrained TAG or --clip-checkpoint PATH")
             else:
                 try:
-                    from .retrievers.visual import ClipEncoder
+                    from mmfuse.encoders.clip import ClipEncoder
 
                     self.clip = ClipEncoder(model=cfg.clip_model, pretrained=cfg.clip_pretrained, checkpoint=cfg.clip_checkpoint)
                     self._enable("visual", "visual", self.clip.spec, self.clip)
@@ -117,7 +117,7 @@ class _Models:
                 warnings.append("audio modality skipped: no CLAP model configured; enable it with --clap-model NAME_OR_DIR")
             else:
                 try:
-                    from .retrievers.audio import ClapEncoder
+                    from mmfuse.encoders.clap import ClapEncoder
 
                     self.clap = ClapEncoder(model=cfg.clap_model)
                     self._enable("audio", "audio", self.clap.spec, self.clap)
@@ -125,7 +125,7 @@ class _Models:
                     warnings.append(f"audio modality skipped: {e} (check --clap-model)")
         if "ocr" in mods:
             try:
-                from .retrievers.ocr import OcrExtractor
+                from mmfuse.encoders.ocr import OcrExtractor
 
                 self.ocr = OcrExtractor()
                 self._enable("ocr", "ocr", getattr(self.ocr, "spec", {"model": "rapidocr"}), self.ocr)
@@ -133,7 +133,7 @@ class _Models:
                 warnings.append(f"ocr modality skipped: {e}")
         if "asr" in mods:
             try:
-                from .retrievers.asr import WhisperTranscriber
+                from mmfuse.encoders.whisper import WhisperTranscriber
 
                 self.asr = WhisperTranscriber()
                 self._enable("asr", "asr", getattr(self.asr, "spec", {"model": "whisper"}), self.asr)
@@ -143,7 +143,7 @@ class _Models:
             self._enable("meta", "meta", {"model": "bm25", "fields": ["title", "description", "tags"]})
         if cfg.dense_text and ({"asr", "meta"} & set(self.enabled)):
             try:
-                from .retrievers.text import DenseTextEncoder
+                from mmfuse.encoders.text import DenseTextEncoder
 
                 self.dense = DenseTextEncoder()
                 for m in ("asr", "meta"):
@@ -334,8 +334,9 @@ def _clock(counter: _Counter, key: str):
 def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict], meta: dict[str, dict],
              counter: _Counter, stop: threading.Event) -> tuple[str, Any]:
     """Index one file. Returns ("indexed", VideoRecord) | ("skipped", reason) | ("failed", reason)."""
+    from mmfuse.store.lance import VideoRecord
+
     from . import media
-    from .index import VideoRecord
 
     try:
         h = job.content_hash or media.content_hash(job.path)
@@ -489,7 +490,7 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
     everything else is indexed. ``progress(files_done, files_total, label)`` is called from the
     calling thread (label: ``"<file> | <n> segments"``).
     """
-    from .index import IndexStore
+    from mmfuse.store.lance import IndexStore
 
     cfg = config or IndexConfig()
     if int(cfg.workers) < 1:
@@ -606,102 +607,3 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
     summary.timings = dict(counter.timings)
     summary.wall = time.perf_counter() - t_start
     return summary
-
-
-# --------------------------------------------------------------------------- search
-@dataclass
-class SearchResult:
-    """Per-modality runs, the fused run, and the warnings about modalities that were skipped."""
-
-    fused: Any
-    runs: list[Any]
-    warnings: list[str]
-
-
-def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion: str | None = None,
-                 modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
-                 clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
-                 depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
-                 **more_fusion_params: Any) -> SearchResult:
-    """Search every modality of an index (plus ``extra`` retriever objects) and fuse the runs.
-
-    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and
-    further keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would
-    clash with this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion;
-    the fused run is cut to ``k``.
-    """
-    from .index import IndexStore
-    from .retrievers import retrievers_for_index
-
-    warnings: list[str] = []
-    store = IndexStore.open(index_dir)
-    if clip_encoder is not None:
-        store.check_spec("visual", clip_encoder.spec)
-    if clap_encoder is not None:
-        store.check_spec("audio", clap_encoder.spec)
-    rets = retrievers_for_index(store, modalities=list(modalities) if modalities else None, aggregation=aggregation,
-                                pooling=pooling, clip_encoder=clip_encoder, clap_encoder=clap_encoder,
-                                warn=warnings.append) + list(extra)
-    depth = int(depth or max(int(k), 100))
-    runs = []
-    for r in rets:
-        try:
-            runs.append(r.search(queries, depth).with_name(r.name))
-        except ModelError as e:
-            warnings.append(f"{r.name} modality skipped: {e}")
-    if not runs:
-        raise InputError(f"index {index_dir}: no modality can be searched" + (f" ({'; '.join(warnings)})" if warnings else ""))
-    from .retrievers.base import normalize_queries
-
-    qids, _ = normalize_queries(queries)
-    fused = fuse_available(runs, qids, method=fusion, k=int(k), params={**(fusion_params or {}), **more_fusion_params})
-    return SearchResult(fused=fused.with_name("fused"), runs=runs, warnings=warnings)
-
-
-def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | None = None, k: int | None = None,
-                   params: Mapping[str, Any] | None = None, **more_params: Any) -> Any:
-    """Fuse, for each query, only the runs that returned something for it (cut to ``k`` when given).
-
-    ``params`` (and further keywords) go to ``fuse``: ``norm``, ``weights``, method parameters (RRF's own ``k``
-    fits in ``params`` only).
-
-    Modalities legitimately miss queries (no on-screen text matches a spoken phrase), so queries are
-    grouped by which runs answered them and each group is fused on its own (one vectorized ``fuse``
-    call per group; at most 2^runs groups, in practice a handful). A query answered by one run keeps
-    that run's list; a query answered by none gets no entries.
-    """
-    from .fusion import fuse
-    from .retrievers.base import empty_run, ensure_queries
-    from .run import Run
-
-    params = {**(params or {}), **more_params}
-    qids = np.asarray(query_ids).astype(str)
-    runs = [ensure_queries(r, qids) for r in runs]
-    if not runs:
-        return empty_run("fused", qids)
-    mask = np.stack([np.diff(r.offsets) > 0 for r in runs])  # [R, Q]
-    patterns, group = np.unique(mask.T, axis=0, return_inverse=True)
-    if len(patterns) == 1:  # the common case: every query answered by the same runs, one fuse call
-        members = np.flatnonzero(patterns[0])
-        if members.size == 0:
-            return empty_run("fused", qids)
-        sub = [runs[i] for i in members]
-        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
-        return ensure_queries(out.cut(k) if k else out, qids).with_name("fused")
-    parts_q, parts_d, parts_s = [], [], []
-    for g, pat in enumerate(patterns):
-        members = np.flatnonzero(pat)
-        if members.size == 0:
-            continue
-        gq = qids[group.reshape(-1) == g].tolist()
-        sub = [runs[i].subset(gq) for i in members]
-        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
-        if k:
-            out = out.cut(k)
-        parts_q.append(np.asarray(out.query_ids).astype(str)[out.qidx()])
-        parts_d.append(np.asarray(out.doc_ids).astype(str)[out.doc_idx])
-        parts_s.append(np.asarray(out.scores, dtype=np.float64))
-    if not parts_q:
-        return empty_run("fused", qids)
-    fused = Run.from_arrays(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_s), name="fused")
-    return ensure_queries(fused, qids)

