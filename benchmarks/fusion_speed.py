@@ -45,12 +45,12 @@ def make_runs(n_q: int, n_c: int, n_runs: int, layout: str, seed: int = 0):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from mmfuse.runs.run import _LazyIds
+        from mmfuse.runs.run import LazyIds
 
         # an Arrow-backed table, as Run.read gives: 20M Python strings would dominate the memory figure
         n_docs = n_q * 2 * n_c
         digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(n_docs)), pa.string()), width=8, padding="0")
-        doc_ids = _LazyIds(pc.binary_join_element_wise("d", digits, ""))
+        doc_ids = LazyIds(pc.binary_join_element_wise("d", digits, ""))
     query_ids = np.array([f"q{i}" for i in range(n_q)], dtype=object)
     offsets = np.arange(n_q + 1, dtype=np.int64) * n_c
     runs = []

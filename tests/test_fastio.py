@@ -183,7 +183,7 @@ def test_fused_loaded_runs_keep_lazy_tables(tmp_path):
         p = tmp_path / f"r{i}.trec"
         _write_run(p, rng, n_q=30, n_c=50, style=i)
         runs.append(Run.read(p))
-    assert all(isinstance(r._doc_ids, run_mod._LazyIds) for r in runs)
+    assert all(isinstance(r._doc_ids, run_mod.LazyIds) for r in runs)
     copies = [Run.from_dict(r.to_dict(), name=r.name) for r in runs]
     for method in ("combsum", "rrf", "combmed"):
         assert fuse(runs, method=method).to_dict() == fuse(copies, method=method).to_dict()

@@ -195,7 +195,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
         out_doc = remap[out_doc]
         if isinstance(doc_ids, np.ndarray):
             doc_ids = doc_ids[used]
-        else:  # an Arrow-backed table (run._LazyIds)
+        else:  # an Arrow-backed table (run.LazyIds)
             import pyarrow as pa
 
             doc_ids = type(doc_ids)(doc_ids.arrow.filter(pa.array(used)))

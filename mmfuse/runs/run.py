@@ -70,7 +70,7 @@ def _encode(values: Any, sort: bool) -> tuple[np.ndarray, np.ndarray]:
 
         got = encode_sorted(arr)  # integer keys sorted with numpy (see mmfuse.runs.fastio)
         if got is not None:
-            return got[0], _LazyIds(got[1])
+            return got[0], LazyIds(got[1])
     if sort and n > 50_000 and arr.null_count == 0 and len(arr.slice(0, 20_000).unique()) > 5_000:
         # Mostly-distinct ids (doc ids of a large run): one sort of the column beats hashing it and then
         # sorting the (almost as large) dictionary.
@@ -81,7 +81,7 @@ def _encode(values: Any, sort: bool) -> tuple[np.ndarray, np.ndarray]:
         new[1:] = pc.not_equal(s.slice(1), s.slice(0, n - 1)).to_numpy(zero_copy_only=False)
         codes = np.empty(n, dtype=np.int64)
         codes[order] = np.cumsum(new) - 1
-        return codes, _LazyIds(s.filter(pa.array(new)))
+        return codes, LazyIds(s.filter(pa.array(new)))
     enc = arr.dictionary_encode()
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     table = enc.dictionary
@@ -91,10 +91,10 @@ def _encode(values: Any, sort: bool) -> tuple[np.ndarray, np.ndarray]:
         rank[order] = np.arange(order.size)
         codes = rank[codes]
         table = table.take(order)
-    return codes, _LazyIds(table)
+    return codes, LazyIds(table)
 
 
-class _LazyIds:
+class LazyIds:
     """An Arrow id table that becomes a numpy object array only when someone looks at it (saves ~0.1 s/1M ids).
 
     The Arrow table is kept after that, so that fusion can still merge doc tables without Python strings.
@@ -119,7 +119,7 @@ class _LazyIds:
 
 
 def _ids(table) -> np.ndarray:
-    return table.materialize() if isinstance(table, _LazyIds) else np.asarray(table, dtype=object)
+    return table.materialize() if isinstance(table, LazyIds) else np.asarray(table, dtype=object)
 
 
 def _offsets_from_codes(qcodes_sorted: np.ndarray, n_queries: int) -> np.ndarray:
@@ -326,8 +326,8 @@ class _Ranked:
     _value_name = "score"
 
     def __init__(self, query_ids, doc_ids, offsets, doc_idx, values, name: str = "run", evidence=None):
-        self._query_ids = query_ids if isinstance(query_ids, _LazyIds) else np.asarray(query_ids, dtype=object)
-        self._doc_ids = doc_ids if isinstance(doc_ids, _LazyIds) else np.asarray(doc_ids, dtype=object)
+        self._query_ids = query_ids if isinstance(query_ids, LazyIds) else np.asarray(query_ids, dtype=object)
+        self._doc_ids = doc_ids if isinstance(doc_ids, LazyIds) else np.asarray(doc_ids, dtype=object)
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.doc_idx = np.asarray(doc_idx, dtype=np.int64)
         self._values = values
@@ -337,14 +337,14 @@ class _Ranked:
     @property
     def query_ids(self) -> np.ndarray:
         """Query id table (numpy object array of str)."""
-        if isinstance(self._query_ids, _LazyIds):
+        if isinstance(self._query_ids, LazyIds):
             return self._query_ids.materialize()
         return self._query_ids
 
     @property
     def doc_ids(self) -> np.ndarray:
         """Doc id table, sorted ascending (numpy object array of str)."""
-        if isinstance(self._doc_ids, _LazyIds):
+        if isinstance(self._doc_ids, LazyIds):
             return self._doc_ids.materialize()
         return self._doc_ids
 
