@@ -33,7 +33,7 @@ def _espeak(text: str, tmp: Path) -> np.ndarray:
 def speech(tmp_path_factory):
     """(16 kHz audio, its sentence): the committed sample corpus clip, else a fresh espeak-ng clip."""
     if CORPUS_CLIP.exists():
-        from mmfuse.ingest.media import load_audio
+        from mmfuse.ingest.audio import load_audio
 
         return load_audio(CORPUS_CLIP, SAMPLE_RATE), CORPUS_SPEECH
     if shutil.which("espeak-ng"):

@@ -117,7 +117,7 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
     if not (index / "videos.lance").exists():
         return False
     try:
-        from mmfuse.ingest import media
+        from mmfuse.ingest.probe import content_hash
         from mmfuse.ingest.local import walk
         from mmfuse.store.lance import IndexStore
 
@@ -129,7 +129,7 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
             return False
         for j in jobs:
             st = states.get(j.video_id)
-            if st is None or st["content_hash"] != media.content_hash(j.path):
+            if st is None or st["content_hash"] != content_hash(j.path):
                 return False
         return True
     except MmfuseError:

@@ -1,6 +1,6 @@
 """Indexing orchestration: walk a folder, decode each file once, feed every enabled modality, write the index.
 
-Each file is decoded in ONE pass (:func:`mmfuse.ingest.media.iter_segments`); every segment's frames go to
+Each file is decoded in ONE pass (:func:`mmfuse.ingest.iter_segments`); every segment's frames go to
 CLIP and OCR (and frame-based plug-ins), its 48 kHz audio to CLAP, its 16 kHz audio to faster-whisper
 (in ~30 s chunks, so memory stays flat on long files). Files are processed by a thread pool
 (``workers``): decoding (PyAV), OCR (onnxruntime), ASR (CTranslate2) and torch all release the GIL,
@@ -241,7 +241,7 @@ def load_metadata(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def _exts() -> frozenset[str]:
-    from .media import VIDEO_EXTENSIONS
+    from .probe import VIDEO_EXTENSIONS
 
     return VIDEO_EXTENSIONS
 
@@ -264,7 +264,7 @@ class _Job:
 
 def _hash_job(job: _Job, counter: "_Counter") -> tuple[str, str]:
     """("ok", hash) or ("failed", reason) for one file."""
-    from .media import content_hash
+    from .probe import content_hash
 
     try:
         t = time.perf_counter()
@@ -279,7 +279,7 @@ def _hash_job(job: _Job, counter: "_Counter") -> tuple[str, str]:
 
 def walk(video_dir: Path) -> tuple[list[_Job], list[tuple[str, str]]]:
     """Media files under ``video_dir`` (sorted) and the files refused before decoding (name, reason)."""
-    from .media import display_name
+    from .probe import display_name
 
     exts = _exts()
     jobs, failed, seen = [], [], {}
@@ -336,13 +336,14 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
     """Index one file. Returns ("indexed", VideoRecord) | ("skipped", reason) | ("failed", reason)."""
     from mmfuse.store.lance import VideoRecord
 
-    from . import media
+    from .probe import AUDIO_EXTENSIONS, content_hash, probe
+    from .segments import iter_segments
 
     try:
-        h = job.content_hash or media.content_hash(job.path)
+        h = job.content_hash or content_hash(job.path)
         with _clock(counter, "probe"):
-            info = media.probe(job.path)
-        if not info.has_video and job.path.suffix.lower() not in media.AUDIO_EXTENSIONS:
+            info = probe(job.path)
+        if not info.has_video and job.path.suffix.lower() not in AUDIO_EXTENSIONS:
             return "failed", "no video stream"
         if not info.has_video and not info.has_audio:
             return "failed", "no video or audio stream"
@@ -370,7 +371,7 @@ def _process(job: _Job, cfg: IndexConfig, models: _Models, state: dict[str, dict
                         asr_pieces.append((t0 + float(a), t0 + float(b), str(text).strip()))
             asr_buf.clear()
 
-        it = media.iter_segments(job.path, window=cfg.window, frames_per_segment=cfg.frames_per_segment,
+        it = iter_segments(job.path, window=cfg.window, frames_per_segment=cfg.frames_per_segment,
                                  audio_rates=rates, frame_size=cfg.frame_size, video_id=job.video_id)
         while True:
             if stop.is_set():

@@ -6,7 +6,7 @@ Pipeline, one row per media file::
     walk (driver) -> decode (tasks) -> ocr | visual | audio | plug-ins | asr (actor pools) -> dense text (actor pool)
                   -> assemble (tasks) -> IndexStore.write_videos (driver, batched commits)
 
-* decode: content hash, skip-if-unchanged, probe and ONE :func:`mmfuse.ingest.media.iter_segments` pass per file; the
+* decode: content hash, skip-if-unchanged, probe and ONE :func:`mmfuse.ingest.iter_segments` pass per file; the
   decoded segments (frames, audio at every rate an enabled model needs) travel to the encoder stages.
 * each encoder stage is an actor pool (``concurrency`` actors, ``num_cpus`` each, fractional allowed; ``num_gpus``
   per actor when the cluster has GPUs and the model can use one), so a model loads once per actor, not per file.
@@ -79,25 +79,26 @@ def _cfg(cfg_dict: dict[str, Any], **over: Any) -> Any:
 def _decode(batch: Any, *, cfg: dict[str, Any], state: dict[str, dict], enabled: list[str],
             rates: tuple[int, ...]) -> Any:
     """Hash, skip unchanged files, probe, decode once: payload = {hash, info, segments}."""
-    from . import media
+    from .probe import AUDIO_EXTENSIONS, content_hash, probe
+    from .segments import iter_segments
 
     out = []
     for row in _rows(batch):
         try:
             path = Path(row["path"])
-            h = media.content_hash(path)
+            h = content_hash(path)
             old = state.get(row["video_id"])
             if old and old["content_hash"] == h and set(enabled) <= set(filter(None, old["modalities"].split(","))):
                 out.append({**row, "status": "skipped", "reason": "unchanged", "payload": b""})
                 continue
-            info = media.probe(path)
-            if not info.has_video and path.suffix.lower() not in media.AUDIO_EXTENSIONS:
+            info = probe(path)
+            if not info.has_video and path.suffix.lower() not in AUDIO_EXTENSIONS:
                 out.append({**row, "status": "failed", "reason": "no video stream", "payload": b""})
                 continue
             if not info.has_video and not info.has_audio:
                 out.append({**row, "status": "failed", "reason": "no video or audio stream", "payload": b""})
                 continue
-            segs = list(media.iter_segments(path, window=cfg["window"], frames_per_segment=cfg["frames_per_segment"],
+            segs = list(iter_segments(path, window=cfg["window"], frames_per_segment=cfg["frames_per_segment"],
                                             audio_rates=rates if info.has_audio else (),
                                             frame_size=cfg["frame_size"], video_id=row["video_id"]))
             payload = {"hash": h, "info": dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(info),

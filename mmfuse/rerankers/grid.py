@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmfuse.errors import ParameterError
+from mmfuse.ingest.frames import sample_frames
+from mmfuse.ingest.probe import content_hash, probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -97,11 +99,9 @@ def parse_cell(text: str | int | tuple[int, int]) -> tuple[int, int]:
 # Frame sampling
 
 def _frames(path: Path, *, n: int | None = None, times: list[float] | None = None, size: int | None = None):
-    from mmfuse.ingest import media
-
     if times is not None:
-        return media.sample_frames(path, times=times, size=size)
-    return media.sample_frames(path, n=n, size=size)
+        return sample_frames(path, times=times, size=size)
+    return sample_frames(path, n=n, size=size)
 
 
 def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[float]:
@@ -113,13 +113,11 @@ def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[
     """
     import numpy as np
 
-    from mmfuse.ingest import media
-
-    duration = float(media.probe(path).duration or 0.0)
+    duration = float(probe(path).duration or 0.0)
     m = probe_frames or max(4 * n, 24)
     if duration <= 0 or n <= 1:
         return [duration / 2.0] * max(n, 1)
-    small = media.sample_frames(path, times=list((np.arange(m) + 0.5) * duration / m), size=32)
+    small = sample_frames(path, times=list((np.arange(m) + 0.5) * duration / m), size=32)
     m = len(small)
     if m < 2:
         return list((np.arange(n) + 0.5) * duration / n)
@@ -142,7 +140,7 @@ def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[
 
 
 def sample_times(path: Path, spec: GridSpec) -> list[float] | None:
-    """Timestamps for the grid's frames, or None to let ``media.sample_frames`` spread ``n`` uniformly."""
+    """Timestamps for the grid's frames, or None to let ``sample_frames`` spread ``n`` uniformly."""
     if spec.sampling == "scene":
         return scene_times(path, spec.n_frames)
     return None
@@ -252,13 +250,11 @@ class GridCache:
                     continue  # a line cut by a crash
 
     def content_hash(self, path: Path) -> str:
-        from mmfuse.ingest import media
-
         st = path.stat()
         k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         h = self._hashes.get(k)
         if h is None:
-            h = self._hashes[k] = media.content_hash(path)
+            h = self._hashes[k] = content_hash(path)
             if self.cache_dir is not None:
                 # one short line per new file; appends from parallel processes interleave by whole lines
                 with open(self.cache_dir / "hashes.jsonl", "a", encoding="utf-8") as fh:
@@ -275,7 +271,7 @@ class GridCache:
             self._memory.popitem(last=False)
 
     def get(self, path: str | os.PathLike, spec: GridSpec) -> "Image.Image":
-        """The unlabelled grid for ``path``; raises ``media.MediaError`` / ``OSError`` if it cannot be read."""
+        """The unlabelled grid for ``path``; raises ``MediaError`` / ``OSError`` if it cannot be read."""
         import numpy as np
         from PIL import Image
 
