@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from mmfuse.encoders.clip import POOLINGS
+from mmfuse.errors import ConfigError
 
 BUILTIN_KINDS = ("visual", "audio", "ocr", "asr", "meta", "plugin")
 AGGREGATIONS = ("max", "mean", "sum", "topn")
-POOLINGS = ("mean", "max", "softmax", "maxsim")
 
 DEFAULT_CONFIG_TOML = '''\
 # mmfuse pipeline config: retrievers -> fusion -> optional VLM reranker.
@@ -156,7 +156,7 @@ class RetrieverConfig(_Strict):
     model: str | None = None
     pretrained: str | None = None
     checkpoint: str | None = None
-    pooling: Literal["mean", "max", "softmax", "maxsim"] = "mean"
+    pooling: Literal[POOLINGS] = "mean"
     aggregation: Literal["max", "mean", "sum", "topn"] = "max"
     dense: bool = True
     ref: str | None = None

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmfuse.encoders import load_encoder
+
 from .errors import ConfigError, InputError, ModelError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -301,16 +303,12 @@ class Pipeline:
             if r.kind == "visual":
                 opts["pooling"] = r.pooling
                 if r.model or r.checkpoint:
-                    from mmfuse.encoders.clip import ClipEncoder
-
-                    clip = ClipEncoder(model=r.model or "ViT-B-32", pretrained=r.pretrained,
-                                       checkpoint=cfg.resolve(r.checkpoint, base_dir))
+                    clip = load_encoder("clip", r.model, pretrained=r.pretrained,
+                                        checkpoint=cfg.resolve(r.checkpoint, base_dir), lazy=True)
                     opts["clip_encoder"] = clip
             if r.kind == "audio" and r.model:
-                from mmfuse.encoders.clap import ClapEncoder
-
                 local = cfg.resolve(r.model, base_dir)
-                clap = ClapEncoder(model=local if local and Path(local).exists() else r.model)
+                clap = load_encoder("clap", local if local and Path(local).exists() else r.model, lazy=True)
                 opts["clap_encoder"] = clap
             options[r.kind] = opts
             specs.append(r.kind)

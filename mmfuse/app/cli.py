@@ -320,8 +320,6 @@ def index_cmd(
         v[n] for n in ("modalities", "retriever", "metadata", "window", "frames", "workers", "no_dense"))
     clip_model, clip_pretrained, clip_checkpoint, clap_model = (
         v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
-    if clip_model is None and clip_checkpoint is not None:
-        clip_model = "ViT-B-32"
     cfg = IndexConfig(
         modalities=[] if modalities.strip().lower() == "none" else (_split_csv(modalities) or []), window=window, frames_per_segment=frames, clip_model=clip_model,
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
@@ -392,6 +390,7 @@ def search_cmd(
     from rich.table import Table
 
     from mmfuse.config import apply_defaults, load_config_defaults
+    from mmfuse.encoders import load_encoder
     from mmfuse.errors import ParameterError
     from mmfuse.pipeline import search_index
 
@@ -405,13 +404,9 @@ def search_cmd(
         raise ParameterError(f"--k must be >= 1, got {k}")
     clip = clap = None
     if clip_model or clip_checkpoint:
-        from mmfuse.encoders.clip import ClipEncoder
-
-        clip = ClipEncoder(model=clip_model or "ViT-B-32", pretrained=clip_pretrained, checkpoint=clip_checkpoint)
+        clip = load_encoder("clip", clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint, lazy=True)
     if clap_model:
-        from mmfuse.encoders.clap import ClapEncoder
-
-        clap = ClapEncoder(model=clap_model)
+        clap = load_encoder("clap", clap_model, lazy=True)
     # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
     # Its weights are per configured retriever, which need not match the modalities this index answers with.
     extra: dict = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmfuse.encoders import DEFAULTS, load_encoder
 from mmfuse.errors import InputError, MmfuseError
 
 Progress = Callable[[int, int, str], None]
@@ -145,22 +146,13 @@ def _drop_unloadable(opts: DemoOptions, warnings: list[str]) -> DemoOptions:
 
     if opts.clip_model or opts.clip_checkpoint:
         try:
-            from mmfuse.encoders.clip import ClipEncoder
-
-            enc = ClipEncoder(model=opts.clip_model or "ViT-B-32", pretrained=opts.clip_pretrained,
-                              checkpoint=opts.clip_checkpoint)
-            if hasattr(enc, "load"):
-                enc.load()
+            load_encoder("clip", opts.clip_model, pretrained=opts.clip_pretrained, checkpoint=opts.clip_checkpoint)
         except (MmfuseError, ImportError, OSError) as e:
             warnings.append(f"visual modality skipped: {e}")
             opts = replace(opts, clip_model=None, clip_pretrained=None, clip_checkpoint=None)
     if opts.clap_model:
         try:
-            from mmfuse.encoders.clap import ClapEncoder
-
-            enc = ClapEncoder(model=opts.clap_model)
-            if hasattr(enc, "load"):
-                enc.load()
+            load_encoder("clap", opts.clap_model)
         except (MmfuseError, ImportError, OSError) as e:
             warnings.append(f"audio modality skipped: {e}")
             opts = replace(opts, clap_model=None)
@@ -191,7 +183,7 @@ def _reason(text: str) -> str:
 
 def _missing(opts: DemoOptions, modalities: list[str], warnings: list[str]) -> list[Missing]:
     out = []
-    clip_hint = "--clip-model ViT-B-32 --clip-pretrained openai (downloads once), or --clip-checkpoint FILE"
+    clip_hint = f"--clip-model {DEFAULTS['clip']} --clip-pretrained openai (downloads once), or --clip-checkpoint FILE"
     if "visual" not in modalities:
         why = next((w.split(": ", 1)[-1] for w in warnings if w.startswith("visual")), "no CLIP model configured")
         out.append(Missing("visual (CLIP)", why, clip_hint))
@@ -282,10 +274,10 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
 
     # 1. index (every modality whose model is available; skipped entirely when the cache is current)
     t0 = time.perf_counter()
-    cfg = IndexConfig(clip_model=opts.clip_model or ("ViT-B-32" if opts.clip_checkpoint else None),
-                      clip_pretrained=opts.clip_pretrained, clip_checkpoint=opts.clip_checkpoint,
-                      clap_model=opts.clap_model, workers=opts.workers)
-    wanted = {"ocr", "asr", "meta"} | ({"visual"} if cfg.clip_model else set()) | ({"audio"} if cfg.clap_model else set())
+    cfg = IndexConfig(clip_model=opts.clip_model, clip_pretrained=opts.clip_pretrained,
+                      clip_checkpoint=opts.clip_checkpoint, clap_model=opts.clap_model, workers=opts.workers)
+    wanted = ({"ocr", "asr", "meta"} | ({"visual"} if cfg.clip_model or cfg.clip_checkpoint else set())
+              | ({"audio"} if cfg.clap_model else set()))
     index_info: dict[str, Any] = {"reused": False}
     if _up_to_date(index, corpus, wanted):
         index_info["reused"] = True

@@ -6,12 +6,14 @@ rapidocr often drops the spaces between words ("REDBICYCLE"); matching is done d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
 
 from mmfuse.errors import InputError, ModelError
+from mmfuse.utils.lazy import require
 from mmfuse.utils.text import normalize_text, squash
 
 from .base import first_line
@@ -76,20 +78,20 @@ class OcrExtractor:
     @property
     def spec(self) -> dict[str, Any]:
         try:
-            from importlib.metadata import version
-
             ver = version("rapidocr-onnxruntime")
-        except Exception:
+        except PackageNotFoundError:
             ver = None
         return {"kind": "rapidocr-onnxruntime", "version": ver, "max_side": self.max_side,
                 "min_score": self.min_score, "use_cls": self.use_cls}
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> OcrExtractor:
+        return cls(max_side=spec.get("max_side", 960), min_score=spec.get("min_score", 0.5),
+                   use_cls=spec.get("use_cls", False))
+
     def load(self):
         if self._engine is None:
-            try:
-                from rapidocr_onnxruntime import RapidOCR
-            except ImportError:
-                raise ModelError("rapidocr-onnxruntime is not installed: pip install 'mmfuse[video]'") from None
+            rapidocr = require("rapidocr_onnxruntime")
             kwargs: dict[str, Any] = {
                 "det_limit_side_len": self.max_side,
                 "det_limit_type": "max",
@@ -100,7 +102,7 @@ class OcrExtractor:
             if self.threads:
                 kwargs["intra_op_num_threads"] = int(self.threads)
             try:
-                self._engine = RapidOCR(**kwargs)
+                self._engine = rapidocr.RapidOCR(**kwargs)
             except Exception as e:
                 raise ModelError(f"cannot start rapidocr: {first_line(e)}") from None
         return self._engine
