@@ -90,7 +90,7 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
 
 
 def bench_indexing(video_dir: Path, args, label: str) -> dict:
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
 
     mods = ["ocr", "asr", "meta"]
     if args.clip_model or args.clip_checkpoint:

@@ -24,7 +24,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "mmfuse.vector_index": ("mmfuse.store.ann",),
     "mmfuse.media": _MEDIA,
     "mmfuse.ingest.media": _MEDIA,
-    "mmfuse.indexing": ("mmfuse.ingest.local", "mmfuse.pipeline"),
+    "mmfuse.indexing": ("mmfuse.ingest.plan", "mmfuse.ingest.local", "mmfuse.pipeline"),
     "mmfuse.ray_engine": ("mmfuse.ingest.ray_engine",),
     "mmfuse.streaming": ("mmfuse.fusion.streaming",),
     "mmfuse.cli": ("mmfuse.app.cli",),

@@ -57,7 +57,7 @@ def local_ray():
 
 @pytest.mark.slow
 def test_ray_index_equals_local_index(corpus, local_ray):
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.ingest.ray_engine import index_with_ray
 
     root, videos = corpus

@@ -312,7 +312,7 @@ def index_cmd(
     )
     from rich.table import Table
 
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
 
     v = _from_config(ctx, "index", locals())
     index = _required(v["index"], "--index", "[index] path")

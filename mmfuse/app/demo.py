@@ -118,14 +118,14 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
     if not (index / "videos.lance").exists():
         return False
     try:
+        from mmfuse.ingest.plan import walk
         from mmfuse.ingest.probe import content_hash
-        from mmfuse.ingest.local import walk
         from mmfuse.store.lance import IndexStore
 
         store = IndexStore.open(index)
         states = store.video_states()
         specs = set(store.specs())
-        jobs, _ = walk(corpus)
+        jobs = walk(corpus).jobs
         if not wanted <= specs:
             return False
         for j in jobs:
@@ -250,7 +250,7 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
 def run_demo(options: DemoOptions | None = None, progress: Progress | None = None) -> DemoResult:
     """Index the sample corpus (reused when unchanged), search, fuse, evaluate, optionally rerank, write the report."""
     from mmfuse.runs import Qrels
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.pipeline import Pipeline, index_subtitles
     from mmfuse.rerankers.reranker import load_queries
 
