@@ -353,7 +353,11 @@ def index_cmd(
     table.add_column("details")
     table.add_row("indexed", str(len(summary.indexed)),
                   f"{sum(n for _, n, _ in summary.indexed)} segments, {summary.seconds:.1f} s of video in {summary.wall:.1f} s")
-    table.add_row("skipped", str(len(summary.skipped)), "unchanged since the last run" if summary.skipped else "")
+    unchanged = sum(why == "unchanged" for _, why in summary.skipped)
+    table.add_row("skipped", str(len(summary.skipped)), f"{unchanged} unchanged since the last run" if unchanged else "")
+    for name, why in summary.skipped:
+        if why != "unchanged":
+            table.add_row("", "", f"{name}: {why}")
     if summary.removed:
         table.add_row("removed", str(len(summary.removed)), "no longer in the folder")
     table.add_row("[red]failed[/]" if summary.failed else "failed", str(len(summary.failed)), "")

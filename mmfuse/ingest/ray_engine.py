@@ -180,8 +180,11 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
     summary = IndexSummary()
     timings = Timings()
     vdir = video_folder(video_dir)
+    # Every plug-in is checked before Ray starts; those with a per-segment encoder get a stage, the others build
+    # their own index at the end (finish_run), here on the driver.
     plugins = Models(dataclasses.replace(cfg, modalities=(), dense_text=False), [], load=False).plugins \
-        if cfg.retrievers else []  # checks every plug-in before Ray starts; they build their index at the end
+        if cfg.retrievers else []
+    plugin_stages = [f"plugin:{ref}" for ref, (_, p) in zip(cfg.retrievers, plugins) if hasattr(p, "encode_segments")]
     meta = read_sidecar(vdir, cfg, summary.warnings)
     ray = require("ray")
 
@@ -223,7 +226,7 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
                                           num_cpus=float(per(stage, num_cpus, 1.0)),
                                           num_gpus=gpus if stage.split(":")[0] in _GPU_STAGES else 0)
 
-                for stage in [s for s in ENCODER_STAGES if s in enabled] + [f"plugin:{r}" for r in cfg.retrievers]:
+                for stage in [s for s in ENCODER_STAGES if s in enabled] + plugin_stages:
                     ds = encode(ds, stage)
                 ds = ds.map_batches(_assemble, batch_size=1, batch_format="pyarrow", num_cpus=task_cpus,
                                     fn_kwargs={"enabled": enabled, "meta": plan.meta})
