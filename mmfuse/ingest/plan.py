@@ -18,7 +18,7 @@ from typing import Any
 from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.store.lance import IndexStore
 
-from .probe import VIDEO_EXTENSIONS, display_name
+from .probe import VIDEO_EXTENSIONS, display_name, is_media_file
 
 __all__ = [
     "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk", "find_metadata",
@@ -117,10 +117,6 @@ class IndexSummary:
     seconds: float = 0.0  # seconds of video indexed in this run
     segments: int = 0  # segments written in this run
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
 
 # --------------------------------------------------------------------------- the folder
 @dataclass
@@ -160,7 +156,7 @@ def walk(video_dir: str | os.PathLike) -> Walk:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             p = base / f
-            if p.suffix.lower() not in VIDEO_EXTENSIONS:
+            if not is_media_file(p):
                 continue
             if f.startswith("."):
                 skipped.append((display_name(p.relative_to(root)),
