@@ -31,18 +31,27 @@ __all__ = [
     "SEGMENT_STEPS", "AsrChunks", "FileExtraction", "Models", "Timings", "decode", "extract_file", "failure_reason",
 ]
 
-# modality -> (encoder kind, the IndexConfig field naming its model, the flags that fix a model that will not load)
+# modality -> (encoder kind, what to check when its model will not load)
 _ENCODERS = {
-    "visual": ("clip", "clip_model", " (check --clip-model/--clip-pretrained/--clip-checkpoint)"),
-    "audio": ("clap", "clap_model", " (check --clap-model)"),
-    "ocr": ("ocr", None, ""),
-    "asr": ("whisper", None, ""),
+    "visual": ("clip", " (check --clip-model/--clip-pretrained/--clip-checkpoint)"),
+    "audio": ("clap", " (check --clap-model)"),
+    "ocr": ("ocr", ""),
+    "asr": ("whisper", ""),
 }
-_NOT_CONFIGURED = {
-    "visual": "no CLIP model configured; enable it with --clip-model NAME --clip-pretrained TAG or "
-              "--clip-checkpoint PATH",
-    "audio": "no CLAP model configured; enable it with --clap-model NAME_OR_DIR",
-}
+
+
+def _model_of(modality: str, cfg: IndexConfig) -> tuple[str | None, dict[str, Any]] | str:
+    """(model name or path, options) for a modality's encoder, or why the config gives it none."""
+    if modality == "visual":
+        if not (cfg.clip_model or cfg.clip_checkpoint):
+            return ("no CLIP model configured; enable it with --clip-model NAME --clip-pretrained TAG or "
+                    "--clip-checkpoint PATH")
+        return cfg.clip_model, {"pretrained": cfg.clip_pretrained, "checkpoint": cfg.clip_checkpoint}
+    if modality == "audio":
+        if not cfg.clap_model:
+            return "no CLAP model configured; enable it with --clap-model NAME_OR_DIR"
+        return cfg.clap_model, {}
+    return None, {}  # OCR and Whisper: their default models ship with mmfuse's dependencies
 _MIN_ASR_SAMPLES = 1600  # whisper on < 0.1 s of 16 kHz audio only hallucinates
 
 
@@ -70,22 +79,17 @@ class Models:
                 raise ParameterError(f"--retriever {ref}: name {name!r} clashes with another modality")
             self.plugins.append((name, obj))
             plugin_specs[name] = ("plugin", dict(getattr(obj, "spec", {}) or {}), ref)
-        for m in cfg.modalities:
+        for m in [x for x in MODALITIES if x in cfg.modalities]:  # a fixed order, whatever the user's
             if m == "meta":
                 self._enable("meta", {"model": "bm25", "fields": ["title", "description", "tags"]})
                 continue
-            kind, field_, hint = _ENCODERS[m]
-            opts = {}
-            if m == "visual":
-                opts = {"pretrained": cfg.clip_pretrained, "checkpoint": cfg.clip_checkpoint}
-                if not (cfg.clip_model or cfg.clip_checkpoint):
-                    warnings.append(f"visual modality skipped: {_NOT_CONFIGURED[m]}")
-                    continue
-            if m == "audio" and not cfg.clap_model:
-                warnings.append(f"audio modality skipped: {_NOT_CONFIGURED[m]}")
+            model = _model_of(m, cfg)
+            if isinstance(model, str):
+                warnings.append(f"{m} modality skipped: {model}")
                 continue
+            kind, hint = _ENCODERS[m]
             try:
-                enc = load_encoder(kind, getattr(cfg, field_) if field_ else None, lazy=True, **opts)
+                enc = load_encoder(kind, model[0], lazy=True, **model[1])
             except (ModelError, ImportError) as e:
                 warnings.append(f"{m} modality skipped: {e}{hint}")
                 continue
@@ -112,7 +116,7 @@ class Models:
             try:
                 enc.load()
             except (ModelError, ImportError) as e:
-                warnings.append(f"{m} modality skipped: {e}{_ENCODERS[m][2]}")
+                warnings.append(f"{m} modality skipped: {e}{_ENCODERS[m][1]}")
                 del self.encoders[m]
                 self.enabled.remove(m)
                 self.specs.pop(m, None)

@@ -30,16 +30,16 @@ UNCHANGED = "unchanged"  # the skip reason of a file whose index entry is curren
 Progress = Callable[[int, int, str], None]
 
 
-def _positive_int(name: str, flag: str, value: Any) -> int:
+def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ParameterError(f"{name} ({flag}) must be an integer >= 1, got {value!r}")
+        raise ParameterError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
-def _seconds(name: str, flag: str, value: Any, *, zero: bool = False) -> float:
+def _seconds(name: str, value: Any, *, zero: bool = False) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (value == 0 and not zero):
-        raise ParameterError(f"{name} ({flag}) must be a {'non-negative' if zero else 'positive'} number of seconds, "
+        raise ParameterError(f"{name} must be a {'non-negative' if zero else 'positive'} number of seconds, "
                              f"got {value!r}")
     return float(value)
 
@@ -52,8 +52,8 @@ def _names(value: str | Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """What to index and with which models; every value is checked here (one ``ParameterError`` naming the field and
-    its CLI flag), so an engine finds no mistake after it has created the index.
+    """What to index and with which models; every value is checked here (one ``ParameterError`` naming the field and,
+    where there is one, its ``mmfuse index`` flag), so an engine finds no mistake after it has created the index.
 
     ``modalities``/``retrievers`` take a sequence or a comma-separated string. Model fields left ``None`` disable
     that modality with a warning; ``clip_checkpoint`` alone uses the default architecture
@@ -88,17 +88,17 @@ class IndexConfig:
         if not mods and not self.retrievers:
             raise ParameterError("nothing to index: no modality (--modalities) and no plug-in (--retriever)")
         if self.window is not None:
-            set_(self, "window", _seconds("window", "--window", self.window))
-        set_(self, "frames_per_segment", _positive_int("frames_per_segment", "--frames", self.frames_per_segment))
+            set_(self, "window", _seconds("window (--window)", self.window))
+        set_(self, "frames_per_segment", _positive_int("frames_per_segment (--frames)", self.frames_per_segment))
         if self.frame_size is not None:
             if isinstance(self.frame_size, bool) or not isinstance(self.frame_size, numbers.Integral) \
                     or self.frame_size < 2:
                 raise ParameterError(f"frame_size must be None or an integer >= 2 (pixels), got {self.frame_size!r}")
             set_(self, "frame_size", int(self.frame_size))
-        set_(self, "workers", _positive_int("workers", "--workers", self.workers))
-        set_(self, "asr_chunk", _seconds("asr_chunk", "[index] asr_chunk", self.asr_chunk))
-        set_(self, "batch_size", _positive_int("batch_size", "[index] batch_size", self.batch_size))
-        set_(self, "batch_seconds", _seconds("batch_seconds", "[index] batch_seconds", self.batch_seconds, zero=True))
+        set_(self, "workers", _positive_int("workers (--workers)", self.workers))
+        set_(self, "asr_chunk", _seconds("asr_chunk", self.asr_chunk))
+        set_(self, "batch_size", _positive_int("batch_size", self.batch_size))
+        set_(self, "batch_seconds", _seconds("batch_seconds", self.batch_seconds, zero=True))
 
 
 @dataclass
