@@ -169,6 +169,7 @@ VALUES = [
     (["search", "red", "--index", "out/idx", "--k", "99999999999999999999999"], "--k", "too large"),
     (["search", "red", "--index", "out/idx", "--aggregation", "maxx"], "--aggregation", "did you mean 'max'"),
     (["search", "red", "--index", "out/idx", "--pooling", "meen"], "--pooling", "did you mean 'mean'"),
+    (["search", "red", "--index", "out/idx", "--fusion", "combsun"], "--fusion", "did you mean 'combsum'"),
     (RERANK + ["--concurrency", "0"], "--concurrency", "at least 1"),
     (RERANK + ["--subtitle-tokens", "-5"], "--subtitle-tokens", "at least 0"),
     (RERANK + ["--top", "0"], "--top", "at least 1"),

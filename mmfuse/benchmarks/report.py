@@ -13,12 +13,14 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from mmfuse.eval.significance import compare
+from mmfuse.fusion import fuse, get_method
 from mmfuse.utils.files import atomic_write
 
 from .sweep import SENSITIVITY, Result
 
 __all__ = ["to_json", "write_json", "markdown", "write_markdown", "label", "DEFAULT_LABEL", "combsum_variants",
-           "default_vs_combsum", "sensitivity", "is_default", "escape_md", "dataset_note"]
+           "default_vs_combsum", "sensitivity", "is_default", "escape_md", "dataset_note", "write_report"]
 
 DEFAULT_LABEL = "sef"
 # what Markdown (and GFM tables) would read as syntax inside a line; a backslash makes any of them literal
@@ -72,8 +74,6 @@ def label(r: Result) -> str:
 
 
 def _default_params() -> dict:
-    from mmfuse.fusion import get_method
-
     m = get_method(DEFAULT_LABEL)
     return {p.name: p.default for p in m.params}
 
@@ -124,9 +124,6 @@ def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple
 def significance_lines(dataset, results: Sequence[Result], n_permutations: int = 10000) -> list[str]:
     """Paired tests (Student t and Fisher randomization, per query) of the default fusion against the best CombSUM
     variant on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
-    from mmfuse.eval.significance import compare
-    from mmfuse.fusion import fuse
-
     full = max((r.config.retrievers for r in results), key=len, default=())
     if len(full) < 2:
         return []
@@ -233,3 +230,22 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
 def write_markdown(path: str | Path, text: str) -> None:
     with atomic_write(Path(path), "w") as f:
         f.write(text)
+
+
+def write_report(path: str | Path, results: Mapping[str, Sequence[Result]], datasets: Sequence,
+                 command: str | None = None, plots: Mapping[str, Mapping[str, str]] | None = None,
+                 plots_dir: str | Path | None = None) -> None:
+    """The whole Markdown report of a sweep over ``datasets`` (loaded :class:`~mmfuse.benchmarks.datasets.Dataset`):
+    a note per dataset, the significance tests, and the plots ``{dataset: {title: file}}`` written into
+    ``plots_dir``, linked relative to the report's folder (absolute when the two share no folder)."""
+    figs = None
+    if plots:
+        where = Path(plots_dir or ".").resolve()
+        try:
+            where = where.relative_to(Path(path).resolve().parent)
+        except ValueError:
+            pass
+        figs = {name: {title: str(where / f) for title, f in files.items()} for name, files in plots.items()}
+    write_markdown(path, markdown(results, {d.name: d.n_queries for d in datasets}, command=command, plots=figs,
+                                  notes={d.name: dataset_note(d) for d in datasets},
+                                  extra={d.name: significance_lines(d, results[d.name]) for d in datasets}))

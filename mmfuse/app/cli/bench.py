@@ -94,20 +94,9 @@ def bench_cmd(
         err_console.print(f"wrote {escape(json_out)}", highlight=False)
     figs = {}
     if plots:
-        for d in loaded:
-            files = plot_all(d.name, results[d.name], plots)
-            if report:
-                rel = Path(plots).resolve()
-                try:
-                    rel = rel.relative_to(Path(report).resolve().parent)
-                except ValueError:
-                    pass
-                figs[d.name] = {k: str(rel / v) for k, v in files.items()}
+        figs = {d.name: plot_all(d.name, results[d.name], plots) for d in loaded}
         err_console.print(f"wrote plots to {escape(plots)}", highlight=False)
     if report:
         cmd = "mmfuse bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-        notes = {d.name: rep.dataset_note(d) for d in loaded}
-        extra = {d.name: rep.significance_lines(d, results[d.name]) for d in loaded}
-        rep.write_markdown(report, rep.markdown(results, n_q, command=cmd, plots=figs or None, notes=notes,
-                                                extra=extra))
+        rep.write_report(report, results, loaded, command=cmd, plots=figs, plots_dir=plots)
         err_console.print(f"wrote {escape(report)}", highlight=False)

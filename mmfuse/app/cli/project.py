@@ -11,9 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmfuse.config import write_default_config
+from mmfuse.fusion import get_method
 
 from ..demo import METRICS, DemoOptions, run_demo
-from .args import Choice, Int
+from .args import Checked, Choice, Int
 from .common import app, console, err_console
 
 
@@ -51,7 +52,8 @@ def demo_cmd(
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder with queries.tsv + qrels.txt (default: the bundled sample)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Index and grid cache (default: .mmfuse-cache in the repo)."),
     k: int = typer.Option(10, "--k", parser=Int(min=1), help="Results per query."),
-    fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", parser=Checked(get_method),
+                                         help="Fusion method (default: the library default)."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", envvar="MMFUSE_CLIP_MODEL", help="open_clip model name (e.g. ViT-B-32) for the visual modality."),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", envvar="MMFUSE_CLIP_PRETRAINED", help="open_clip pretrained tag (e.g. openai)."),
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint", envvar="MMFUSE_CLIP_CHECKPOINT", help="Local CLIP checkpoint file."),

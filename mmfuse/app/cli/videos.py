@@ -17,10 +17,11 @@ from rich.progress import (
 from rich.table import Table
 
 from mmfuse.config import AGGREGATIONS, POOLINGS
+from mmfuse.fusion import get_method
 from mmfuse.ingest.local import IndexConfig, index_folder
 from mmfuse.ingest.ray_engine import index_with_ray
 
-from .args import Choice, Csv, Float, Int
+from .args import Checked, Choice, Csv, Float, Int
 from .common import (
     app,
     apply_defaults,
@@ -114,7 +115,8 @@ def search_cmd(
     query: str = typer.Argument(..., help="Text query."),
     index: Optional[str] = typer.Option(None, "--index", help="Index directory built by `mmfuse index`."),
     k: int = typer.Option(10, "--k", parser=Int(min=1), help="Videos to return."),
-    fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", parser=Checked(get_method),
+                                         help="Fusion method (default: the library default)."),
     per_modality: bool = typer.Option(False, "--per-modality", help="Also print each modality's own list."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     modalities: Optional[str] = typer.Option(None, "--modalities", parser=Csv(), help="Comma-separated subset of modalities."),
