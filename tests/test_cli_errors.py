@@ -127,6 +127,7 @@ RERANK = ["rerank", "a.trec", "--queries", "q.tsv", "--videos", "videos", "--bac
 VALUES = [
     (FUSE + ["--depth", "99999999999999999999999"], "--depth", "too large"),
     (FUSE + ["--depth", "0"], "--depth", "at least 1"),
+    (FUSE + ["--depth", "9" * 5000], "--depth", "(5000 characters) is out of range"),
     (FUSE + ["--depth", "1.5"], "--depth", "not a whole number"),
     (FUSE + ["--depth", "1_000"], "--depth", "not a whole number"),
     (FUSE + ["--depth", "１２"], "--depth", "not a whole number"),
@@ -141,6 +142,7 @@ VALUES = [
     (FUSE + ["--tag", "a b"], "--tag", "one word"),
     (FUSE + ["--tag", ""], "--tag", "one word"),
     (FUSE + ["--format", "xml"], "--format", "not one of"),
+    (FUSE + ["--format", "trec\nparquet"], "--format", "not one of"),
     (FUSE + ["--on-duplicate", "maxx"], "--on-duplicate", "did you mean 'max'"),
     (FUSE + ["--param", "k"], "--param", "name=value"),
     (FUSE + ["--param", "=3"], "--param", "name=value"),
@@ -199,7 +201,7 @@ VALUES = [
 ]
 
 
-@pytest.mark.parametrize("args, where, what", VALUES, ids=[" ".join(a) for a, _, _ in VALUES])
+@pytest.mark.parametrize("args, where, what", VALUES, ids=[" ".join(a)[:80] for a, _, _ in VALUES])
 def test_bad_values_are_one_line_before_any_work(unchanged, args, where, what):
     assert_one_line_error(mmfuse_cli(*args, cwd=unchanged), where, what)
 
@@ -230,6 +232,32 @@ FILES = [
 def test_outputs_never_replace_inputs(unchanged, args, fragments):
     # `unchanged` checks afterwards that every input is intact and that no output (e.g. --json) was written
     assert_one_line_error(mmfuse_cli(*args, cwd=unchanged), *fragments)
+
+
+# ---- inputs that are missing, folders, or not what they claim: one line naming the file ------------------------------
+INPUTS = [
+    (["fuse", "a.trec", "nope.trec", "-o", "out/f.trec"], "nope.trec"),
+    (["fuse", "a.trec", "out", "-o", "out/f.trec"], "out: is a directory"),
+    (["fuse", "a.trec", "q.tsv", "-o", "out/f.trec"], "q.tsv:1"),
+    (["eval", "nope.txt", "a.trec"], "nope.txt"),
+    (["eval", "qrels.txt", "out"], "out: is a directory"),
+    (["bench", "nope"], "nope: no such dataset directory"),
+    (["bench", "a.trec"], "a dataset is a directory"),
+    (RERANK[:3] + ["nope.tsv"] + RERANK[4:], "nope.tsv"),
+    (RERANK[:4] + ["--mapping", "nope.tsv"] + RERANK[6:], "nope.tsv"),
+    (RERANK + ["--subtitles", "nope.json"], "nope.json"),
+    (["grid", "nope.mp4", "-o", "out/g.png"], "nope.mp4"),
+    (["grid", "v.mp4", "-o", "out/g.png", "--cell", "32"], "v.mp4: not a readable"),
+    (["init", "out/nodir/m.toml"], "does not exist"),
+    (["demo", "--corpus", "nope", "--cache", "out/c", "--out", "out/o"], "queries.tsv: missing"),
+    (["index", "nope", "--index", "out/idx"], "nope: video folder does not exist"),
+    (["search", "red", "--index", "nope"], "index nope does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", INPUTS, ids=[" ".join(a)[:80] for a, _ in INPUTS])
+def test_bad_inputs_are_one_line(unchanged, args, fragment):
+    assert_one_line_error(mmfuse_cli(*args, cwd=unchanged), fragment)
 
 
 def test_force_replaces_an_input_on_purpose(tmp_path):

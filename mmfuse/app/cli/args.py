@@ -26,10 +26,6 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
-def _bad(message: str) -> typer.BadParameter:
-    return typer.BadParameter(message)
-
-
 def _text(value: Any) -> str:
     return str(value).strip()
 
@@ -43,14 +39,17 @@ class Int:
     def __call__(self, value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             n = value
-        elif _INT.fullmatch(_text(value)):
-            n = int(_text(value))
+        elif not _INT.fullmatch(_text(value)):
+            raise typer.BadParameter(f"{_text(value)!r} is not a whole number")
+        elif len(_text(value)) > 40:  # far past any bound (and int() refuses over 4300 digits)
+            raise typer.BadParameter(f"{_text(value)[:20]}... ({len(_text(value))} characters) is out of range: "
+                                     f"{self.min} to {self.max}")
         else:
-            raise _bad(f"{_text(value)!r} is not a whole number")
+            n = int(_text(value))
         if n > self.max:
-            raise _bad(f"{n} is too large: at most {self.max}")
+            raise typer.BadParameter(f"{n} is too large: at most {self.max}")
         if self.min is not None and n < self.min:
-            raise _bad(f"{n} is too small: at least {self.min}")
+            raise typer.BadParameter(f"{n} is too small: at least {self.min}")
         return n
 
 
@@ -66,13 +65,13 @@ class Float:
         elif _FLOAT.fullmatch(_text(value)):
             x = float(_text(value))
         else:
-            raise _bad(f"{_text(value)!r} is not a finite number")
+            raise typer.BadParameter(f"{_text(value)!r} is not a finite number")
         if not math.isfinite(x):
-            raise _bad(f"{_text(value)!r} is not a finite number")
+            raise typer.BadParameter(f"{_text(value)!r} is not a finite number")
         if self.min is not None and (x <= self.min if self.open_min else x < self.min):
-            raise _bad(f"{x:g} is out of range: must be {'>' if self.open_min else '>='} {self.min:g}")
+            raise typer.BadParameter(f"{x:g} is out of range: must be {'>' if self.open_min else '>='} {self.min:g}")
         if self.max is not None and x > self.max:
-            raise _bad(f"{x:g} is out of range: must be <= {self.max:g}")
+            raise typer.BadParameter(f"{x:g} is out of range: must be <= {self.max:g}")
         return x
 
 
@@ -85,7 +84,7 @@ class Choice:
     def __call__(self, value: Any) -> str:
         text = _text(value)
         if text not in self.choices:
-            raise _bad(f"{text!r} is not one of {', '.join(self.choices)}{suggest(text, self.choices)}")
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(self.choices)}{suggest(text, self.choices)}")
         return text
 
 
@@ -101,7 +100,7 @@ class Checked:
         try:
             self.check(text)
         except MmfuseError as e:
-            raise _bad(str(e)) from None
+            raise typer.BadParameter(str(e)) from None
         return text
 
 
@@ -116,7 +115,7 @@ class Csv:
             return list(value)
         parts = [p.strip() for p in str(value).split(",") if p.strip()]
         if not parts:
-            raise _bad(f"{str(value)!r} names nothing: give a comma-separated list")
+            raise typer.BadParameter(f"{str(value)!r} names nothing: give a comma-separated list")
         return [self.item(p) for p in parts] if self.item else parts
 
 
@@ -131,7 +130,7 @@ class Numbers(Csv):
         try:
             return Float()(text)
         except typer.BadParameter:
-            raise _bad(f"{text!r} is not a finite number: expected comma-separated numbers such as 1,0.5") from None
+            raise typer.BadParameter(f"{text!r} is not a finite number: expected comma-separated numbers such as 1,0.5") from None
 
 
 class KeyValue:
@@ -142,7 +141,7 @@ class KeyValue:
             return value
         name, sep, val = str(value).partition("=")
         if not sep or not name.strip():
-            raise _bad(f"{str(value)!r}: expected name=value")
+            raise typer.BadParameter(f"{str(value)!r}: expected name=value")
         return name.strip().replace("-", "_").replace(".", "_"), val.strip()
 
 
@@ -152,5 +151,5 @@ class Word:
     def __call__(self, value: Any) -> str:
         text = str(value)
         if not text or any(c.isspace() for c in text):
-            raise _bad(f"{text!r} must be one word: no spaces, tabs or newlines")
+            raise typer.BadParameter(f"{text!r} must be one word: no spaces, tabs or newlines")
         return text

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmfuse.benchmarks import report as rep
@@ -21,7 +21,7 @@ from mmfuse.fusion import get_method
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Csv, Int
-from .common import app, console, err_console, warn
+from .common import app, console, err_console, progress_bar, warn
 
 
 def _dataset_files(datasets: list[str]) -> list[Path]:
@@ -67,8 +67,8 @@ def bench_cmd(
             if n < d.n_queries:
                 warn(f"{d.name}: run {name} answers {n} of the {d.n_queries} qrels queries; the others count as "
                      f"empty lists" + (" (do the query ids match?)" if n == 0 else ""))
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    with progress_bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn()) as bar:
         task = bar.add_task("sweep", total=None)
 
         def progress(done: int, total: int, label: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 
 import mmfuse
 from mmfuse.config import load_config
@@ -40,6 +41,11 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """``--debug`` is read by ``main`` before parsing; declared here so that it is accepted and documented."""
+
+
+def progress_bar(*columns: str | ProgressColumn, transient: bool = True) -> Progress:
+    """A progress display on stderr, shown only on a terminal (in logs and pipes it would be noise)."""
+    return Progress(*columns, console=err_console, transient=transient, disable=not err_console.is_terminal)
 
 
 def warn(message: str) -> None:

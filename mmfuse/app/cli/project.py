@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmfuse.config import write_default_config
@@ -15,7 +15,7 @@ from mmfuse.fusion import get_method
 
 from ..demo import METRICS, DemoOptions, run_demo
 from .args import Checked, Choice, Int
-from .common import app, console, err_console
+from .common import app, console, progress_bar
 
 
 @app.command("init")
@@ -71,8 +71,8 @@ def demo_cmd(
                        clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
                        vlm_backend=vlm_backend, vlm_model=vlm_model, vlm_base_url=vlm_base_url,
                        vlm_api_key=vlm_api_key, rerank_top=rerank_top)
-    bar = Progress(TextColumn("[bold]{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[label]}"), console=err_console)
+    bar = progress_bar(TextColumn("[bold]{task.description:<7}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[label]}"), transient=False)
     tasks: dict[str, int] = {}
 
     def progress(done: int, total: int, label: str) -> None:

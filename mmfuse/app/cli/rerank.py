@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -28,7 +27,7 @@ from mmfuse.runs import Run
 from mmfuse.utils.files import atomic_path, atomic_write, check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, Word
-from .common import app, config_defaults, console, err_console, required, warn
+from .common import app, config_defaults, console, err_console, progress_bar, required, warn
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -115,9 +114,8 @@ def rerank_cmd(
     checkpoint = out_path.with_name(out_path.name + ".partial.jsonl")
     if resume and not checkpoint.exists():
         err_console.print(f"[yellow]note:[/] no {escape(str(checkpoint))} to resume from; starting from scratch")
-    bar = Progress(TextColumn("[bold]reranking"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[label]}"),
-                   console=err_console, transient=True)
+    bar = progress_bar(TextColumn("[bold]reranking"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[label]}"))
     with bar:
         task = bar.add_task("rerank", total=None, label="")
 

@@ -9,7 +9,6 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -29,6 +28,7 @@ from .common import (
     console,
     err_console,
     load_config_defaults,
+    progress_bar,
     required,
     split_csv,
     warn,
@@ -75,9 +75,9 @@ def index_cmd(
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
     )
-    bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                   TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=err_console, transient=True)
+    bar = progress_bar(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                       TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn(), TextColumn("{task.fields[label]}"))
     with bar:
         task = bar.add_task("index", total=None, segments=0, label="")
 
