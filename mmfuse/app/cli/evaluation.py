@@ -29,8 +29,7 @@ def eval_cmd(
     fmt: Optional[str] = typer.Option(None, "--format", parser=Choice(FORMATS),
                                       help="Force the run format: trec, parquet or json."),
 ) -> None:
-    """Evaluate runs against qrels (ranx metric names). Rows are named by file, with as much of the path as it
-    takes to tell runs of the same file name apart."""
+    """Evaluate runs against qrels (ranx metric names); runs of the same file name are told apart by folder."""
     q = Qrels.read(qrels)
     results = {}
     for p, name in zip(runs, distinct_names(runs)):
