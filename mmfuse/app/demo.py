@@ -113,6 +113,26 @@ class DemoResult:
     def final_name(self) -> str:
         return "reranked" if self.reranked else "fused"
 
+    def showcase(self, n: int) -> list[QueryView]:
+        """``n`` queries worth showing: the final ranking right at rank 1, each also won by a different single
+        retriever where possible, and one that no single retriever got right (what fusion adds)."""
+        def top(v: QueryView, name: str) -> str:
+            return (v.lists.get(name) or [("", 0.0)])[0][0]
+
+        picked: list[QueryView] = []
+        seen: set[str] = set()
+        good = [v for v in self.queries if top(v, self.final_name) in v.relevant]
+        for v in good:
+            winners = [s for s in self.singles if top(v, s) in v.relevant]
+            if winners and winners[0] not in seen:
+                seen.add(winners[0])
+                picked.append(v)
+        for v in good:
+            if len(picked) < n and v not in picked and not any(top(v, s) in v.relevant for s in self.singles):
+                picked.insert(min(1, len(picked)), v)
+        picked += [v for v in self.queries if v not in picked]
+        return picked[: max(0, n)]
+
 
 # ------------------------------------------------------------------------------------------------------- helpers
 def _index_dir(cache: Path, opts: DemoOptions) -> Path:

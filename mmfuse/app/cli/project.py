@@ -28,24 +28,6 @@ def init_cmd(
     console.print(f"wrote {written}: edit it, then use it with [bold]--config {written}[/]", highlight=False)
 
 
-def _pick_queries(result, n: int) -> list:
-    """A few queries worth showing: fusion right at rank 1, each won by a different retriever where possible."""
-    final = result.final_name
-    picked, seen = [], set()
-    top = lambda v, name: (v.lists.get(name) or [("", 0.0)])[0][0]  # noqa: E731
-    good = [v for v in result.queries if top(v, final) in v.relevant]
-    for v in good:
-        winners = tuple(s for s in result.singles if top(v, s) in v.relevant)
-        if winners and winners[0] not in seen:
-            seen.add(winners[0])
-            picked.append(v)
-    for v in good:  # fusion right where no single retriever was
-        if len(picked) < n and v not in picked and not any(top(v, s) in v.relevant for s in result.singles):
-            picked.insert(min(1, len(picked)), v)
-    picked += [v for v in result.queries if v not in picked]
-    return picked[: max(0, n)]
-
-
 @app.command("demo")
 def demo_cmd(
     out: str = typer.Option("demo-report", "--out", help="Report folder (index.html, chart.png, grids/)."),
@@ -87,7 +69,7 @@ def demo_cmd(
             bar.update(t, completed=bar.tasks[t].total or 1, total=bar.tasks[t].total or 1)
     final = res.final_name
     names = list(res.metrics)
-    for v in _pick_queries(res, show):
+    for v in res.showcase(show):
         t = Table(title=escape(f"{v.qid} “{v.text}” (relevant: {', '.join(v.relevant)})"), title_justify="left")
         t.add_column("#", justify="right")
         for n in names:
