@@ -287,7 +287,8 @@ def test_permission_denied(bad_media_dir, monkeypatch):
     def deny(*args, **kwargs):  # root reads mode-000 files: simulate the ordinary user's view
         raise PermissionError(13, "Permission denied")
 
-    from mmfuse.ingest import _opener, probe as probe_module
+    from mmfuse.ingest import _opener
+    from mmfuse.ingest import probe as probe_module
 
     for module in (_opener, probe_module):  # opening for decoding, and reading for the hash
         monkeypatch.setattr(module, "open", deny, raising=False)

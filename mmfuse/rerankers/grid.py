@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 SAMPLINGS = ("uniform", "scene")
+# The largest grid built: VLMs see a few hundred pixels a side, and the limits stop a typo such as a 20000 px cell
+# from allocating gigabytes (a 2x2 grid of 224 px cells is 448 x 448).
+MAX_SIDE = 8192  # pixels per side of the whole grid
+MAX_PIXELS = 4096 * 4096  # width x height of the whole grid (48 MB as RGB)
+MAX_CELLS = 64  # rows x cols
+_INTS = re.compile(r"[0-9]+(?:x[0-9]+)?")
 # Bump when the pixels a given spec produces change, so stale cache entries are never reused.
 _GRID_VERSION = 1
 
@@ -40,6 +47,12 @@ class GridSpec:
         w, h = self.cell
         if w < 16 or h < 16:
             raise ParameterError(f"grid cell must be at least 16x16 pixels, got {w}x{h}")
+        if self.rows * self.cols > MAX_CELLS:
+            raise ParameterError(f"grid {self.rows}x{self.cols} has {self.rows * self.cols} cells; at most {MAX_CELLS}")
+        gw, gh = self.size
+        if max(gw, gh) > MAX_SIDE or gw * gh > MAX_PIXELS:
+            raise ParameterError(f"grid {self.rows}x{self.cols} of {w}x{h} px cells would be {gw}x{gh} px; at most "
+                                 f"{MAX_SIDE} px a side and {MAX_PIXELS} px in all: use smaller cells or fewer frames")
         if self.sampling not in SAMPLINGS:
             from mmfuse.errors import unknown
 
@@ -68,31 +81,26 @@ def parse_grid(text: str | tuple[int, int]) -> tuple[int, int]:
     """``"2x3"`` -> (rows=2, cols=3); tuples pass through."""
     if isinstance(text, tuple):
         return text
-    try:
-        r, c = str(text).lower().replace("*", "x").split("x")
-        rows, cols = int(r), int(c)
-    except ValueError:
-        raise ParameterError(f"--grid must look like ROWSxCOLS (e.g. 2x2), got {text!r}") from None
-    if rows < 1 or cols < 1 or rows * cols > 64:
-        raise ParameterError(f"--grid {text!r}: rows and cols must be >= 1 and at most 64 cells in all")
+    t = str(text).strip().lower().replace("*", "x")
+    if not _INTS.fullmatch(t) or "x" not in t:
+        raise ParameterError(f"--grid must look like ROWSxCOLS (e.g. 2x2), got {text!r}")
+    rows, cols = (int(p) for p in t.split("x"))
+    if rows < 1 or cols < 1 or rows * cols > MAX_CELLS:
+        raise ParameterError(f"--grid {text!r}: rows and cols must be >= 1 and at most {MAX_CELLS} cells in all")
     return rows, cols
 
 
 def parse_cell(text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """``"224"`` -> (224, 224); ``"320x180"`` -> (320, 180)."""
+    """``"224"`` -> (224, 224); ``"320x180"`` -> (320, 180). Sizes are checked by :class:`GridSpec`."""
     if isinstance(text, tuple):
         return text
     if isinstance(text, int):
         return (text, text)
-    try:
-        parts = [int(p) for p in str(text).lower().split("x")]
-    except ValueError:
-        raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}") from None
-    if len(parts) == 1:
-        return (parts[0], parts[0])
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}")
+    t = str(text).strip().lower()
+    if not _INTS.fullmatch(t):
+        raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}")
+    w, _, h = t.partition("x")
+    return (int(w), int(h or w))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,6 +221,14 @@ def placeholder(spec: GridSpec, note: str = "video unavailable") -> "Image.Image
 
 # ---------------------------------------------------------------------------------------------------------------
 # Cache
+
+def default_cache_dir() -> Path:
+    """Where grids are kept between runs unless told otherwise: ``$MMFUSE_CACHE_DIR/grids``, else
+    ``$XDG_CACHE_HOME/mmfuse/grids`` (``~/.cache/mmfuse/grids``)."""
+    base = os.environ.get("MMFUSE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mmfuse")
+    return Path(base) / "grids"
+
 
 class GridCache:
     """Builds grids and keeps them on disk, named by sha256(content hash + grid parameters).
