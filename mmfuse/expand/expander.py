@@ -6,7 +6,9 @@ pipeline fuses with the retrievers' own runs.
 How a retriever searches with the answers:
 
 - ``q2e``: every retriever searches each sub-query; per retriever, the sub-queries' lists of a query are fused (with
-  ``fusion``: the library default unless named, ``entropy`` for Q2E's entropy weighting) into its ``@q2e`` run.
+  ``fusion``: the library default unless named, ``entropy`` for Q2E's entropy weighting) into its ``@q2e`` run,
+  whose scores are then divided by the query's number of sub-queries (the fused evidence per sub-query: a sum of
+  similarities stays a similarity, and a query split five ways does not outweigh its own unexpanded lists).
 - ``hyde`` and ``lamer``: an embedding retriever (CLIP text tower, CLAP, MiniLM, plug-in vectors) searches with the
   mean of the unit embeddings of the query and the passages (the query's own embedding included, as HyDE does); a
   lexical or other text retriever searches with the query followed by the passages, one text (the query augmentation
@@ -262,6 +264,11 @@ class QueryExpander:
             parts.append(Run.from_arrays(q[m], docs[m], scores[m], name=f"{i + 1}", queries=qids,
                                          evidence={c: np.asarray(v)[m] for c, v in ev.items()} or None))
         fused = fuse(parts, method=self.fusion, depth=depth, queries=qids, **self.fusion_params)
+        # per sub-query: a query the model split in five weighs as much as one it split in two, and a sum of
+        # similarities stays a similarity (the scale the pipeline's fusion reads); each query's order is unchanged
+        m = np.asarray([len(ok.get(q, ())) or 1 for q in fused.query_ids.tolist()], dtype=np.float64)
+        fused = Run(fused.query_ids, fused.doc_ids, fused.offsets, fused.doc_idx, fused.scores / m[fused.qidx()],
+                    name=fused.name)
         return _with_evidence(fused, parts)
 
     def _search_augmented(self, r: Any, queries: Mapping[str, str], ok: dict[str, list[str]], depth: int) -> Run:
