@@ -262,3 +262,19 @@ def test_expand_config_section(tmp_path, monkeypatch):
     assert (ex.method, ex.n, ex.fusion, ex.max_tokens) == ("q2e", 3, "entropy", 50)
     assert ex.template.source == str(tmp_path / "prompts" / "mine.txt") and ex.llm.cache is None
     assert srv.requests[0]["model"] == "served" and srv.headers[0]["Authorization"] == "Bearer sk-mine"
+
+
+def test_cli_takes_expand_settings_from_the_config(tmp_path, monkeypatch):
+    from mmfuse.app.cli.common import load_config_defaults
+
+    (tmp_path / "llm-dir").mkdir()
+    monkeypatch.setenv("MY_KEY", "sk-mine")
+    p = tmp_path / "m.toml"
+    p.write_text('[expand]\nmethod = "lamer"\nn = 2\ntemplate = "t.txt"\nmodel = "llm-dir"\ncache = "c"\n'
+                 'candidates = 3\ntemperature = 0.5\napi_key_env = "MY_KEY"\ntimeout = 9.0\n')
+    d = load_config_defaults(p, "search")
+    assert (d["expand"], d["expand_n"], d["llm_timeout"], d["llm_base_url"]) == ("lamer", 2, 9.0, None)
+    assert d["expand_template"] == str(tmp_path / "t.txt") and d["llm_cache"] == str(tmp_path / "c")
+    assert d["llm_model"] == str(tmp_path / "llm-dir")  # a folder beside the config: a local model
+    assert d["expand_options"] == {"fusion_params": {}, "candidates": 3, "max_tokens": None, "temperature": 0.5,
+                                   "api_key": "sk-mine"}

@@ -12,13 +12,13 @@ from typing import Any
 
 from mmfuse.errors import ParameterError, unknown
 
-from .base import Completion, GenerationStats, Part, Prompt, TextGenerator, as_parts
+from .base import Completion, GenerationStats, Part, Prompt, TextGenerator, Totals, as_parts
 from .cache import AnswerCache, default_cache_dir, open_cache
 from .parsing import ListInfo, ListStats, parse_list
 from .templates import TextTemplate
 
 __all__ = ["AnswerCache", "BACKENDS", "Completion", "GenerationStats", "ListInfo", "ListStats", "Part", "Prompt",
-           "TextGenerator", "TextTemplate", "as_parts", "default_cache_dir", "load_llm", "open_cache", "parse_list"]
+           "TextGenerator", "TextTemplate", "Totals", "as_parts", "default_cache_dir", "load_llm", "open_cache", "parse_list"]
 
 BACKENDS = ("openai", "transformers")
 URL_ENV = ("MMFUSE_LLM_BASE_URL", "OPENAI_BASE_URL")

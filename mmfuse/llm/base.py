@@ -13,7 +13,7 @@ from mmfuse.errors import BackendError
 
 from .cache import AnswerCache
 
-__all__ = ["Completion", "GenerationStats", "Part", "Prompt", "TextGenerator", "as_parts", "timed_call"]
+__all__ = ["Completion", "GenerationStats", "Part", "Prompt", "TextGenerator", "Totals", "as_parts", "timed_call"]
 
 Part = tuple[str, Any]  # ("text", str) or ("image", PIL.Image)
 Prompt = str | Sequence[Part]  # a plain text, or interleaved text and image parts (one user message)
@@ -45,7 +45,18 @@ class Completion:
 
 
 @dataclass
-class GenerationStats:
+class Totals:
+    """Counters that add up: ``merge`` sums two of them field by field, ``as_dict`` is the JSON form."""
+
+    def merge(self, other: "Totals") -> "Totals":
+        return type(self)(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationStats(Totals):
     """Totals over many prompts: model calls (cache misses), cache hits, failed calls, tokens of the calls (cache hits
     report the tokens of the call that produced them under ``cached_*``) and the model's wall time."""
 
@@ -69,12 +80,6 @@ class GenerationStats:
         self.prompt_tokens += c.prompt_tokens or 0
         self.completion_tokens += c.completion_tokens or 0
         self.seconds += c.seconds
-
-    def merge(self, other: "GenerationStats") -> "GenerationStats":
-        return GenerationStats(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def summary(self) -> str:
         return (f"{self.calls} model call(s) ({self.failures} failed, {self.seconds:.1f} s), {self.cache_hits} cache "

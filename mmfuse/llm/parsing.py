@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ListInfo", "ListStats", "parse_list"]
+from .base import Totals
+
+__all__ = ["ListInfo", "ListStats", "ParseCounts", "parse_list"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•·]|(?:query|sub-?query|event|caption|passage|description|answer)"
@@ -44,18 +47,17 @@ class ListInfo:
 
 
 @dataclass
-class ListStats:
-    """Totals over many parses."""
+class ParseCounts(Totals):
+    """How many model answers were parsed, and how many of them were clean, needed repair or were unusable; ``add``
+    takes anything with ``failed`` and ``clean`` (a parse's info)."""
 
-    answers: int = 0
+    calls: int = 0
     clean: int = 0
     repaired: int = 0
     failed: int = 0
-    refused: int = 0
 
-    def add(self, info: ListInfo) -> None:
-        self.answers += 1
-        self.refused += info.refused
+    def add(self, info: Any) -> None:
+        self.calls += 1
         if info.failed:
             self.failed += 1
         elif info.clean:
@@ -63,11 +65,17 @@ class ListStats:
         else:
             self.repaired += 1
 
-    def merge(self, other: "ListStats") -> "ListStats":
-        return ListStats(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+@dataclass
+class ListStats(ParseCounts):
+    """Totals over many list parses (refusals among the unusable answers)."""
+
+    refused: int = 0
+
+    def add(self, info: ListInfo) -> None:
+        super().add(info)
+        self.refused += info.refused
+
 
 
 def _json_items(text: str) -> list[str] | None:
