@@ -17,7 +17,8 @@ import warnings
 
 # old module -> the modules that now hold its public names, searched in order
 MOVED: dict[str, tuple[str, ...]] = {
-    "mmfuse.run": ("mmfuse.runs.run",),
+    "mmfuse.run": ("mmfuse.runs",),
+    "mmfuse.runs.run": ("mmfuse.runs",),
     "mmfuse.index": ("mmfuse.store.lance",),
     "mmfuse.vector_index": ("mmfuse.store.ann",),
     "mmfuse.media": ("mmfuse.ingest.media",),

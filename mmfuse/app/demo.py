@@ -241,9 +241,9 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
         for run in res.runs:
             if qid not in run:
                 continue
-            sl = run._slice(qid)
-            docs = run.doc_ids[run.doc_idx[sl]].tolist()
-            segs = run.evidence.get("segment_id")[sl].tolist() if run.evidence and "segment_id" in run.evidence else [None] * len(docs)
+            view = run.list(qid)
+            docs = view.doc_ids.tolist()
+            segs = view.evidence["segment_id"].tolist() if "segment_id" in view.evidence else [None] * len(docs)
             family = run.name.split("_")[0]
             for r, (d, s) in enumerate(zip(docs, segs), 1):
                 if r > k:
@@ -257,10 +257,9 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
 # ------------------------------------------------------------------------------------------------------- the job
 def run_demo(options: DemoOptions | None = None, progress: Progress | None = None) -> DemoResult:
     """Index the sample corpus (reused when unchanged), search, fuse, evaluate, optionally rerank, write the report."""
-    from mmfuse.runs import Qrels
+    from mmfuse.runs import Qrels, read_queries
     from mmfuse.ingest.local import IndexConfig, index_folder
     from mmfuse.pipeline import Pipeline, index_subtitles
-    from mmfuse.rerankers.reranker import load_queries
 
     opts = options or DemoOptions()
     t_all = time.perf_counter()
@@ -273,7 +272,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     warnings: list[str] = []
     opts = _drop_unloadable(opts, warnings)
     index = _index_dir(cache, opts)
-    queries = load_queries(corpus / "queries.tsv")
+    queries = read_queries(corpus / "queries.tsv")
     qrels = Qrels.read(corpus / "qrels.txt")
 
     def report(stage: str, done: int, total: int, detail: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
+from mmfuse.runs import Run
 
 from .align import Aligned, segment_reduce
 
@@ -139,8 +140,6 @@ def normalize_entries(a: Aligned, norm: str | None, temperature: float = 1.0):
 
 def normalize(run, norm: str, temperature: float = 1.0):
     """Return a copy of one Run with its scores normalised per query ('borda' needs several runs: use fuse)."""
-    from mmfuse.runs.run import Run
-
     norm = norm_name(norm)
     if norm == "borda":
         raise ParameterError("normalization 'borda' scores each run against the union of several runs; use fuse()")
