@@ -195,9 +195,9 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
     high = np.zeros((P, C), dtype=np.bool_)
 
     def run(i: int):
-        lo, hi = parts[i]
+        lo, hi = parts[i]  # each part fills the scratch rows from its own offset (relative to ``start``)
         return k["tokenize"](data, lo, hi, n_min, n_max, colmap, int_col, tag_col, group_col, float_col, fbits[i],
-                             fallback[i], nfb[i], offs[i], bufs, lo, tags[i], groups[i], high[i])
+                             fallback[i], nfb[i], offs[i], bufs, lo - start, tags[i], groups[i], high[i])
 
     res = threads(run, P)
     counts = [r[0] for r in res]
@@ -212,7 +212,7 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
         pieces = [offs[0][row, :counts[0] + 1]]
         end = int(pieces[0][-1])
         for i in range(1, P):  # move each part's strings next to the previous part's
-            lo, n_i = parts[i][0], int(offs[i][row, counts[i]])
+            lo, n_i = parts[i][0] - start, int(offs[i][row, counts[i]])
             bufs[row, end:end + n_i] = bufs[row, lo:lo + n_i]
             pieces.append(offs[i][row, 1:counts[i] + 1] + end)
             end += n_i

@@ -28,7 +28,7 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
         raise InputError(f"{p}:{line}: not valid UTF-8 text") from None
     except OSError as e:
         raise InputError(f"{p}: cannot read: {e.strerror}") from None
-    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+    if p.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
