@@ -143,3 +143,9 @@ def test_integer_ids_become_text():
     assert run.to_dict() == {"1": {"10": 1.0}, "2": {"20": 2.0}}
     assert Run.from_arrays(pa.array([7]), pa.array(["d"]), [1.0]).query_ids.tolist() == ["7"]
     assert Qrels.from_arrays([1], ["d"], np.array([2.0])).to_dict() == {"1": {"d": 2}}
+
+
+def test_infinite_scores_tie_like_any_other():
+    # inf - inf is NaN: an order check built on differences let two infinite scores through in doc-ascending order
+    run = Run.from_arrays(["q"] * 4, ["a", "b", "c", "d"], [np.inf, np.inf, 1.0, -np.inf])
+    assert run.query("q") == [("b", np.inf), ("a", np.inf), ("c", 1.0), ("d", -np.inf)]

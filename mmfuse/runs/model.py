@@ -88,7 +88,8 @@ def _check_dup_mode(on_duplicate: str) -> None:
 
 
 def _parquet_numbers(table: pa.Table, column: str, path: Path) -> np.ndarray:
-    """A numeric Parquet column as float64; nulls and non-numeric types are errors naming the column (and row)."""
+    """A numeric Parquet column as numpy (integers stay integers: relevance grades past 2^53 must not round); nulls
+    and non-numeric types are errors naming the column (and row)."""
     col = table.column(column)
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
@@ -96,7 +97,7 @@ def _parquet_numbers(table: pa.Table, column: str, path: Path) -> np.ndarray:
     if col.null_count:
         row = int(pc.index(pc.is_null(col), True).as_py())
         raise InputError(f"{path}: row {row + 1}: {column} is null")
-    return col.cast(pa.float64()).to_numpy()
+    return col.cast(pa.float64()).to_numpy() if pa.types.is_decimal(t) else col.to_numpy()
 
 
 def _parquet_evidence(table: pa.Table, names: list[str]) -> dict[str, np.ndarray] | None:
@@ -242,10 +243,10 @@ def _is_ordered(qcodes: np.ndarray, scores: np.ndarray, dcodes: np.ndarray) -> b
     if (dq < 0).any():
         return False
     same_q = dq == 0
-    ds = np.diff(scores)
-    if (same_q & (ds > 0)).any():
+    # comparisons, not np.diff: inf - inf is NaN, which would hide a tie of two infinite scores
+    if (same_q & (scores[1:] > scores[:-1])).any():
         return False
-    tie = same_q & (ds == 0)
+    tie = same_q & (scores[1:] == scores[:-1])
     return not (tie & (np.diff(dcodes) >= 0)).any()
 
 
@@ -748,9 +749,8 @@ class Qrels(_Ranked):
             for d, r in docs.items():
                 if d is None:
                     raise InputError(f"{where}: query {q!r} has a doc id None")
-                ok = isinstance(r, (int, np.integer)) or (isinstance(r, (float, np.floating)) and float(r).is_integer()
-                                                          and abs(r) < 2.0 ** 63)
-                if not ok or abs(int(r)) >= 2 ** 63:
+                ok = isinstance(r, (int, np.integer)) or (isinstance(r, (float, np.floating)) and float(r).is_integer())
+                if not ok or not -(2 ** 63) <= int(r) < 2 ** 63:
                     raise InputError(f"{where}: relevance {r!r} of query {q!r}, doc {d!r} is not an integer")
                 qids.append(str(q))
                 dids.append(str(d))

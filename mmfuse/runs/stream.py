@@ -118,7 +118,7 @@ class _ParquetRun:
             s = b.column(2)
             if s.null_count:
                 raise InputError(f"{self.path}: row {row + _first_null(s) + 1}: score is null")
-            yield pa.table({"query_id": q, "doc_id": d, "score": s.cast(pa.float64())})
+            yield pa.table({"query_id": q, "doc_id": d, "score": s.cast(pa.float64(), safe=False)})  # rounds as numpy
             row += b.num_rows
 
 
