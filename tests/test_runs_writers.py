@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mmfuse import Qrels, Run
 from mmfuse.errors import InputError
-from mmfuse.utils.files import atomic_path, atomic_write, check_output
+from mmfuse.utils.files import atomic_path, atomic_write, check_writable, refuse_input_overwrite
 
 
 def _run() -> Run:
@@ -142,14 +142,15 @@ def test_output_that_is_an_input_is_refused_unless_forced(tmp_path):
             os.path.relpath(inp)]
     for out in same:
         with pytest.raises(InputError) as e:
-            check_output(out, [tmp_path / "other.trec", inp])
+            refuse_input_overwrite(out, [tmp_path / "other.trec", inp])
         msg = str(e.value)
-        assert "\n" not in msg and msg.startswith(f"{out}: output is the input file {inp}") and "--force" in msg
-        check_output(out, [inp], force=True)
+        assert "\n" not in msg and msg.startswith(f"{out}: is also an input ({inp})") and "--force" in msg
+        refuse_input_overwrite(out, [inp], force=True)
     for out in (tmp_path / "new.trec", "-", "/dev/null", tmp_path / "sub" / "new.trec"):
-        check_output(out, [inp, "-"])
+        refuse_input_overwrite(out, [inp, "-"])
+        check_writable(out)
     with pytest.raises(InputError, match="it is a directory"):
-        check_output(tmp_path / "sub", [inp])
+        check_writable(tmp_path / "sub")
 
 
 # -- TREC ids ---------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from mmfuse.errors import InputError, ParameterError
 from mmfuse.runs import Run
 from mmfuse.runs.ids import encode_together
 from mmfuse.runs.stream import RunBlocks, RunStreamWriter
-from mmfuse.utils.files import check_output
+from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .fuse import check_weights, fuse
 from .registry import get_method
@@ -60,7 +60,8 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
                              "blocks; fuse in memory instead (mmfuse.fusion.fuse)")
     check_weights(weights, len(paths))
     m.resolve({k: v for k, v in params.items() if not k.startswith("norm_")})
-    check_output(out_path, paths, force=force)
+    check_writable(out_path)
+    refuse_input_overwrite(out_path, paths, force)
     scratch = Path(os.path.realpath(os.fspath(out_path))).parent if os.fspath(out_path) != "-" else None
     with RunBlocks(paths, block_rows=block_rows, block_queries=block_queries, scratch=scratch) as src:
         if len(paths) > 1 and not (src.coverage == len(paths)).any():

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmfuse.encoders import encoder_from_spec, load_encoder
+from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import InputError, ModelError
 
 from .base import IndexedRetriever, normalize_queries, top_k_dense
@@ -17,9 +19,6 @@ from .base import IndexedRetriever, normalize_queries, top_k_dense
 if TYPE_CHECKING:  # pragma: no cover
     from mmfuse.runs import Run
     from mmfuse.store.lance import IndexStore
-
-POOLINGS = ("mean", "max", "softmax", "maxsim")
-
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
@@ -243,9 +242,7 @@ class DenseTextRetriever(VectorRetriever):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.query_encoder is None:
-            from mmfuse.encoders.text import DenseTextEncoder
-
-            self.query_encoder = DenseTextEncoder()
+            self.query_encoder = load_encoder("text", lazy=True)
         return super()._encode(texts)
 
 
@@ -311,16 +308,13 @@ class PrecomputedRetriever:
 
 def clip_from_spec(spec: Mapping[str, Any]) -> Any:
     """Build the CLIP encoder recorded in an index spec (model, pretrained, checkpoint)."""
-    from mmfuse.encoders.clip import ClipEncoder
-
     if not spec:
         raise ModelError("no visual model recorded in the index; index with --clip-model/--clip-checkpoint")
-    return ClipEncoder(model=spec.get("model"), pretrained=spec.get("pretrained"), checkpoint=spec.get("checkpoint"))
+    return encoder_from_spec(spec)
 
 
 def clap_from_spec(spec: Mapping[str, Any]) -> Any:
-    from mmfuse.encoders.clap import ClapEncoder
-
+    """Build the CLAP encoder recorded in an index spec."""
     if not spec:
         raise ModelError("no audio model recorded in the index; index with --clap-model")
-    return ClapEncoder(model=spec.get("model"))
+    return encoder_from_spec(spec)

@@ -8,8 +8,9 @@
   interrupted write leaves the old file, or nothing, never half a file. A new file gets the usual mode
   (0666 & ~umask, as any tool would create it); an existing file keeps its mode.
 * Anything else at the path (a directory, a socket, a block device) is refused with one clear error.
-* :func:`check_output` refuses, up front, an output that is one of the inputs (the same file, also through a
-  symlink or a hard link) unless ``force=True``: the input would be lost.
+* :func:`check_writable` says up front, before any work, whether a path can be written by these rules, and
+  :func:`refuse_input_overwrite` refuses an output that is one of the inputs (the same file, also through a symlink
+  or a hard link) unless forced: the input would be lost.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from mmfuse.errors import InputError
 
-__all__ = ["atomic_write", "atomic_path", "check_output", "STDOUT"]
+__all__ = ["atomic_write", "atomic_path", "check_writable", "refuse_input_overwrite", "distinct_names", "STDOUT"]
 
 STDOUT = "-"
 _FD_PATH = re.compile(r"/(?:proc/(?:self|\d+)|dev)/fd/\d+")
@@ -102,23 +103,50 @@ def _give_mode(tmp: str | os.PathLike, target: Path) -> None:
     os.chmod(tmp, mode)
 
 
-def check_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), *, force: bool = False) -> None:
-    """Check an output path before any work is done: its directory exists and is writable, nothing that must not be
-    replaced sits there (a directory, a socket), and it is not one of ``inputs`` (the same file, also through a
-    symlink or a hard link) unless ``force``. Raises one :class:`InputError` line naming both paths."""
-    kind, target = _target(path)
-    if kind != "file":
-        return  # stdout, devices and FIFOs are written through: nothing there is replaced
-    _check_parent(target, path)
-    if force:
+def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
+    """Raise InputError now, before any work is done, when ``path`` cannot be written later by the module's rules: as
+    a file (a directory or a socket sits there, or its folder is missing or read-only; stdout, devices and FIFOs
+    pass) or, with ``folder=True``, as a folder to write files into (created with its parents when missing, so the
+    nearest existing one must be a writable folder)."""
+    p = Path(path)
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise InputError(f"{p}: is a file; give a folder for the output files")
+        base = p
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+            raise InputError(f"{p}: cannot write: {base} is not a writable folder")
         return
-    for inp in inputs:
-        if os.fspath(inp) == STDOUT:
+    kind, target = _target(path)
+    if kind == "file":
+        _check_parent(target, path)
+
+
+def refuse_input_overwrite(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], force: bool = False) -> None:
+    """Raise InputError when the output ``out`` is the same file as one of ``inputs``, unless ``force``.
+
+    Writing the output would replace that input (the atomic rename keeps nothing of it). "The same file" means the
+    same inode, so a second name, a symlink or ``./a`` vs ``a`` are caught too; only existing regular files can be
+    inputs that get lost, so stdout, devices, FIFOs and paths that do not exist yet pass.
+    """
+    if force or os.fspath(out) == STDOUT:
+        return
+    try:
+        st = os.stat(out)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode) or _names_descriptor(os.fspath(out)):
+        return
+    for p in inputs:
+        if os.fspath(p) == STDOUT:
             continue
-        with contextlib.suppress(OSError):
-            if os.path.samefile(target, inp):
-                raise InputError(f"{path}: output is the input file {inp}: writing it would lose the input; "
-                                 "choose another output path (or force it: --force)")
+        try:
+            if os.path.samestat(st, os.stat(p)):
+                raise InputError(f"{out}: is also an input ({p}); writing it would lose that input. Choose another "
+                                 f"output file (or pass --force to replace it)")
+        except OSError:
+            continue
 
 
 @contextlib.contextmanager
@@ -194,3 +222,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def distinct_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """A short label per path, unique among ``paths``: the file name, or as many trailing folders as it takes to
+    tell two files of the same name apart (``a/run.trec``, ``b/run.trec``); the same file given twice gets ``#2``."""
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = [os.path.join(*pp[-d:]) for pp, d in zip(parts, depth)]
+        seen: dict[str, list[int]] = {}
+        for i, lab in enumerate(labels):
+            seen.setdefault(lab, []).append(i)
+        grow = [i for group in seen.values() if len({parts[j] for j in group}) > 1 for i in group
+                if depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    count: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        count[lab] = count.get(lab, 0) + 1
+        out.append(lab if count[lab] == 1 else f"{lab}#{count[lab]}")
+    return out
