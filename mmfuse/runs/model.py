@@ -82,6 +82,21 @@ def _evidence(evidence: Mapping[str, Any] | None, n: int, where: str) -> dict[st
     return out
 
 
+def _nested(data: Any, where: str, what: str) -> Iterator[tuple[Any, Any, Any]]:
+    """(query id, doc id, value) of ``{query_id: {doc_id: value}}``; a non-mapping or a None id is one error."""
+    if not isinstance(data, Mapping):
+        raise InputError(f"{where}: expected a mapping {{query_id: {{doc_id: {what}}}}}, got {type(data).__name__}")
+    for q, docs in data.items():
+        if q is None:
+            raise InputError(f"{where}: a query id is None")
+        if not isinstance(docs, Mapping):
+            raise InputError(f"{where}: query {q!r} must map doc ids to {what}, got {type(docs).__name__}")
+        for d, v in docs.items():
+            if d is None:
+                raise InputError(f"{where}: query {q!r} has a doc id None")
+            yield q, d, v
+
+
 def _check_dup_mode(on_duplicate: str) -> None:
     if on_duplicate not in _DUP_MODES:
         raise unknown("on_duplicate mode", on_duplicate, _DUP_MODES)
@@ -400,23 +415,14 @@ class Run(_Ranked):
     def from_dict(cls, data: Mapping[str, Mapping[str, float]], name: str = "run", source: str | None = None) -> Run:
         """From ``{query_id: {doc_id: score}}``; queries with an empty dict are kept (with no entries)."""
         where = source or name
-        if not isinstance(data, Mapping):
-            raise InputError(f"{where}: expected a mapping {{query_id: {{doc_id: score}}}}, got {type(data).__name__}")
         qids, dids, scores = [], [], []
-        for q, docs in data.items():
-            if q is None:
-                raise InputError(f"{where}: a query id is None")
-            if not isinstance(docs, Mapping):
-                raise InputError(f"{where}: query {q!r} must map doc ids to scores, got {type(docs).__name__}")
-            for d, s in docs.items():
-                if d is None:
-                    raise InputError(f"{where}: query {q!r} has a doc id None")
-                qids.append(str(q))
-                dids.append(str(d))
-                try:
-                    scores.append(float(s))
-                except (TypeError, ValueError, OverflowError):
-                    raise InputError(f"{where}: score {s!r} of query {q!r}, doc {d!r} is not a number") from None
+        for q, d, s in _nested(data, where, "scores"):
+            qids.append(str(q))
+            dids.append(str(d))
+            try:
+                scores.append(float(s))
+            except (TypeError, ValueError, OverflowError):
+                raise InputError(f"{where}: score {s!r} of query {q!r}, doc {d!r} is not a number") from None
         return cls.from_arrays(np.asarray(qids, dtype=object), np.asarray(dids, dtype=object),
                                np.asarray(scores, dtype=np.float64), name=name, queries=[str(q) for q in data],
                                source=source)
@@ -737,24 +743,14 @@ class Qrels(_Ranked):
     @classmethod
     def from_dict(cls, data: Mapping[str, Mapping[str, int]], name: str = "qrels", source: str | None = None) -> Qrels:
         where = source or name
-        if not isinstance(data, Mapping):
-            raise InputError(f"{where}: expected a mapping {{query_id: {{doc_id: relevance}}}}, got "
-                             f"{type(data).__name__}")
         qids, dids, rels = [], [], []
-        for q, docs in data.items():
-            if q is None:
-                raise InputError(f"{where}: a query id is None")
-            if not isinstance(docs, Mapping):
-                raise InputError(f"{where}: query {q!r} must map doc ids to relevance, got {type(docs).__name__}")
-            for d, r in docs.items():
-                if d is None:
-                    raise InputError(f"{where}: query {q!r} has a doc id None")
-                ok = isinstance(r, (int, np.integer)) or (isinstance(r, (float, np.floating)) and float(r).is_integer())
-                if not ok or not -(2 ** 63) <= int(r) < 2 ** 63:
-                    raise InputError(f"{where}: relevance {r!r} of query {q!r}, doc {d!r} is not an integer")
-                qids.append(str(q))
-                dids.append(str(d))
-                rels.append(int(r))
+        for q, d, r in _nested(data, where, "relevance"):
+            ok = isinstance(r, (int, np.integer)) or (isinstance(r, (float, np.floating)) and float(r).is_integer())
+            if not ok or not -(2 ** 63) <= int(r) < 2 ** 63:
+                raise InputError(f"{where}: relevance {r!r} of query {q!r}, doc {d!r} is not an integer")
+            qids.append(str(q))
+            dids.append(str(d))
+            rels.append(int(r))
         return cls.from_arrays(np.asarray(qids, dtype=object), np.asarray(dids, dtype=object),
                                np.asarray(rels, dtype=np.int64), name=name, source=source)
 

@@ -135,16 +135,26 @@ def read_text_columns(path: Path, kinds: Sequence[str], wanted: Sequence[str],
     if group:
         out[group] = encoded
     if floats is not None:
-        if np.isnan(floats).any():
-            raise SlowPath  # the line reader names the line
         out["score"] = floats
-    if "rel" in out:
-        try:
-            out["rel"] = pc.cast(out["rel"], pa.int64()).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise SlowPath from None
-    out["tag"] = tag
-    return out
+    return _numeric(out, tag)
+
+
+def _numeric(cols: dict[str, Any], tag: str | None) -> dict[str, Any]:
+    """Columns with "rel" parsed to int64 and the tag; a NaN score or a bad grade leaves it to the line reader (which
+    names the line)."""
+    if "score" in cols and np.isnan(cols["score"]).any():
+        raise SlowPath
+    if "rel" in cols:
+        cols["rel"] = _cast(cols["rel"], pa.int64())
+    cols["tag"] = tag
+    return cols
+
+
+def _cast(col: Any, typ: pa.DataType) -> np.ndarray:
+    try:
+        return pc.cast(col, typ).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SlowPath from None
 
 
 def _map_file(path: Path):
@@ -195,20 +205,8 @@ def _read_columns_csv(data: bytes, path: Path, kinds: Sequence[str], wanted: Seq
         text = cols["score"]
         if not pc.all(pc.match_substring_regex(text, _FLOAT_RE2)).as_py():
             raise SlowPath
-        try:
-            floats = pc.cast(text, pa.float64()).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise SlowPath from None
-        if np.isnan(floats).any():
-            raise SlowPath
-        cols["score"] = floats
-    if "rel" in cols:
-        try:
-            cols["rel"] = pc.cast(cols["rel"], pa.int64()).to_numpy()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise SlowPath from None
-    cols["tag"] = first.split(b" ")[names.index("tag")].decode("utf-8", "replace") if "tag" in names else None
-    return cols
+        cols["score"] = _cast(text, pa.float64())
+    return _numeric(cols, first.split(b" ")[names.index("tag")].decode("utf-8", "replace") if "tag" in names else None)
 
 
 # The TREC float syntax of fastio.ascii_float, for Arrow's regex engine (RE2)

@@ -45,12 +45,18 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def _unwritable(table: pa.Array) -> np.ndarray:
-    """Positions of ids that TREC text cannot hold: empty, or with ASCII whitespace inside."""
+def _first_unwritable(table: pa.Array, used: np.ndarray) -> int | None:
+    """Position of the first id among those ``used`` that TREC text cannot hold (empty, or with ASCII whitespace
+    inside), or None."""
     if not len(table):
-        return np.zeros(0, dtype=np.int64)
+        return None
     bad = pc.or_(pc.match_substring_regex(table, _SPACE), pc.equal(pc.binary_length(table), 0))
-    return np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    bad = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+    if bad.size:
+        written = np.zeros(len(table), dtype=bool)
+        written[used] = True
+        bad = bad[written[bad]]
+    return int(bad[0]) if bad.size else None
 
 
 def check_trec_ids(path: str | os.PathLike, qtab: pa.Array, dtab: pa.Array, qidx: np.ndarray,
@@ -63,25 +69,17 @@ def check_trec_ids(path: str | os.PathLike, qtab: pa.Array, dtab: pa.Array, qidx
     why = "TREC ids must be non-empty, without spaces, tabs or newlines"
     if not qidx.size:
         return
-    bad_q = _unwritable(qtab)
-    if bad_q.size:
-        used = np.zeros(len(qtab), dtype=bool)
-        used[qidx] = True
-        bad_q = bad_q[used[bad_q]]
-        if bad_q.size:
-            raise InputError(f"{path}: cannot write query id {qtab[int(bad_q[0])].as_py()!r}: {why}")
+    q = _first_unwritable(qtab, qidx)
+    if q is not None:
+        raise InputError(f"{path}: cannot write query id {qtab[q].as_py()!r}: {why}")
     first = qtab[int(qidx[0])].as_py()
     if at_start and first.startswith("\ufeff"):
         raise InputError(f"{path}: cannot write query id {first!r}: a TREC file cannot start with a byte-order mark")
-    bad_d = _unwritable(dtab)
-    if bad_d.size:
-        used = np.zeros(len(dtab), dtype=bool)
-        used[doc_idx] = True
-        bad_d = bad_d[used[bad_d]]
-        if bad_d.size:
-            e = int(np.flatnonzero(doc_idx == bad_d[0])[0])
-            raise InputError(f"{path}: cannot write doc id {dtab[int(bad_d[0])].as_py()!r} of query "
-                             f"{qtab[int(qidx[e])].as_py()!r}: {why}")
+    d = _first_unwritable(dtab, doc_idx)
+    if d is not None:
+        e = int(np.flatnonzero(doc_idx == d)[0])
+        raise InputError(f"{path}: cannot write doc id {dtab[d].as_py()!r} of query {qtab[int(qidx[e])].as_py()!r}: "
+                         f"{why}")
 
 
 def _joined(columns: list[Any]) -> memoryview:

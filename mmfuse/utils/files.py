@@ -103,6 +103,19 @@ def _give_mode(tmp: str | os.PathLike, target: Path) -> None:
     os.chmod(tmp, mode)
 
 
+@contextlib.contextmanager
+def _renamed_into_place(tmp: str | os.PathLike, target: Path) -> Iterator[None]:
+    """Rename ``tmp`` over ``target``, with the mode ``target`` should have, when the block succeeds; else remove it."""
+    try:
+        yield
+        _give_mode(tmp, target)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
     """Raise InputError now, before any work is done, when ``path`` cannot be written later by the module's rules: as
     a file (a directory or a socket sits there, or its folder is missing or read-only; stdout, devices and FIFOs
@@ -171,17 +184,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     except OSError as e:
         raise InputError(f"{path}: cannot write: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, mode, encoding=encoding) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        _give_mode(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _renamed_into_place(tmp, target), os.fdopen(fd, mode, encoding=encoding) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
@@ -209,19 +215,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         return
     parent = _check_parent(target, path)
     tmp = parent / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp{suffix}"
-    try:
+    with _renamed_into_place(tmp, target):
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _give_mode(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def distinct_names(paths: Sequence[str | os.PathLike]) -> list[str]:
