@@ -251,12 +251,22 @@ def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ukeys, pair
 
 
-def align(runs: list, depth: int | None = None) -> Aligned:
-    """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring."""
+def query_union(runs: list, queries: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The fused query table and each run's map into it: ``queries`` first (in their order, answered or not), then
+    the runs' other queries in first-seen order."""
+    if queries is None:
+        return _union_first_seen([r.query_ids for r in runs])
+    table, maps = _union_first_seen([np.asarray(queries, dtype=object)] + [r.query_ids for r in runs])
+    return table, maps[1:]
+
+
+def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None) -> Aligned:
+    """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring.
+    ``queries`` leads the query table (see ``query_union``)."""
     if depth is not None:
         runs = [r.cut(depth) for r in runs]
     names = [str(r.name) for r in runs]
-    query_ids, qmaps = _union_first_seen([r.query_ids for r in runs])
+    query_ids, qmaps = query_union(runs, queries)
     doc_ids, dmaps = _union_sorted(doc_tables(runs))
     R, Q, D = len(runs), int(query_ids.size), int(doc_ids.size)
 

@@ -150,7 +150,10 @@ class AudioRetriever(VectorRetriever):
 
 
 class _Bm25Retriever(IndexedRetriever):
-    """BM25 (bm25s) over one text column; ``squash=True`` uses character n-grams (OCR)."""
+    """BM25 (bm25s) over one text column; ``squash=True`` uses character n-grams (OCR).
+
+    Scores are relative to each query's self-match (``Bm25Index.search(relative=True)``): about 1 for a segment
+    that holds the whole query, a small fraction for a partial match, comparable across queries and retrievers."""
 
     squash = False
 
@@ -172,7 +175,7 @@ class _Bm25Retriever(IndexedRetriever):
         if data["bm25"] is None:
             e = np.empty(0, dtype=np.int64)
             return e, e.copy(), np.empty(0)
-        idx, sc = data["bm25"].search(texts, n_hits)
+        idx, sc = data["bm25"].search(texts, n_hits, relative=True)
         idx = np.asarray(idx, dtype=np.int64).reshape(len(texts), -1)
         sc = np.asarray(sc, dtype=np.float64).reshape(len(texts), -1)
         qidx = np.repeat(np.arange(len(texts)), idx.shape[1])
@@ -231,12 +234,13 @@ class MetadataRetriever(_Bm25Retriever):
 class DenseTextRetriever(VectorRetriever):
     """Dense sentence embeddings (bundled all-MiniLM-L6-v2) of ASR or metadata text: ``asr_dense``, ``meta_dense``.
 
-    ``min_score`` (cosine, default 0.4) drops non-matches: on the sample corpus MiniLM gives unrelated
-    query/transcript pairs 0.05-0.34 and matching ones 0.53-0.98; a list holding every segment
-    would otherwise drown the lexical lists in fusion.
+    Scores are cosine similarities, and the list is the top ``k`` by cosine with no cut: a threshold would be a
+    constant fitted to some corpus and model (unrelated MiniLM pairs score 0.05-0.35 on the sample corpus, other
+    models sit elsewhere). Telling a real match from the best of the unrelated ones is the fusion's job, from the
+    shape of this list next to the others. ``min_score`` still cuts when a caller wants it.
     """
 
-    def __init__(self, store: "IndexStore", modality: str, encoder: Any = None, min_score: float | None = 0.4,
+    def __init__(self, store: "IndexStore", modality: str, encoder: Any = None, min_score: float | None = None,
                  **kw: Any) -> None:
         super().__init__(store, modality, encoder, min_score=min_score, **kw)
 

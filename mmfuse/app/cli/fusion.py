@@ -65,6 +65,13 @@ def fuse_cmd(
                           highlight=False)
         return
     loaded = [Run.read(p, format=fmt, name=Path(p).stem, on_duplicate=on_duplicate) for p in runs]
+    for p, r in zip(runs, loaded):
+        if len(r) == 0:
+            raise InputError(f"{p}: empty run (no entries)")
+    common = set.intersection(*(set(r.query_ids.tolist()) for r in loaded))
+    if len(loaded) > 1 and not common:
+        err_console.print("[yellow]warning:[/] the runs share no query id: each query is fused over the runs that "
+                          "have it (check that the files use the same query ids)", highlight=False, soft_wrap=True)
     fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, **params)
     try:
         fused.write(out, tag=tag or fused.name)
