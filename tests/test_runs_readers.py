@@ -196,8 +196,10 @@ def test_null_ids_are_an_error_naming_column_and_row(tmp_path):
     (b"q1\t \n", "topics:1: expected 'qid<TAB>query text'"),
     (b"\n\n", "topics: no queries"),
     (b"q1\tok\nq2\t\xff\xfe\n", "topics:2: not valid UTF-8 text"),
-    (b'{"q1": null}', "topics: query 'q1' must have a non-empty text, got None"),
-    (b'{"q1": {"t": 1}}', "topics: query 'q1' must have a non-empty text"),
+    (b'{"q1": null}', "topics: query 'q1' must have a text, got None"),
+    (b'{"q1": {"t": 1}}', "topics: query 'q1' must have a text"),
+    (b'{"q1": ["a"]}', "topics: query 'q1' must have a text"),
+    (b'{"q1": true}', "topics: query 'q1' must have a text"),
     (b'["q1"]', r"topics: expected a JSON object \{qid: text\}"),
     (b'{"q1": "x"', "topics:1: invalid JSON"),
 ])

@@ -16,7 +16,9 @@ __all__ = ["read_queries"]
 def read_queries(path: str | os.PathLike) -> dict[str, str]:
     """Query texts by id from TSV ``qid<TAB>text`` or JSON ``{qid: text}`` (by extension, or a leading ``{``).
 
-    Blank lines are skipped; a line without a tab, an empty id or text, or an id given twice is an error.
+    TSV: blank lines are skipped; a line without a tab, an empty id or text, or an id given twice is an error.
+    JSON: texts must be strings (or numbers); a blank text is passed on as it is (searching decides what to do with
+    it), a null, list or object is an error.
     """
     p = Path(path)
     if not p.is_file():
@@ -38,8 +40,8 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
         if not isinstance(data, dict):
             raise InputError(f"{p}: expected a JSON object {{qid: text}}")
         for k, v in data.items():
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool) or not str(v).strip():
-                raise InputError(f"{p}: query {k!r} must have a non-empty text, got {v!r}")
+            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+                raise InputError(f"{p}: query {k!r} must have a text, got {v!r}")
         return {str(k): str(v) for k, v in data.items()}
     out: dict[str, str] = {}
     first: dict[str, int] = {}
