@@ -38,7 +38,7 @@ from mmfuse.utils.files import atomic_path
 from .ids import natural_key, natural_order
 from .writers import check_tag, check_trec_ids, trec_number, trec_text
 
-__all__ = ["RunBlocks", "RunStreamWriter", "plan_blocks", "READ_BATCH"]
+__all__ = ["RunBlocks", "RunStreamWriter", "plan_blocks"]
 
 READ_BATCH = 1 << 17
 _COLUMNS = ("query_id", "doc_id", "score")
