@@ -17,7 +17,7 @@ from mmfuse.runs.run import FORMATS
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
-from .common import app, console, err_console
+from .common import app, console, err_console, warn
 
 DUPLICATES = ("error", "max", "first")
 
@@ -70,8 +70,8 @@ def fuse_cmd(
             raise InputError(f"{p}: empty run (no entries)")
     common = set.intersection(*(set(r.query_ids.tolist()) for r in loaded))
     if len(loaded) > 1 and not common:
-        err_console.print("[yellow]warning:[/] the runs share no query id: each query is fused over the runs that "
-                          "have it (check that the files use the same query ids)", highlight=False, soft_wrap=True)
+        warn("the runs share no query id: each query is fused over the runs that have it (check that the files use "
+             "the same query ids)")
     fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, **params)
     try:
         fused.write(out, tag=tag or fused.name)
