@@ -174,16 +174,6 @@ def segment_run(
                name=name, evidence=evidence)
 
 
-def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
-    """``run.ensure_queries(query_ids)`` (kept for callers outside the retrievers; use the Run operation)."""
-    return run.ensure_queries(query_ids)
-
-
-def empty_run(name: str, query_ids: np.ndarray) -> "Run":
-    """``Run.empty(query_ids, name)`` (kept for callers outside the retrievers; use the Run operation)."""
-    return Run.empty(query_ids, name=name)
-
-
 def describe(obj: Any) -> str:
     """``name (modality)`` of a retriever, for messages."""
     return f"{getattr(obj, 'name', type(obj).__name__)} ({getattr(obj, 'modality', '?')})"

@@ -27,8 +27,17 @@ from mmfuse.errors import InputError, ParameterError, unknown
 
 from . import fastio
 from .ids import LazyIds, as_str_array, encode, ids_array, natural_order
-from .readers import (TREC_QRELS, TREC_RUN, SlowPath, check_readable, format_of, read_json_object, read_parquet,
-                      read_text_columns, read_text_lines)
+from .readers import (
+    TREC_QRELS,
+    TREC_RUN,
+    SlowPath,
+    check_readable,
+    format_of,
+    read_json_object,
+    read_parquet,
+    read_text_columns,
+    read_text_lines,
+)
 from .writers import arrow_ids, check_tag, check_trec_ids, trec_number, write_json, write_parquet, write_trec
 
 __all__ = ["Run", "Qrels", "RankedList"]
