@@ -20,7 +20,6 @@ from mmfuse.expand import ExpansionReport, QueryExpander, build_expander
 from mmfuse.fusion import fuse, get_method
 from mmfuse.rerankers import build_reranker
 from mmfuse.retrievers import VectorRetriever, load_retriever, retrievers_for_index
-from mmfuse.retrievers.base import ensure_queries
 from mmfuse.runs import Run
 from mmfuse.store.lance import IndexStore
 
@@ -324,7 +323,7 @@ class Pipeline:
             warnings += expansion.warnings
             runs += more
             timings["expand"] = time.perf_counter() - t0
-        runs = [ensure_queries(r, qids) for r in runs]
+        runs = [r.ensure_queries(qids) for r in runs]
         if progress:
             progress(stages - 1 - (self.reranker is not None), stages, "fuse")
         t0 = time.perf_counter()
@@ -417,7 +416,7 @@ class Pipeline:
         """One fusion call over every retriever's run; queries only some retrievers answered follow the coverage
         rule of :func:`mmfuse.fusion.fuse` (fused over the runs that answered them, on the method's scale)."""
         if callable(self.fusion):
-            return ensure_queries(self.fusion(runs), query_ids)
+            return self.fusion(runs).ensure_queries(query_ids)
         weights = self.weights
         base = [r.name for r in runs if "@" not in r.name]
         if weights is not None and len(weights) == len(base) < len(runs):  # an expanded run weighs as its retriever

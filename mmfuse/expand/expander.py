@@ -33,7 +33,6 @@ from mmfuse.errors import ModelError, ParameterError, unknown
 from mmfuse.fusion import fuse, get_method
 from mmfuse.llm import GenerationStats, ListStats, TextGenerator, TextTemplate, parse_list
 from mmfuse.retrievers import EmbeddingRetriever
-from mmfuse.retrievers.base import empty_run
 from mmfuse.runs import Run
 
 __all__ = ["DEFAULT_N", "ExpansionReport", "LEXICAL", "METHODS", "QueryExpander", "QueryExpansion", "expanded_name"]
@@ -239,7 +238,7 @@ class QueryExpander:
             name = expanded_name(base.name, self.method)
             try:
                 if not ok:
-                    run = empty_run(name, np.asarray(qids))
+                    run = Run.empty(qids, name=name)
                 elif self.method == "q2e":
                     run = self._search_each(r, ok, qids, depth)
                 else:

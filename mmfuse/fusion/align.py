@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfuse.errors import InputError
+from mmfuse.runs import LazyIds
 
 from ._kernels import kernels as _kernels
 
@@ -143,20 +144,16 @@ def _union_first_seen(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.nda
 
 def doc_tables(runs: list) -> list:
     """The runs' doc tables without turning Arrow-backed (lazy) ones into Python strings."""
-    from mmfuse.runs.run import LazyIds
-
-    return [r._doc_ids.arrow if isinstance(r._doc_ids, LazyIds) else r._doc_ids for r in runs]
+    return [r.doc_table() for r in runs]
 
 
 def _union_sorted(tables: list, lazy: bool = False) -> tuple:
     """Sorted union of sorted doc tables (numpy object or Arrow string arrays) and each table's positions in it.
 
     Identical tables cost nothing; otherwise the compiled key merge of ``mmfuse.runs.fastio`` runs, with Arrow's
-    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``run.LazyIds`` (no Python strings).
+    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``mmfuse.runs.LazyIds`` (no Python strings).
     """
     import pyarrow as pa
-
-    from mmfuse.runs.run import LazyIds
 
     first = tables[0]
     is_arrow = [isinstance(t, (pa.Array, pa.ChunkedArray)) for t in tables]

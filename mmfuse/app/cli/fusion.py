@@ -12,8 +12,7 @@ from mmfuse.errors import InputError, ParameterError
 from mmfuse.fusion import default_method, fuse, get_method, methods
 from mmfuse.fusion.norm import norm_name
 from mmfuse.fusion.streaming import fuse_stream
-from mmfuse.runs import Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Run
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
@@ -59,7 +58,7 @@ def fuse_cmd(
     out = Path(output)
     if stream:
         stats = fuse_stream(runs, out, method=method, norm=norm, weights=weights, depth=depth, block_rows=block_rows,
-                            on_duplicate=on_duplicate, **params)
+                            on_duplicate=on_duplicate, force=force, **params)
         err_console.print(f"fused {len(runs)} runs block by block -> {out} "
                           + ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str))),
                           highlight=False)
