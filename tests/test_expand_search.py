@@ -181,7 +181,7 @@ def test_expansion_with_a_local_tiny_model(index, env, tiny_llm_dir, tmp_path):
     assert ex["prompt_tokens"] > 50 and ex["completion_tokens"] >= 1 and not ex["cached"]
 
 
-def test_expansion_mistakes_are_one_line(index, env):
+def test_expansion_mistakes_are_one_line(index, env, tmp_path):
     p = _cli(env, "search", QUERY, "--index", index, "--expand", "q2e", code=2)
     assert "no language model: pass --llm-base-url URL --llm-model NAME" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
@@ -189,3 +189,8 @@ def test_expansion_mistakes_are_one_line(index, env):
     assert "--expand-n go(es) with --expand q2e|hyde|lamer" in p.stderr
     p = _cli(env, "search", QUERY, "--index", index, "--expand", "hype", code=2)
     assert "hype" in p.stderr and "hyde" in p.stderr
+    config = tmp_path / "m.toml"  # --expand none turns off the config's expansion (no server needed then)
+    config.write_text(f'[index]\npath = "{index}"\n[retrievers.visual]\nenabled = false\n'
+                      '[retrievers.audio]\nenabled = false\n[expand]\nmethod = "q2e"\n')
+    p = _cli(env, "search", QUERY, "--config", config, "--json", "--expand", "none")
+    assert "expansion" not in json.loads(p.stdout)

@@ -122,7 +122,7 @@ def index_cmd(
 
 def _expander(v: dict, cfg: dict):
     """The query expander the search options ask for (None without --expand); the model loads on the first query."""
-    if not v["expand"]:
+    if v["expand"] in (None, "none"):
         given = [f for f, n in (("--expand-n", "expand_n"), ("--expand-fusion", "expand_fusion"),
                                 ("--expand-template", "expand_template")) if v[n] is not None]
         if given:
@@ -161,8 +161,9 @@ def search_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
-    expand: Optional[str] = typer.Option(None, "--expand", parser=Choice(EXPAND_METHODS),
-                                         help="Expand queries with a language model: q2e | hyde | lamer."),
+    expand: Optional[str] = typer.Option(None, "--expand", parser=Choice(("none", *EXPAND_METHODS)),
+                                         help="Expand queries with a language model: q2e | hyde | lamer "
+                                              "(none: not even when --config says so)."),
     expand_n: Optional[int] = typer.Option(None, "--expand-n", parser=Int(min=1, max=20),
                                            help="Sub-queries (q2e) or passages (hyde, lamer) per query."),
     expand_fusion: Optional[str] = typer.Option(None, "--expand-fusion", parser=Checked(get_method),
