@@ -171,14 +171,18 @@ def test_batch_search_writes_expanded_runs_falls_back_and_caches(index, server, 
     assert (tmp_path / "fused.trec").read_bytes() == first
 
 
-def test_expansion_with_a_local_tiny_model(index, env, tiny_llm_dir, tmp_path):
+def test_expansion_with_a_local_tiny_model(index, tiny_llm_dir):
     # random weights: the answer is noise, but the prompt, the generation, the token counts and the search are real
-    p = _cli(env, "search", QUERY, "--index", index, "--json", "--expand", "hyde", "--llm-model", tiny_llm_dir,
-             "--llm-cache", "")
-    doc = json.loads(p.stdout)
-    ex = doc["expansion"]
-    assert doc["hits"] and ex["model"]["backend"] == "transformers" and ex["model"]["model"] == str(tiny_llm_dir)
+    # (what `mmfuse search --expand hyde --llm-model DIR` builds: a folder is a local model)
+    from mmfuse.expand import build_expander
+    from mmfuse.pipeline import searcher
+
+    res = searcher(index, expand=build_expander("hyde", model=str(tiny_llm_dir), cache=None, device="cpu")).run(
+        {"q": QUERY}, k=3)
+    ex = res.as_dict("q")["expansion"]
+    assert res.hits("q") and ex["model"]["backend"] == "transformers" and ex["model"]["model"] == str(tiny_llm_dir)
     assert ex["prompt_tokens"] > 50 and ex["completion_tokens"] >= 1 and not ex["cached"]
+    assert [r.name for r in res.runs][-1] == "meta_dense@hyde"
 
 
 def test_expansion_mistakes_are_one_line(index, env, tmp_path):

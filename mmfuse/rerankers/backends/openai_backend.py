@@ -42,13 +42,13 @@ class OpenAIBackend(PromptedBackend):
         self.concurrency = self.http.concurrency
         self.temperature = temperature
 
-    @property
-    def requests(self) -> int:
-        return self.http.requests
-
-    @property
-    def retried(self) -> int:
-        return self.http.retried
+    # the transport's settings and counters, as this backend's own
+    requests = property(lambda self: self.http.requests)
+    retried = property(lambda self: self.http.retried)
+    retries = property(lambda self: self.http.retries)
+    backoff = property(lambda self: self.http.backoff)
+    image_format = property(lambda self: self.http.image_format)
+    extra_body = property(lambda self: self.http.extra_body)
 
     def close(self) -> None:
         self.http.close()
@@ -64,7 +64,7 @@ class OpenAIBackend(PromptedBackend):
         out = []
         for parts in prompts:
             body = {"model": self.model, "messages": self.messages(parts), "max_tokens": 1,
-                    "temperature": 0.0, "logprobs": True, "top_logprobs": 20, **self.http.extra_body}
+                    "temperature": 0.0, "logprobs": True, "top_logprobs": 20, **self.extra_body}
             data = self.http.post(body)
             try:
                 top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
