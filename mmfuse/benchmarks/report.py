@@ -49,7 +49,7 @@ def dataset_note(dataset) -> str:
 
 
 def to_json(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int]) -> dict:
-    """``{"datasets": {NAME: {"n_queries": int, "results": [...]}}}`` exactly as documented (recall in percent)."""
+    """``{"datasets": {NAME: {"n_queries": int, "results": [...]}}}`` exactly as documented (R@k, MRR, nDCG as fractions of 1)."""
     return {"datasets": {name: {"n_queries": int(n_queries[name]), "results": [r.to_json() for r in res]}
                          for name, res in results.items()}}
 
@@ -156,7 +156,7 @@ def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
         vals = []
         for m in metrics:
             v = r.metrics.get(m)
-            vals.append("" if v is None else (f"{v:.1f}" if m.startswith("R@") or m in ("MdR", "MnR") else f"{v:.3f}"))
+            vals.append("" if v is None else (f"{v:.1f}" if m in ("MdR", "MnR") else f"{v:.3f}"))
         tag = " **(default)**" if is_default(r) else ""
         tag += " *(transductive)*" if r.extra.get("transductive") else ""
         tuned = f" \\[tuned on {escape_md(r.tuned_on)}\\]" if r.tuned_on else ""
@@ -174,10 +174,10 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
     lines = ["# mmfuse fusion benchmark", ""]
     if command:
         lines += ["Reproduce with:", "", _fence(command), command, _fence(command), ""]
-    lines += ["R@k: percent of queries with a relevant item in the top k (a tie with the relevant item counts in its "
-              "favour, as in the usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant "
-              "item; MRR@10, nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned "
-              "runs.", ""]
+    lines += ["Every value but the ranks is a fraction of 1 (as trec_eval and ranx print them). R@k: the fraction of "
+              "queries with a relevant item in the top k (a tie with the relevant item counts in its favour, as in the "
+              "usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant item; MRR@10, "
+              "nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned runs.", ""]
     for name, res in results.items():
         res = list(res)
         lines += [f"## {escape_md(name)} ({n_queries[name]} queries)", ""]
@@ -186,7 +186,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
         singles = sorted((r for r in res if r.config.method == "single"), key=lambda r: -r.metrics["R@1"])
         if singles:
             lines += ["Single retrievers: "
-                      + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.1f}" for r in singles)
+                      + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.3f}" for r in singles)
                       + " (R@1).", ""]
         cmp_rows = default_vs_combsum(res)
         if cmp_rows:
@@ -195,15 +195,15 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       "|---|---|---|---|---|"]
             for row in cmp_rows:
                 bs = row["best_single"]
-                lines.append(f"| {escape_md('+'.join(row['retrievers']))} | {bs.metrics['R@1']:.1f} "
+                lines.append(f"| {escape_md('+'.join(row['retrievers']))} | {bs.metrics['R@1']:.3f} "
                              f"({escape_md(label(bs))}) | "
-                             f"{row['best_combsum'].metrics['R@1']:.1f} ({row['best_combsum'].config.norm}) | "
-                             f"{row['default'].metrics['R@1']:.1f} | {row['delta']:+.1f} |")
+                             f"{row['best_combsum'].metrics['R@1']:.3f} ({row['best_combsum'].config.norm}) | "
+                             f"{row['default'].metrics['R@1']:.3f} | {row['delta']:+.3f} |")
             lost = [r for r in cmp_rows if r["delta"] < 0]
             lines.append("")
             if lost:
                 lines.append("The default does **not** beat the best CombSUM variant on: "
-                             + "; ".join(f"{escape_md('+'.join(r['retrievers']))} ({r['delta']:+.1f} R@1 vs CombSUM/"
+                             + "; ".join(f"{escape_md('+'.join(r['retrievers']))} ({r['delta']:+.3f} R@1 vs CombSUM/"
                                          f"{r['best_combsum'].config.norm})" for r in lost) + ".")
             else:
                 lines.append("The default beats the best CombSUM variant on every subset of >= 3 retrievers.")
@@ -215,7 +215,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
             lines += [f"### Sensitivity of the default (`sef`) to `{param}` (all retrievers)", "",
                       f"| {param} | " + " | ".join(f"{v:g}" for v, _ in pts) + " |",
                       "|---|" + "---|" * len(pts),
-                      "| R@1 | " + " | ".join(f"{s:.1f}" for _, s in pts) + " |", ""]
+                      "| R@1 | " + " | ".join(f"{s:.3f}" for _, s in pts) + " |", ""]
         if plots and name in plots:
             lines += ["### Plots", ""] + [f"![{escape_md(k)}]({_md_link(v)})" for k, v in plots[name].items()] + [""]
         metrics = list(next(iter(res)).metrics) if res else []
