@@ -6,8 +6,9 @@ of ``index``/``search``/``rerank``, applied where the user did not pass the flag
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -26,6 +27,11 @@ app = typer.Typer(
 )
 console = Console(emoji=False)  # ":x:" in a file name or id stays text
 err_console = Console(stderr=True, emoji=False)
+_DIGITS = re.compile(r"([0-9]+)")
+
+# The one convention for metric values in every command and report: fractions of 1, as trec_eval and ranx print
+# them (a percent in one place and a fraction in another would be misread; trec_eval's format allows only this).
+FRACTIONS = "values are fractions of 1"
 
 
 def _print_version(value: bool) -> None:
@@ -53,6 +59,37 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def natural_order(ids: list[str]) -> list[int]:
+    """Positions that list ``ids`` in natural order (``q2`` before ``q10``, as trec_eval users expect)."""
+    keys = [(tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(x))), x) for x in ids]
+    return sorted(range(len(ids)), key=keys.__getitem__)
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """A short, unique code per name for narrow table columns, printed with a legend: the initial when that is
+    unique (``clip4clip`` C, ``ocr_bm25`` O), else the initials of the name's parts (``asr_dense`` AD), else more
+    letters of its first part (``asr`` AS, ``audio`` AU)."""
+    parts = {n: [p for p in re.split(r"[^0-9A-Za-z]+", n) if p] or [n] for n in names}
+
+    def code(n: str, step: int) -> str:
+        first, rest = parts[n][0], parts[n][1:]
+        if step == 0:
+            return first[0].upper()
+        return (first[:step] + "".join(p[0] for p in rest)).upper()
+
+    out = {n: code(n, 0) for n in names}
+    for step in range(1, 2 + max((len(p[0]) for p in parts.values()), default=0)):
+        clash = {n for n in names if list(out.values()).count(out[n]) > 1}
+        if not clash:
+            return out
+        out.update({n: code(n, step) for n in clash})
+    return {n: n for n in names}  # names that differ only past their first part's letters: keep them whole
+
+
+def legend(codes: dict[str, str]) -> str:
+    return " ".join(f"{c}={n}" for n, c in sorted(codes.items(), key=lambda kv: kv[1]))
 
 
 def required(value, flag: str, key: str):
