@@ -169,6 +169,9 @@ VALUES = [
     (["compare", "qrels.txt", "a.trec", "b.trec", "--max-p", "1.5"], "--max-p", "<= 1"),
     (["compare", "qrels.txt", "a.trec", "b.trec", "--permutations", "0"], "--permutations", "at least 1"),
     (["compare", "qrels.txt", "a.trec", "b.trec", "-m", "ndgc@10"], "-m", "did you mean 'ndcg@10'"),
+    (["convert", "a.trec", "out/x.json", "--depth", "0"], "--depth", "at least 1"),
+    (["convert", "a.trec", "out/x.json", "--kind", "qrel"], "--kind", "did you mean 'qrels'"),
+    (["convert", "a.trec", "out/x", "--to", "xml"], "--to", "not one of trec, parquet, json"),
     (["bench", "ds", "--workers", "0"], "--workers", "at least 1"),
     (["bench", "ds", "--top", "0"], "--top", "at least 1"),
     (["bench", "ds", "--subsets", "pair"], "--subsets", "did you mean 'pairs'"),
@@ -242,6 +245,10 @@ FILES = [
     (["bench", "ds", "--json", "out/r.md", "--report", "out/r.md"], ["both --json and --report"]),
     (["bench", "ds", "--json", "out/r.json", "--plots", "a.trec"], ["is a file"]),
     (["grid", "v.mp4", "-o", "v.mp4", "--cell", "32"], ["is also an input"]),
+    (["convert", "a.trec", "a.trec"], ["a.trec: is also an input", "--force"]),
+    (["convert", "a.trec", "link.trec"], ["is also an input"]),
+    (["convert", "a.trec", "out"], ["is a directory"]),
+    (["convert", "a.trec", "missing/dir/f.json"], ["does not exist"]),
 ]
 
 
@@ -269,6 +276,10 @@ INPUTS = [
     (["demo", "--corpus", "nope", "--cache", "out/c", "--out", "out/o"], "queries.tsv: missing"),
     (["index", "nope", "--index", "out/idx"], "nope: video folder does not exist"),
     (["search", "red", "--index", "nope"], "index nope does not exist"),
+    (["convert", "nope.trec", "out/x.json"], "nope.trec: file not found"),
+    (["convert", "q.tsv", "out/x.json"], "q.tsv:1"),
+    (["convert", "qrels.txt", "out/q.json", "--depth", "2"], "--depth applies to runs; qrels.txt holds qrels"),
+    (["convert", "a.trec", "out/q.txt", "--kind", "qrels"], "a.trec:1: expected 4 columns"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -220,13 +221,20 @@ def test_fuse_matches_pyserini_fusion_semantics(tmp_path, method, args):
             assert mine[t][d] == pytest.approx(s * scale, rel=1e-12), (t, d)
 
 
+def script(*args) -> subprocess.CompletedProcess:
+    """The installed console script, as users run it."""
+    p = subprocess.run([str(Path(sys.executable).parent / "mmfuse"), *map(str, args)], capture_output=True, text=True)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
 def test_fuse_k_is_the_output_depth_and_runs_output_are_pyserinis_spelling(tmp_path):
     # python -m pyserini.fusion --runs A B C --output X --method rrf --rrf.k 60 --depth 20 --k 7: the same fused
     # lists, cut to the best 7 per topic (ties: doc id descending, trec_eval's order)
     paths = _pyserini_runs(tmp_path, 3)
     out = tmp_path / "fused.trec"
-    assert cli("fuse", "--runs", *paths, "--output", out, "--method", "rrf", "--rrf.k", 60, "--depth", 20, "--k", 7,
-               "--runtag", "mine") == 0
+    assert script("fuse", "--runs", *paths, "--output", out, "--method", "rrf", "--rrf.k", 60, "--depth", 20,
+                  "--k", 7, "--runtag", "mine").returncode == 0
     want = _pyserini_style_fusion(paths, "rrf", 20)
     lines = out.read_text().splitlines()
     assert {line.split()[5] for line in lines} == {"mine"}
@@ -236,7 +244,7 @@ def test_fuse_k_is_the_output_depth_and_runs_output_are_pyserinis_spelling(tmp_p
         assert [d for d, _ in mine.query(t)] == top, t
     # without --k the output keeps the top --depth, as before --k existed
     out2 = tmp_path / "fused2.trec"
-    assert cli("fuse", *paths, "-o", out2, "--method", "rrf", "--depth", 5) == 0
+    assert script("fuse", *paths, "-o", out2, "--method", "rrf", "--depth", 5).returncode == 0
     assert Run.read(out2).counts().max() == 5
 
 
@@ -245,5 +253,5 @@ def test_rrf_k_and_param_k_name_the_same_constant(files):
     for i, args in enumerate([["--rrf-k", "10"], ["--rrf.k", "10"], ["--param", "k=10"],
                               ["--rrf-k", "10", "--param", "k=10.0"]]):
         out = files / f"k{i}.trec"
-        assert cli("fuse", *runs, "--method", "rrf", *args, "-o", out) == 0, args
+        assert script("fuse", *runs, "--method", "rrf", *args, "-o", out).returncode == 0, args
         assert Run.read(out)["q1"]["b"] == pytest.approx(1 / 11 + 1 / 12)  # b: rank 2 in a, rank 1 in b

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mmfuse.benchmarks import report as rep
 from mmfuse.benchmarks.datasets import CANDIDATES, load_dataset
@@ -22,7 +20,7 @@ from mmfuse.fusion import get_method
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Csv, Int
-from .common import FRACTIONS, app, console, err_console, legend, progress_bar, short_names, warn
+from .common import FRACTIONS, app, console, err_console, legend, narrow_table, progress_bar, short_names, warn
 
 BENCH_UNITS = (f"R@k: queries with a relevant item in the top k ({FRACTIONS}); MdR/MnR: median/mean rank of the "
                "first relevant item; ms/q: fusion milliseconds per query")
@@ -84,11 +82,10 @@ def bench_cmd(
     for d in loaded:
         res = sorted(results[d.name], key=lambda r: (-r.metrics["R@1"], r.ms_per_query))
         codes = short_names(d.retrievers)
-        table = Table(title=escape(f"{d.name}: {d.n_queries} queries, {mode}, candidates={d.candidates}; "
-                                   f"top {min(top, len(res))} of {len(res)} by R@1"),
-                      caption=escape(f"retrievers: {legend(codes)}\n{BENCH_UNITS}"), box=box.SIMPLE_HEAD,
-                      title_justify="left", caption_justify="left", pad_edge=False)
-        table.add_column("configuration", overflow="fold", ratio=1)
+        table = narrow_table(escape(f"{d.name}: {d.n_queries} queries, {mode}, candidates={d.candidates}; "
+                                    f"top {min(top, len(res))} of {len(res)} by R@1"),
+                             escape(f"retrievers: {legend(codes)}\n{BENCH_UNITS}"))
+        table.add_column("configuration", overflow="fold")
         table.add_column("subset", overflow="fold")
         for col in ("R@1", "R@5", "R@10", "MdR", "MnR", "ms/q"):
             table.add_column(col, justify="right", no_wrap=True)

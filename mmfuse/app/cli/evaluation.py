@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from mmfuse.errors import ParameterError
 from mmfuse.eval.metrics import Evaluation, evaluate, parse_metric
@@ -28,7 +26,7 @@ from mmfuse.runs.run import FORMATS
 from mmfuse.utils.files import distinct_names
 
 from .args import Checked, Choice, Csv, Float, Int
-from .common import FRACTIONS, app, console, natural_order, warn
+from .common import FRACTIONS, app, console, narrow_table, natural_order, warn
 
 EVAL_FORMATS = ("table", "trec_eval", "json", "csv")
 COMPARE_FORMATS = ("table", "json", "csv")
@@ -142,9 +140,8 @@ def _print_csv(header: list[str], rows: list[list]) -> None:
     w.writerows(rows)
 
 
-def _table(title: str, first: str, names: list[str]) -> Table:
-    table = Table(title=escape(title), caption=FRACTIONS, box=box.SIMPLE_HEAD, title_justify="left",
-                  caption_justify="left")
+def _table(title: str, first: str, names: list[str]):
+    table = narrow_table(escape(title), FRACTIONS)
     table.add_column(first, overflow="fold")
     for m in names:
         table.add_column(escape(m), justify="right", no_wrap=True)

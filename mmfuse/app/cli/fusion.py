@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,7 +19,7 @@ from mmfuse.runs.run import FORMATS
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
-from .common import app, console, err_console, warn
+from .common import app, console, err_console, narrow_table, warn
 
 DUPLICATES = ("error", "max", "first")
 
@@ -119,7 +118,7 @@ def methods_cmd(
     if name is not None:
         _method_details(get_method(name), default)
         return
-    table = Table(title="fusion methods", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = narrow_table("fusion methods")
     table.add_column("method", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("summary", overflow="fold")
@@ -144,8 +143,7 @@ def _method_details(m: Method, default: str) -> None:
     grid.add_row("ranx", m.ranx or "-")
     console.print(grid)
     if m.params:
-        params = Table(title="parameters (--param NAME=VALUE)", box=box.SIMPLE_HEAD, title_justify="left",
-                       pad_edge=False)
+        params = narrow_table("parameters (--param NAME=VALUE)")
         params.add_column("name", no_wrap=True)
         params.add_column("default", no_wrap=True)
         params.add_column("type", no_wrap=True)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -36,6 +35,7 @@ from .common import (
     err_console,
     legend,
     load_config_defaults,
+    narrow_table,
     progress_bar,
     required,
     short_names,
@@ -213,9 +213,8 @@ def search_cmd(
         return
     names = [r.name for r in res.runs]
     codes = short_names(names)
-    table = Table(title=escape(f"{query!r}: fused ({res.fusion})"), title_justify="left", box=box.SIMPLE_HEAD,
-                  caption=escape(f"per retriever: rank, then score ({legend(codes)})"), caption_justify="left",
-                  pad_edge=False)
+    table = narrow_table(escape(f"{query!r}: fused ({res.fusion})"),
+                         escape(f"per retriever: rank, then score ({legend(codes)})"))
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("video", overflow="fold", ratio=1)
     table.add_column("score", justify="right", no_wrap=True)
@@ -233,7 +232,7 @@ def search_cmd(
             if not lst:
                 console.print(f"{escape(m)}: no hits", highlight=False)
                 continue
-            t = Table(title=escape(m), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            t = narrow_table(escape(m))
             for c in ("#", "video", "score", "segment", "time"):
                 t.add_column(c, no_wrap=c != "video", overflow="fold",
                              justify="right" if c in ("#", "score") else "left")
