@@ -147,17 +147,15 @@ def search_cmd(
 ) -> None:
     """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
     queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    batch = queries is not None
+    if batch == (query is not None):
+        raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
     cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
     v = apply_defaults(ctx, locals(), cfg)
     index = required(v["index"], "--index", "[index] path")
     k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
     clip_model, clip_pretrained, clip_checkpoint, clap_model = (
         v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
-    if k < 1:
-        raise ParameterError(f"--k must be >= 1, got {k}")
-    batch = queries is not None
-    if batch == (query is not None):
-        raise ParameterError("give one QUERY, or --queries FILE for a batch (not both)")
     if batch and output is None:
         raise ParameterError("--queries needs -o/--output FILE for the fused run")
     if not batch and (output is not None or per_modality_dir is not None):
@@ -175,8 +173,8 @@ def search_cmd(
             extra["norm"] = cfg["fusion_norm"]
         extra.update(cfg.get("fusion_params") or {})
         if cfg.get("fusion_weights"):
-            err_console.print("warning: \\[fusion] weights are not applied by `mmfuse search` (the modalities an "
-                              "index answers with vary); use mmfuse.Pipeline for weighted fusion")
+            warn("[fusion] weights are not applied by `mmfuse search` (the modalities an index answers with vary); "
+                 "use mmfuse.Pipeline for weighted fusion")
     pipe = searcher(index, fusion=fusion, modalities=split_csv(modalities), aggregation=aggregation, pooling=pooling,
                     clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or max(k, 100),
                     fusion_params=extra)
