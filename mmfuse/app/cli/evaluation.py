@@ -71,8 +71,9 @@ def eval_cmd(
     run_format: Optional[str] = typer.Option(None, "--run-format", parser=Choice(FORMATS),
                                              help="Force the run format: trec, parquet or json."),
 ) -> None:
-    """Evaluate runs against qrels: every qrels query counts (trec_eval -c); runs of the same file name are told
-    apart by folder."""
+    """Evaluate runs against qrels with ranx's or trec_eval's metric names.
+
+    Every qrels query counts (as trec_eval -c); runs of the same file name are told apart by folder."""
     fmt = _one_format(out_format, as_json)
     names = _flat(metrics)
     q = Qrels.read(qrels)

@@ -145,8 +145,10 @@ def search_cmd(
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
-    """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
-    queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    """Search an index: one query, or a batch of queries written as run files.
+
+    One query prints the fused ranking with each retriever's rank and score per hit; a batch (--queries) writes
+    run files that `mmfuse eval`, `bench` and `rerank` read."""
     batch = queries is not None
     if batch == (query is not None):
         raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
