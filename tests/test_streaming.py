@@ -110,8 +110,15 @@ def test_bad_input_is_refused_before_writing(runs, tmp_path):
         fuse_stream([bad], out)
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"query_id": ["zz"], "doc_id": ["x"], "score": [1.0]}), other)
-    with pytest.raises(InputError, match="no query in common"):
-        fuse_stream([sorted_paths[0], other], out)
+    disjoint = tmp_path / "disjoint.parquet"  # the coverage rule of fuse(): the same as in memory
+    stats = fuse_stream([sorted_paths[0], other], disjoint, method="rrf")
+    assert stats["shared_queries"] == 0
+    want = fuse([Run.read(sorted_paths[0]), Run.read(other)], method="rrf")
+    got = Run.read(disjoint)
+    assert sorted(got.query_ids) == sorted(want.query_ids)
+    for q in want.query_ids:
+        assert dict(got.query(q)) == pytest.approx(dict(want.query(q)))
+    disjoint.unlink()
     nan = tmp_path / "nan.parquet"
     pq.write_table(pa.table({"query_id": ["a", "a"], "doc_id": ["x", "y"], "score": [1.0, float("nan")]}), nan)
     with pytest.raises(InputError, match="NaN"):
