@@ -60,12 +60,13 @@ def make_video(
 
     audio = None
     if audio_rate:
-        x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(int(round(seconds * audio_rate))) / audio_rate)).astype(np.float32)
+        n = int(round(seconds * audio_rate))
+        x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / audio_rate)).astype(np.float32)
         audio = np.stack([x, x])
     opts = {"preset": "ultrafast", "crf": "23"} if codec == "libx264" else {}
-    return write_media(path, frames(), audio, times=times if vfr else None, upright=False, size=size, fps=fps, rotation=rotation,
-                       video_codec=codec, video_options=opts, gop=gop, audio_rate=audio_rate or None,
-                       audio_channels=2, audio_codec="aac", faststart=faststart)
+    return write_media(path, frames(), audio, times=times if vfr else None, upright=False, size=size, fps=fps,
+                       rotation=rotation, video_codec=codec, video_options=opts, gop=gop,
+                       audio_rate=audio_rate or None, audio_channels=2, audio_codec="aac", faststart=faststart)
 
 
 def frame_index(img: np.ndarray) -> int:

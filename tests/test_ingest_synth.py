@@ -133,3 +133,16 @@ def test_import_mmfuse_stays_light():
             "print(sorted(m for m in ('av', 'PIL', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["d.mkv", "d.webm", "d.mp4"])
+def test_bitexact_single_thread_is_reproducible(tmp_path, name):
+    codec = "libvpx-vp9" if name.endswith(".webm") else "libx264"
+    opts = synth.COMPACT_VIDEO_OPTIONS[codec]
+    paths = []
+    for k in range(2):
+        p = tmp_path / str(k) / name
+        p.parent.mkdir()
+        paths.append(synth.write_media(p, _frames(30), _tone(1.2, 22050), size=(64, 48), audio_rate=22050,
+                                       video_options=opts, threads=1, bitexact=True))
+    assert paths[0].read_bytes() == paths[1].read_bytes()

@@ -111,7 +111,8 @@ def speak(
         res = subprocess.run([*cmd, "-w", str(wav), "--", text], capture_output=True, text=True)
         if res.returncode != 0 or not wav.exists() or wav.stat().st_size <= 44:
             err = (res.stderr or res.stdout or "").strip().splitlines()
-            raise ModelError(f"espeak-ng failed for voice {voice!r}: {err[0] if err else f'exit code {res.returncode}'}")
+            why = err[0] if err else f"exit code {res.returncode}"
+            raise ModelError(f"espeak-ng failed for voice {voice!r}: {why}")
         with wave.open(str(wav)) as w:
             if w.getsampwidth() != 2 or w.getnchannels() != 1:
                 raise ModelError(f"espeak-ng wrote {w.getnchannels()} channel(s) of {8 * w.getsampwidth()}-bit "
@@ -247,7 +248,8 @@ def draw_text(
         f = find_font(size, font)
         box = d.textbbox((0, 0), text, font=f, spacing=spacing)
     else:
-        f, box = fit_font(text, w - 30 if max_width is None else max_width, h * 0.25 if max_height is None else max_height,
+        f, box = fit_font(text, w - 30 if max_width is None else max_width,
+                          h * 0.25 if max_height is None else max_height,
                           font=font, max_size=max_size, min_size=min_size, spacing=spacing)
     tw, th = box[2] - box[0], box[3] - box[1]
     bw, bh = tw + 2 * pad, th + 2 * pad
@@ -255,8 +257,8 @@ def draw_text(
         tops = {"top": margin, "middle": (h - bh) // 2, "bottom": h - margin - bh}
         lefts = {"left": margin, "center": (w - bw) // 2, "right": w - margin - bw}
         if position not in tops or align not in lefts:
-            raise ParameterError(f"draw_text: position must be top/middle/bottom or (x, y) and align left/center/right, "
-                                 f"got {position!r}, {align!r}")
+            raise ParameterError("draw_text: position must be top/middle/bottom or (x, y) and align "
+                                 f"left/center/right, got {position!r}, {align!r}")
         top, left = tops[position], lefts[align]
     else:
         x, y = position
@@ -289,7 +291,9 @@ class MediaWriter:
     + AAC otherwise; ``video_options``/``audio_codec``/``audio_bit_rate`` override them (FFmpeg's defaults
     apply to anything not given; :data:`COMPACT_VIDEO_OPTIONS` holds small-file settings). Audio is given at
     ``audio_rate`` Hz, mono ``(n,)`` or ``(channels, n)``, and resampled when the codec needs another rate
-    (Opus: 48 kHz). Use as a context manager, or call :meth:`close`.
+    (Opus: 48 kHz). ``bitexact=True`` keeps the muxer from writing random ids and version strings; with a
+    single-threaded video encoder (``threads=1``) the same input then gives the same bytes.
+    Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -304,11 +308,13 @@ class MediaWriter:
         video_options: Mapping[str, str] | None = None,
         gop: int | None = None,
         pix_fmt: str | None = None,
+        threads: int | None = None,
         audio_rate: int | None = None,
         audio_channels: int = 1,
         audio_codec: str | None = None,
         audio_bit_rate: int | None = None,
         faststart: bool = True,
+        bitexact: bool = False,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
         import av
@@ -325,6 +331,8 @@ class MediaWriter:
         if self.rotation % 90:
             raise ParameterError(f"MediaWriter: rotation must be a multiple of 90 degrees, got {rotation}")
         opts = {"movflags": "+faststart"} if faststart and ext in _FASTSTART else {}
+        if bitexact:  # no random Matroska segment UID, no library version strings: same input, same bytes
+            opts["fflags"] = "+bitexact"
         self._c = av.open(str(self.path), "w", options=opts)
         self._av = av
         for k, v in (metadata or {}).items():
@@ -340,6 +348,8 @@ class MediaWriter:
             if gop:
                 o["g"] = str(gop)
             vs.options = o
+            if threads is not None:
+                vs.codec_context.thread_count = int(threads)
             vs.width, vs.height = w, h
             # libx264 cannot store 4:2:0 chroma for odd sizes.
             vs.pix_fmt = pix_fmt or ("yuv444p" if (w % 2 or h % 2) and codec == "libx264" else "yuv420p")
@@ -376,8 +386,9 @@ class MediaWriter:
             arr = np.rot90(arr, k=-(self.rotation // 90))
         arr = np.ascontiguousarray(arr)
         if (arr.shape[1], arr.shape[0]) != self.size:
+            turned = " (after undoing the rotation)" if upright and self.rotation else ""
             raise InputError(f"MediaWriter {self.path.name}: frame is {arr.shape[1]}x{arr.shape[0]}, stream is "
-                             f"{self.size[0]}x{self.size[1]}" + (" (after undoing the rotation)" if upright and self.rotation else ""))
+                             f"{self.size[0]}x{self.size[1]}{turned}")
         f = self._av.VideoFrame.from_ndarray(arr, format="rgb24")
         if self.vfr:
             if t is None:
