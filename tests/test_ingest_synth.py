@@ -12,9 +12,11 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("PIL")
 
-from mmfuse import media  # noqa: E402
 from mmfuse.errors import InputError, ModelError, ParameterError  # noqa: E402
 from mmfuse.ingest import synth  # noqa: E402
+from mmfuse.ingest.audio import load_audio  # noqa: E402
+from mmfuse.ingest.frames import sample_frames  # noqa: E402
+from mmfuse.ingest.probe import probe  # noqa: E402
 
 
 def _tone(seconds: float, rate: int) -> np.ndarray:
@@ -36,7 +38,7 @@ def _frames(n: int, size=(64, 48)):
 def test_containers_round_trip(tmp_path, name, vcodec, acodec):
     p = synth.write_media(tmp_path / name, _frames(50), _tone(2.0, 22050), size=(64, 48), fps=25, audio_rate=22050,
                           metadata={"title": "round trip"})
-    info = media.probe(p)
+    info = probe(p)
     assert info.has_video and info.has_audio and (info.width, info.height) == (64, 48)
     assert info.duration == pytest.approx(2.0, abs=0.1)
     with av.open(str(p)) as c:
@@ -47,9 +49,9 @@ def test_containers_round_trip(tmp_path, name, vcodec, acodec):
 
 def test_audio_only(tmp_path):
     p = synth.write_media(tmp_path / "voice.m4a", None, _tone(1.5, 16000), audio_rate=16000)
-    info = media.probe(p)
+    info = probe(p)
     assert not info.has_video and info.has_audio
-    assert media.load_audio(p, 16000).size == pytest.approx(24000, abs=2048)
+    assert load_audio(p, 16000).size == pytest.approx(24000, abs=2048)
     with pytest.raises(ParameterError, match="audio-only"):
         synth.MediaWriter(tmp_path / "x.m4a", size=(64, 48), audio_rate=16000)
 
@@ -67,9 +69,9 @@ def test_rotation_stores_inverse_of_upright_picture(tmp_path):
     img = np.zeros((64, 48, 3), np.uint8)
     img[:8] = (255, 0, 0)
     p = synth.write_media(tmp_path / "rot.mp4", [img] * 5, size=(64, 48), rotation=90)
-    info = media.probe(p)
+    info = probe(p)
     assert info.rotation == 90
-    (shown,) = media.sample_frames(p, times=[0.05])
+    (shown,) = sample_frames(p, times=[0.05])
     assert shown.shape[:2] == (64, 48)  # displayed upright again
     assert shown[:6, :, 0].mean() > 180 and shown[20:, :, 0].mean() < 40
 
