@@ -29,7 +29,6 @@ app = typer.Typer(
 )
 console = Console(emoji=False)  # ":x:" in a file name or id stays text
 err_console = Console(stderr=True, emoji=False)
-_DIGITS = re.compile(r"([0-9]+)")
 
 # The one convention for metric values in every command and report: fractions of 1, as trec_eval and ranx print
 # them (a percent in one place and a fraction in another would be misread; trec_eval's format allows only this).
@@ -61,12 +60,6 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def natural_order(ids: list[str]) -> list[int]:
-    """Positions that list ``ids`` in natural order (``q2`` before ``q10``, as trec_eval users expect)."""
-    keys = [(tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(x))), x) for x in ids]
-    return sorted(range(len(ids)), key=keys.__getitem__)
 
 
 def narrow_table(title: str, caption: str | None = None) -> Table:

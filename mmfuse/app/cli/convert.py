@@ -2,8 +2,9 @@
 
 What the file holds is told by its shape: TREC text with 4 columns is qrels (``qid iter doc rel``), with 5 or 6 a
 run; Parquet with a ``relevance`` column is qrels; JSON is read as a run unless ``--kind qrels`` says otherwise (a
-``{query: {doc: number}}`` object looks the same either way). The output lists queries in natural order (``q2``
-before ``q10``) and each query's entries best first, the order trec_eval users expect.
+``{query: {doc: number}}`` object looks the same either way). The writers of :mod:`mmfuse.runs` list queries in
+natural order (``q2`` before ``q10``) and each query's entries best first, the order trec_eval users expect; there
+is no other order to choose, so there is no ``--sort``.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from mmfuse.errors import ParameterError
-from mmfuse.runs import Qrels, Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Qrels, Run
+from mmfuse.runs.readers import format_of
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Choice, Int, Word
-from .common import app, err_console, natural_order
+from .common import app, err_console
 
 KINDS = ("auto", "run", "qrels")
-_EXT = {".parquet": "parquet", ".pq": "parquet", ".json": "json"}
 
 
 @app.command("convert")
@@ -50,17 +49,10 @@ def convert_cmd(
         if depth is not None or tag is not None:
             raise ParameterError(f"{'--depth' if depth is not None else '--tag'} applies to runs; {source} holds qrels")
         qrels = Qrels.read(source, format=from_fmt)
-        # from_arrays lists the queries in the order it first sees them: hand it the entries in natural order
-        rank = np.empty(qrels.n_queries, dtype=np.int64)
-        rank[natural_order(qrels.query_ids.tolist())] = np.arange(qrels.n_queries)
-        entries = np.argsort(rank[qrels.qidx()], kind="stable")
-        Qrels.from_arrays(qrels.entry_query_ids()[entries], qrels.entry_doc_ids()[entries],
-                          qrels.relevance[entries], name=qrels.name).write(target, format=to_fmt)
+        qrels.write(target, format=to_fmt)
         what = f"qrels: {qrels.n_queries} queries, {len(qrels)} judgements"
     else:
         run = Run.read(source, format=from_fmt).cut(depth)
-        ids = run.query_ids.tolist()
-        run = run.subset([ids[i] for i in natural_order(ids)])
         run.write(target, format=to_fmt, tag=tag or run.name)
         what = f"run: {run.n_queries} queries, {len(run)} entries"
     err_console.print(f"wrote {target} ({what})", highlight=False, soft_wrap=True)
@@ -68,7 +60,7 @@ def convert_cmd(
 
 def _is_qrels(path: Path, fmt: Optional[str]) -> bool:
     """Whether ``path`` holds qrels, by its columns; a file that cannot be read is left to the reader to report."""
-    fmt = fmt or _EXT.get(path.suffix.lower(), "trec")
+    fmt = format_of(path, fmt)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

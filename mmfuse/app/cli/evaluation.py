@@ -21,12 +21,12 @@ from rich.markup import escape
 from mmfuse.errors import ParameterError
 from mmfuse.eval.metrics import Evaluation, evaluate, parse_metric
 from mmfuse.eval.significance import compare
-from mmfuse.runs import Qrels, Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Qrels, Run
+from mmfuse.runs.ids import natural_order
 from mmfuse.utils.files import distinct_names
 
 from .args import Checked, Choice, Csv, Float, Int
-from .common import FRACTIONS, app, console, narrow_table, natural_order, warn
+from .common import FRACTIONS, app, console, narrow_table, warn
 
 EVAL_FORMATS = ("table", "trec_eval", "json", "csv")
 COMPARE_FORMATS = ("table", "json", "csv")

@@ -11,17 +11,19 @@ from rich.table import Table
 
 from mmfuse.errors import InputError, ParameterError
 from mmfuse.fusion import default_method, fuse, get_method, methods
+from mmfuse.fusion.align import RANKS
 from mmfuse.fusion.norm import NORMS, norm_name
 from mmfuse.fusion.registry import Method
 from mmfuse.fusion.streaming import fuse_stream
-from mmfuse.runs import Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Run
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
 from .common import app, console, err_console, narrow_table, warn
 
 DUPLICATES = ("error", "max", "first")
+NO_SHARED_QUERY = ("the runs share no query id: each query is fused over the runs that have it (check that the files "
+                   "use the same query ids)")
 
 
 @app.command("fuse")
@@ -50,6 +52,9 @@ def fuse_cmd(
                                      help="Repeated (query, doc) in a run: error, max or first."),
     tag: Optional[str] = typer.Option(None, "--tag", "--runtag", parser=Word(),
                                       help="Run tag written in TREC output (default: the method name)."),
+    ranks: str = typer.Option("input", "--ranks", parser=Choice(RANKS),
+                              help="Ranks of rank-based methods: input (a TREC file's line order, as pyserini) or "
+                                   "score (score desc, then doc id desc, as trec_eval); they differ only within ties."),
     stream: bool = typer.Option(False, "--stream", help="Parquet runs larger than memory: fuse block by block."),
     block_rows: int = typer.Option(1_000_000, "--block-rows", parser=Int(min=1),
                                    help="With --stream: rows per block (bounds memory)."),
@@ -69,7 +74,9 @@ def fuse_cmd(
             raise ParameterError(f"--k {k} with --stream: the streamed output keeps the top --depth ({depth}) of each "
                                  "query; give --depth alone, or fuse in memory (without --stream)")
         stats = fuse_stream(runs, out, method=method, norm=norm, weights=weights, depth=depth, block_rows=block_rows,
-                            on_duplicate=on_duplicate, **params)
+                            on_duplicate=on_duplicate, force=force, **params)
+        if len(runs) > 1 and stats.get("shared_queries") == 0:
+            warn(NO_SHARED_QUERY)
         err_console.print(f"fused {len(runs)} runs block by block -> {out} "
                           + ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str))),
                           highlight=False)
@@ -80,12 +87,17 @@ def fuse_cmd(
             raise InputError(f"{p}: empty run (no entries)")
     common = set.intersection(*(set(r.query_ids.tolist()) for r in loaded))
     if len(loaded) > 1 and not common:
-        warn("the runs share no query id: each query is fused over the runs that have it (check that the files use "
-             "the same query ids)")
-    # fuse(depth=D) cuts both the inputs and the fused lists at D; the inputs are cut at --depth here so that the
-    # output depth (--k) can be larger or smaller than the input depth, as in pyserini
-    fused = fuse([r.cut(depth) for r in loaded], method=method, norm=norm, weights=weights,
-                 depth=max(depth, out_depth), **params).cut(out_depth)
+        warn(NO_SHARED_QUERY)
+    if out_depth <= depth:
+        fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, ranks=ranks, **params)
+    else:
+        # fuse(depth=D) cuts the inputs and the fused lists at D; for more results than --depth the inputs are cut
+        # here, in the order fuse would cut them (input order only where ranks are read), as pyserini does
+        m = get_method(method)
+        by = ranks if m.kind == "rank" or norm_name(norm or m.default_norm or "none") in ("rank", "borda") else "score"
+        fused = fuse([r.cut(depth, by=by) for r in loaded], method=method, norm=norm, weights=weights,
+                     depth=out_depth, ranks=ranks, **params)
+    fused = fused.cut(out_depth)
     try:
         fused.write(out, tag=tag or fused.name)
     except OSError as e:
