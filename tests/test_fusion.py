@@ -303,7 +303,9 @@ def test_fast_path_is_taken_and_falls_back(monkeypatch):
     runs = _tie_runs(2, 50)
     calls = []
     real = fast_mod.fast_fuse
-    monkeypatch.setattr(fast_mod, "fast_fuse", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    import mmfuse.fusion.fuse as fuse_mod  # fuse() calls fast_fuse through its module global
+
+    monkeypatch.setattr(fuse_mod, "fast_fuse", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
     fuse(runs, method="combsum", norm="zmuv")
     fuse(runs, method="combsum", norm="borda")  # Borda scores missing docs: general path only
     fuse(runs, method="combmed")  # no single-pass form
