@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmfuse.encoders import load_encoder
-from mmfuse.encoders.base import first_line, fingerprint
+from mmfuse.encoders.base import fingerprint, first_line
 from mmfuse.encoders.vlm import is_vlm_dir
 from mmfuse.errors import BackendError
 from mmfuse.utils.lazy import require
