@@ -82,8 +82,9 @@ def fingerprint(path: Path) -> str:
 
 
 def weights_fingerprint(folder: str | os.PathLike) -> str:
-    """Identity of a model folder's weight files (names and :func:`fingerprint`\ s of its ``*.safetensors``, ``*.bin``,
-    ``*.pt``, ``*.pth``): new weights in the same folder are another model. "" for a folder without any (or none)."""
+    """Identity of a model folder's weight files (the name and :func:`fingerprint` of each ``*.safetensors``,
+    ``*.bin``, ``*.pt``, ``*.pth`` in it): new weights in the same folder are another model. "" when there are
+    none (or no folder)."""
     d = Path(folder).expanduser()
     files = sorted(f for pat in _WEIGHTS for f in d.glob(pat)) if d.is_dir() else []
     h = hashlib.sha256()

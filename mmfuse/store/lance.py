@@ -3,7 +3,9 @@
 Layout of an index directory (a LanceDB database plus derived caches)::
 
     videos        one row per fully indexed video: path, content hash, media info, modalities, status
-    segments      video_id, segment_id, seg_index, start, end, ocr_text, asr_text
+    segments      video_id, segment_id, seg_index, start, end, ocr_text, asr_text, caption_text (VLM captions),
+                  asr_lang (the language Whisper detected), asr_en_text (Whisper's English translation); columns
+                  added after an index was made are added to it, empty, by the next writer
     transcripts   video_id, subtitles (JSON list of {start, end, text}: the ASR transcript for the reranker)
     meta          video_id, segment_id, title, description, tags, text (sidecar metadata)
     vec_<name>    video_id, segment_id, frame_time, vector, model, params  (one table per vector modality:
@@ -45,6 +47,8 @@ os.environ.setdefault("LANCE_LOG", "error")  # lance warns on every table creati
 
 BASE_TABLES = ("videos", "segments", "transcripts", "meta", "modalities")
 TEXT_MODALITIES = ("ocr", "asr", "meta")
+SEGMENT_COLUMNS = ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text", "caption_text", "asr_lang",
+                   "asr_en_text")
 
 
 def spec_json(spec: Mapping[str, Any] | None) -> str:
@@ -70,6 +74,7 @@ def _schemas() -> dict[str, Any]:
         "segments": pa.schema([
             ("video_id", pa.string()), ("segment_id", pa.string()), ("seg_index", pa.int32()),
             ("start", pa.float64()), ("end", pa.float64()), ("ocr_text", pa.string()), ("asr_text", pa.string()),
+            ("caption_text", pa.string()), ("asr_lang", pa.string()), ("asr_en_text", pa.string()),
         ]),
         "transcripts": pa.schema([("video_id", pa.string()), ("subtitles", pa.string())]),
         "meta": pa.schema([
@@ -99,7 +104,7 @@ class VideoRecord:
     path: str
     content_hash: str
     info: dict[str, Any]
-    segments: list[dict[str, Any]]  # video_id, segment_id, seg_index, start, end, ocr_text, asr_text
+    segments: list[dict[str, Any]]  # the columns of the segments table
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> {segment_id, frame_time, vector}
     subtitles: list[dict[str, Any]] | None = None
     meta: dict[str, Any] | None = None  # title, description, tags, text
@@ -141,8 +146,13 @@ class IndexStore:
         self._cache: dict[tuple, Any] = {}
         self._registered: dict[str, str] = {}
         if write:
+            import pyarrow as pa
+
             for name, schema in _schemas().items():
-                self._table(name, schema)
+                tbl = self._table(name, schema)
+                missing = [f for f in schema if f.name not in tbl.schema.names]
+                if missing:  # an index made before these columns existed: they are added, empty (null)
+                    tbl.add_columns(pa.schema(missing))
 
     # ----------------------------------------------------------------- life cycle
     @classmethod
@@ -423,13 +433,22 @@ class IndexStore:
 
     # ----------------------------------------------------------------- readers
     def segments(self) -> dict[str, np.ndarray]:
-        """Visible segments as numpy columns, sorted by (video_id, seg_index)."""
+        """Visible segments as numpy columns (:data:`SEGMENT_COLUMNS`; a text column an older index lacks reads as
+        empty strings), sorted by (video_id, seg_index)."""
         t = self._visible(self._read("segments"))
         if t is None or t.num_rows == 0:
-            return {c: np.empty(0, dtype=str if c.endswith(("id", "text")) else np.float64)
-                    for c in ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text")}
+            return {c: np.empty(0, dtype=np.float64 if c in ("start", "end") else str) for c in SEGMENT_COLUMNS}
         t = t.sort_by([("video_id", "ascending"), ("seg_index", "ascending")])
-        return _columns(t, ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text"))
+        have = [c for c in SEGMENT_COLUMNS if c in t.column_names]
+        return {c: np.full(t.num_rows, "") for c in SEGMENT_COLUMNS} | _columns(t, have)
+
+    def rows_of(self, name: str, video_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Every row of table ``name`` that belongs to the given visible videos, as dicts ([] without the table)."""
+        tbl = self._table(name)
+        if tbl is None or not len(video_ids) or "video_id" not in tbl.schema.names:
+            return []
+        t = tbl.search().where(f"video_id IN ({_sql_str(sorted(set(video_ids)))})").limit(None).to_arrow()
+        return self._visible(t).to_pylist()
 
     def meta_rows(self) -> dict[str, np.ndarray]:
         t = self._visible(self._read("meta"))
