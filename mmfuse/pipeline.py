@@ -498,9 +498,10 @@ class Pipeline:
                 opts["clap_encoder"] = clap
             options[r.kind] = opts
             specs.append(r.kind)
-            if r.kind in ("asr", "meta") and r.dense:  # the dense twin, when the index has its vectors
-                options[f"{r.kind}_dense"] = dict(opts, optional=True)
-                specs.append(f"{r.kind}_dense")
+            for twin in _TWINS.get(r.kind, ()):  # when the index has them
+                if r.dense or not twin.endswith("_dense"):
+                    options[twin] = dict(opts, optional=True)
+                    specs.append(twin)
         specs += list(extra_retrievers)
         if not specs:
             raise ConfigError("config: every retriever is disabled; enable at least one [retrievers.NAME]")
@@ -512,6 +513,10 @@ class Pipeline:
                    index=idx, norm=cfg.fusion.norm, weights=cfg.fusion.weights, depth=cfg.fusion.depth,
                    clip_encoder=clip, clap_encoder=clap, retriever_options=options,
                    expand=_expander_from_config(cfg, base_dir))
+
+
+# the retrievers a configured built-in brings along: its dense twin, and the translation of the speech
+_TWINS = {"asr": ("asr_dense", "asr_en", "asr_en_dense"), "meta": ("meta_dense",), "caption": ("caption_dense",)}
 
 
 class _Renamed:
