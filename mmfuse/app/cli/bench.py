@@ -37,7 +37,7 @@ def bench_cmd(
                                              help="Comma-separated retriever names to use (default: all)."),
     subsets: str = typer.Option("every", "--subsets", parser=Choice(SUBSET_MODES),
                                 help="Retriever subsets to fuse: all, singles, pairs or every."),
-    tune_on: Optional[str] = typer.Option(None, "--tune-on", help="Dataset (directory name) whose best parameters are applied unchanged to the others."),
+    tune_on: Optional[str] = typer.Option(None, "--tune-on", help="Dataset (its directory name, or a ViC release dataset such as msrvtt) whose best parameters are applied unchanged to the others."),
     mode: str = typer.Option("t2v", "--mode", parser=Choice(("t2v", "v2t")),
                              help="t2v (text queries) or v2t (transposed matrices)."),
     candidates: str = typer.Option("all", "--candidates", parser=Choice(CANDIDATES),
