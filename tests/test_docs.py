@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import typing
 import unicodedata
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_mkdocs_build_strict(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     site = tmp_path / "site"
-    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(site)], cwd=REPO,
+    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)], cwd=REPO,
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
@@ -91,14 +92,15 @@ def test_snippets_are_excerpts_of_the_tested_examples(md):
 
 
 def test_configuration_page_shows_the_default_config_and_every_key():
-    from mmfuse.config import DEFAULT_CONFIG_TOML, FusionSection, IndexSection, RerankSection, RetrieverConfig, \
-        SearchSection
+    from mmfuse.config import DEFAULT_CONFIG_TOML, PipelineConfig
 
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
     assert f"```toml\n{DEFAULT_CONFIG_TOML}```" in page, "docs/configuration.md: the default config differs from " \
                                                         "mmfuse init's"
     schema = page.split("## The schema", 1)[1]
-    for section in (IndexSection, RetrieverConfig, FusionSection, RerankSection, SearchSection):
+    # each table's model; [retrievers] is a dict of RetrieverConfig
+    sections = [(typing.get_args(f.annotation) or (f.annotation,))[-1] for f in PipelineConfig.model_fields.values()]
+    for section in sections:
         for field in section.model_fields:
             assert f"`{field}`" in schema, f"docs/configuration.md does not describe {section.__name__}.{field}"
 
@@ -111,8 +113,9 @@ def test_fusion_page_names_every_registered_method():
     assert not missing, f"docs/fusion.md does not list {missing}"
 
 
-OUTPUT_FLAG = re.compile(r"(?:^|\s)(?:-o|--output|--index|--report|--json|--plots|--per-modality-dir|--stats|"
-                         r"--cache-dir|--out)\s+([^\s\\#]+)")
+OUTPUT_FLAG = re.compile(r"(?:^|\s)(?:-o|--output|--report|--json|--plots|--per-modality-dir|--stats|--cache-dir|"
+                         r"--out)\s+([^\s\\#]+)")
+INDEX_FLAG = re.compile(r"(?:^|\s)--index\s+([^\s\\#]+)")  # an output of `mmfuse index` only (search reads it)
 
 
 @pytest.mark.parametrize("md", [README, *PAGES], ids=lambda p: p.name)
@@ -123,7 +126,9 @@ def test_commands_write_into_out_or_a_placeholder(md):
         if m.group(1) != "bash":
             continue
         for line in m.group(2).splitlines():
-            for path in OUTPUT_FLAG.findall(line.split(" # ")[0]):
+            cmd = line.split(" # ")[0]
+            outputs = OUTPUT_FLAG.findall(cmd) + (INDEX_FLAG.findall(cmd) if "mmfuse index " in cmd else [])
+            for path in outputs:
                 if path.startswith(("out/", "$", "/tmp/", "-")) or path.isupper() or path.rstrip("/").isupper():
                     continue
                 if path in ("DIR", "OUT") or path.startswith(("DIR", "OUT")):
