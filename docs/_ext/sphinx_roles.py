@@ -1,6 +1,7 @@
-"""A griffe extension for the API pages: the docstrings cross-reference with Sphinx roles (:class:`X`,
-:func:`~a.b.f`), which Markdown would show as raw text; render each as a code span of the name Sphinx would show
-(the last component after ``~``)."""
+"""A griffe extension for the API pages: the docstrings are written for Sphinx as much as for a terminal, and
+Markdown would show two reST habits raw: roles (:class:`X`, :func:`~a.b.f`) become a code span of the name Sphinx
+would show (the last component after ``~``), and a paragraph ending in ``::`` before a literal block ends in ``:``
+(the indented block itself is already a Markdown code block)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|obj|data|exc):`(~?)([^`]+)`")
+LITERAL = re.compile(r"(?<=\S)::$", re.M)
 
 
 def _code(m: re.Match) -> str:
@@ -20,4 +22,4 @@ def _code(m: re.Match) -> str:
 class SphinxRoles(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = ROLE.sub(_code, obj.docstring.value)
+            obj.docstring.value = LITERAL.sub(":", ROLE.sub(_code, obj.docstring.value))
