@@ -440,7 +440,7 @@ def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
         store = IndexStore.open(index)
     except Exception:
         return {}
-    t = store._visible(store._read("transcripts"))  # one read for every video
+    t = store.transcripts()  # one read for every video
     if t is None:
         return {}
     out = {}

@@ -10,15 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmfuse.errors import InputError, ModelError
+from mmfuse.errors import InputError, ModelError, ParameterError
+from mmfuse.store import ann
+from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
 
-from .base import IndexedRetriever, ensure_queries, normalize_queries, top_k_dense
+from .base import IndexedRetriever, empty_run, ensure_queries, normalize_queries, segment_run, top_k_dense
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmfuse.runs.run import Run
     from mmfuse.store.lance import IndexStore
 
 POOLINGS = ("mean", "max", "softmax", "maxsim")
+# Approximate search re-scores the segments of this many candidate videos per requested video, and widens its row
+# limit (x4 per step, at most this many steps) for queries whose rows came from too few videos. Chosen on
+# benchmarks/ann_speed.py's development data (another seed and size than the figures it reports).
+ANN_CANDIDATES_PER_VIDEO = 2
+ANN_WIDEN_STEPS = 3
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -45,17 +52,153 @@ def _segment_table(cols: Mapping[str, np.ndarray], store: "IndexStore") -> tuple
     }, owner.astype(np.int64)
 
 
-class VectorRetriever(IndexedRetriever):
-    """Cosine similarity between encoded queries and one vector per segment in ``vec_<modality>``.
+def _first_per_query(qidx: np.ndarray, keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` distinct ``keys`` of each query, in order of appearance (hits come best first)."""
+    if qidx.size == 0:
+        return qidx, keys
+    names, code = np.unique(keys, return_inverse=True)
+    _, first = np.unique(qidx * names.size + code.reshape(-1), return_index=True)
+    first = np.sort(first)
+    q, k = qidx[first], keys[first]
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    rank = np.arange(q.size) - np.repeat(starts, np.diff(np.r_[starts, q.size]))
+    return q[rank < n], k[rank < n]
+
+
+class _VectorSearch(IndexedRetriever):
+    """Search mechanics of the retrievers over a ``vec_<modality>`` table, exact or approximate by its size.
+
+    Below ``ann_min_rows`` rows (default :data:`mmfuse.store.ann.DEFAULT_MIN_ROWS`) every vector is loaded once and
+    scanned exactly (``_load``/``_score``). From there on nothing is loaded whole: the store's approximate index
+    (IVF-PQ, built by ``mmfuse index``) returns each query's best rows (frames, for the visual table), the
+    ``candidates`` best distinct segments among them (videos, for aggregations other than ``max``, which need every
+    segment of a video) have all their rows fetched by id and re-scored exactly with the same pooling as the exact
+    scan, and those scores are aggregated to videos. So scores are exact, and the ranking equals the exact one
+    whenever the approximate index puts the right segments among the candidates (``benchmarks/ann_speed.py``
+    measures how often). ``nprobes`` is the number of IVF partitions scanned per query.
+    """
+
+    table: str  # the vector modality: rows live in ``vec_<table>``
+    min_score: float | None = None  # segment scores below it are dropped (both paths)
+
+    def __init__(self, store: "IndexStore", *, ann_min_rows: int | None = None, candidates: int | None = None,
+                 nprobes: int | None = None, **kw: Any) -> None:
+        super().__init__(store, **kw)
+        self.ann_min_rows = ann.DEFAULT_MIN_ROWS if ann_min_rows is None else int(ann_min_rows)
+        self.candidates = candidates
+        self.nprobes = ann.DEFAULT_NPROBES if nprobes is None else int(nprobes)
+        if candidates is not None and int(candidates) < 1:
+            raise ParameterError(f"candidates must be >= 1, got {candidates}")
+
+    @property
+    def uses_ann(self) -> bool:
+        """Whether searches go through the approximate index (the table has at least ``ann_min_rows`` rows)."""
+        return self.store.vector_count(self.table) >= max(self.ann_min_rows, 1)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+        """Exact [Q, n] scores of ``n`` segments from their rows (``owner[i]`` is row i's segment): the exact scan's
+        scoring, applied to the fetched candidates."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
+        if not self.uses_ann:
+            return super().search(queries, k)
+        qids, texts = normalize_queries(queries)
+        if not texts:
+            return empty_run(self.name, qids)
+        return self._ann_search(qids, self._encode(texts), int(k))
+
+    def _hits(self, q: np.ndarray, n_videos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, video_id, segment_id) of each query's approximate best rows, best first, enough rows to hold
+        ``n_videos`` distinct videos: the row limit widens for the queries whose rows came from fewer videos."""
+        store = self.store
+        rows_per_segment = max(1.0, store.vector_count(self.table) / max(store.segment_count(), 1))
+        limit = int(np.ceil(2 * n_videos * rows_per_segment))
+        todo = np.arange(len(q))
+        parts = []
+        for widen in range(ANN_WIDEN_STEPS + 1):
+            hits = store.search_vectors(self.table, q[todo], limit, nprobes=self.nprobes, refine_factor=None)
+            local = hits["query_index"].to_numpy().astype(np.int64)
+            vid = np.asarray(hits["video_id"].to_pylist(), dtype=str)
+            seg = np.asarray(hits["segment_id"].to_pylist(), dtype=str)
+            n_rows = np.bincount(local, minlength=todo.size)
+            n_vid = np.bincount(_first_per_query(local, vid, n_videos)[0], minlength=todo.size)
+            short = (n_vid < n_videos) & (n_rows >= limit) if widen < ANN_WIDEN_STEPS else np.zeros(todo.size, bool)
+            done = ~short[local]
+            parts.append((todo[local[done]], vid[done], seg[done]))
+            todo, limit = todo[short], limit * 4
+            if not todo.size:
+                break
+        qi, vid, seg = (np.concatenate(c) for c in zip(*parts))
+        order = np.argsort(qi, kind="stable")  # per query the rows stay best first
+        return qi[order], vid[order], seg[order]
+
+    def _ann_search(self, qids: np.ndarray, q: np.ndarray, k: int) -> "Run":
+        store = self.store
+        n_cand = int(self.candidates or ANN_CANDIDATES_PER_VIDEO * k)
+        qi, vid, seg = self._hits(q, n_cand)
+        cq, cvid = _first_per_query(qi, vid, n_cand)  # each query's candidate videos
+        if self.aggregation == "max":
+            # A video's score is its best segment's: re-score the segments the index found for the candidates.
+            vids = np.unique(cvid)
+            cand = np.zeros((len(q), vids.size), dtype=bool)
+            cand[cq, np.searchsorted(vids, cvid)] = True
+            keep = cand[qi, np.minimum(np.searchsorted(vids, vid), vids.size - 1)] & np.isin(vid, vids)
+            cq, cid = qi[keep], seg[keep]
+            ids = np.unique(cid)
+            cols, rows = store.vectors_of(self.table, segment_ids=ids)
+        else:  # mean/sum/topn need every segment of a candidate video
+            cid, ids = cvid, np.unique(cvid)
+            cols, rows = store.vectors_of(self.table, video_ids=ids)
+        seg_ids, first, owner = np.unique(cols["segment_id"], return_index=True, return_inverse=True)
+        if seg_ids.size == 0:
+            return empty_run(self.name, qids)
+        scores = self._pooled_scores(q, rows, owner, seg_ids.size)
+        # Each query is scored on its own candidates only, so its result does not depend on the other queries.
+        seg_video = np.asarray(cols["video_id"])[first]
+        unit_of_seg = seg_ids if self.aggregation == "max" else seg_video
+        member = np.zeros((len(q), ids.size), dtype=bool)
+        member[cq, np.searchsorted(ids, cid)] = True
+        pos = np.searchsorted(ids, unit_of_seg)
+        qidx, sidx = np.nonzero(member[:, np.minimum(pos, ids.size - 1)] & (ids[np.minimum(pos, ids.size - 1)] == unit_of_seg))
+        sc = scores[qidx, sidx].astype(np.float64)
+        if self.min_score is not None:
+            keep = sc >= self.min_score
+            qidx, sidx, sc = qidx[keep], sidx[keep], sc[keep]
+        segments = {"video_id": seg_video, "segment_id": seg_ids, "start": np.zeros(seg_ids.size),
+                    "end": np.zeros(seg_ids.size)}
+        run = segment_run(self.name, self.modality, qids, qidx, sidx, sc, segments, k, self.aggregation, self.top_n)
+        if run.evidence and len(run.evidence["segment_id"]):
+            start, end = store.segment_spans(run.evidence["segment_id"])
+            run.evidence["start"], run.evidence["end"] = np.nan_to_num(start), np.nan_to_num(end)
+        return run
+
+
+def _sum_pool(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """One unit vector per segment: the sum of its rows, normalized (the mean's direction)."""
+    if len(owner) and np.bincount(owner, minlength=n).max() > 1:
+        sums = np.zeros((n, rows.shape[1]), dtype=np.float32)
+        np.add.at(sums, owner, rows)
+        rows = sums
+    return _unit(rows) if len(rows) else rows
+
+
+class VectorRetriever(_VectorSearch):
+    """Cosine similarity between encoded queries and one vector per segment in ``vec_<modality>``
+    (several rows of one segment are mean-pooled).
 
     ``query_encoder`` is anything with ``encode_text(list[str])`` or ``encode_queries(list[str])``
-    returning [Q, d]. Exact search (one [Q, d] x [d, S] product for all queries): on 2 cores this is
-    ~1 ms per query at 10k segments; beyond ~10^6 rows an ANN index is the right tool.
+    returning [Q, d]. Below ``ann_min_rows`` rows: exact search (one [Q, d] x [d, S] product for all
+    queries, ~1 ms per query at 10k segments on 2 cores); past it, the store's approximate index
+    (see :class:`_VectorSearch`).
     """
 
     def __init__(self, store: "IndexStore", modality: str, query_encoder: Any, *, min_score: float | None = None,
                  **kw: Any) -> None:
-        self.modality = modality
+        self.modality = self.table = modality
         super().__init__(store, **kw)
         self.query_encoder = query_encoder
         self.min_score = min_score
@@ -70,13 +213,11 @@ class VectorRetriever(IndexedRetriever):
     def _load(self) -> dict[str, Any]:
         cols, mat = self.store.vectors(self.modality)
         seg, owner = _segment_table(cols, self.store)
-        if len(owner) and np.bincount(owner).max() > 1:
-            # Several rows per segment (e.g. frames): mean-pool them into one segment vector.
-            sums = np.zeros((len(seg["segment_id"]), mat.shape[1]), dtype=np.float32)
-            np.add.at(sums, owner, mat)
-            mat = sums
-        seg["vectors"] = _unit(mat) if len(mat) else mat
+        seg["vectors"] = _sum_pool(mat, owner, len(seg["segment_id"]))
         return seg
+
+    def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+        return q @ _sum_pool(rows, owner, n).T
 
     def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
         q = self._encode(texts)
@@ -89,14 +230,16 @@ class VectorRetriever(IndexedRetriever):
         return qidx, col, sc
 
 
-class VisualRetriever(IndexedRetriever):
+class VisualRetriever(_VectorSearch):
     """CLIP text -> frame embeddings, frames pooled per segment (``pooling``: mean, max, softmax
     (query-scored softmax-weighted mean), maxsim (late interaction)), segments aggregated to videos.
 
-    The encoder defaults to the CLIP model recorded in the index; pass ``encoder`` to override.
+    The encoder defaults to the CLIP model recorded in the index; pass ``encoder`` to override. Past
+    ``ann_min_rows`` frames the search is approximate over frames, then exact over the candidate
+    segments' frames (see :class:`_VectorSearch`).
     """
 
-    modality = "visual"
+    modality = table = "visual"
 
     def __init__(self, store: "IndexStore", encoder: Any = None, pooling: str = "mean", **kw: Any) -> None:
         super().__init__(store, **kw)
@@ -113,6 +256,9 @@ class VisualRetriever(IndexedRetriever):
             self._encoder = clip_from_spec(self.store.specs().get("visual", {}).get("spec", {}))
         return self._encoder
 
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return _unit(np.asarray(self.encoder.encode_text(texts)))
+
     def _load(self) -> dict[str, Any]:
         cols, mat = self.store.vectors("visual")
         seg, owner = _segment_table(cols, self.store)
@@ -120,20 +266,26 @@ class VisualRetriever(IndexedRetriever):
         seg["owner"] = owner
         return seg
 
-    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
+    def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+        return self._frame_scores(q, _unit(rows) if len(rows) else rows, owner, n)
+
+    def _frame_scores(self, q: np.ndarray, frames: np.ndarray, owner: np.ndarray, n: int,
+                      cache: dict | None = None) -> np.ndarray:
         from mmfuse.encoders import clip as visual
 
-        q = _unit(np.asarray(self.encoder.encode_text(texts)))
         if self.pooling in ("mean", "max"):
-            # Query-independent pooling: pool the frames once, then one matrix product per search.
-            key = f"_pooled_{self.pooling}"
-            if key not in data:
-                data[key] = np.asarray(visual.pool(data["frames"], data["owner"], self.pooling,
-                                                   len(data["segment_id"])), dtype=np.float32)
-            sims = (data[key] @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
-        else:
-            sims = np.asarray(visual.score(q, data["frames"], data["owner"], self.pooling,
-                                           n_owners=len(data["segment_id"])), dtype=np.float64)
+            # Query-independent pooling: pool the frames once (cached by the exact scan), then one matrix product.
+            pooled = None if cache is None else cache.get(f"_pooled_{self.pooling}")
+            if pooled is None:
+                pooled = np.asarray(visual.pool(frames, owner, self.pooling, n), dtype=np.float32)
+                if cache is not None:
+                    cache[f"_pooled_{self.pooling}"] = pooled
+            return (pooled @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
+        return np.asarray(visual.score(q, frames, owner, self.pooling, n_owners=n), dtype=np.float64)
+
+    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
+        sims = self._frame_scores(self._encode(texts), data["frames"], data["owner"], len(data["segment_id"]),
+                                  cache=data)
         qidx, col = top_k_dense(sims, n_hits)
         return qidx, col, sims[qidx, col]
 
@@ -160,13 +312,10 @@ class _Bm25Retriever(IndexedRetriever):
 
     def _load(self) -> dict[str, Any]:
         data = self._texts()
-        from mmfuse.store.bm25 import Bm25Index
-
         texts = [str(t) for t in data["text"]]
         data["bm25"] = None
         if any(t.strip() for t in texts):
-            builder = _Bm25Builder(Bm25Index, self.squash)
-            data["bm25"] = self.store.bm25(self.name, texts, builder)
+            data["bm25"] = self.store.bm25(self.name, texts, OCR_ANALYZER if self.squash else WORD_ANALYZER)
         return data
 
     def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
@@ -180,21 +329,6 @@ class _Bm25Retriever(IndexedRetriever):
         idx, sc = idx.reshape(-1), sc.reshape(-1)
         keep = (sc > 0) & (idx >= 0)
         return qidx[keep], idx[keep], sc[keep]
-
-
-class _Bm25Builder:
-    """Adapter so the store's cache can build (``builder(texts)``) and reload (``builder.load(dir)``)."""
-
-    def __init__(self, cls: Any, squash: bool) -> None:
-        self.cls, self.squash = cls, squash
-
-    def __call__(self, texts: list[str]) -> Any:
-        from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
-
-        return self.cls.build(texts, OCR_ANALYZER if self.squash else WORD_ANALYZER)
-
-    def load(self, d: Path) -> Any:
-        return self.cls.load(d)
 
 
 class OcrRetriever(_Bm25Retriever):
