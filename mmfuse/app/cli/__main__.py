@@ -1,0 +1,5 @@
+"""``python -m mmfuse.app.cli``."""
+
+from mmfuse.app.cli import main
+
+main()

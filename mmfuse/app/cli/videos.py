@@ -1,0 +1,214 @@
+"""Commands over your own videos: ``mmfuse index`` and ``mmfuse search``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import app, config_defaults, console, err_console, required, split_csv
+
+
+@app.command("index")
+def index_cmd(
+    ctx: typer.Context,
+    video_dir: str = typer.Argument(..., help="Folder of videos (searched recursively)."),
+    index: Optional[str] = typer.Option(None, "--index", help="Index directory (created if missing)."),
+    modalities: str = typer.Option("visual,audio,ocr,asr,meta", "--modalities",
+                                   help="Comma-separated built-in modalities, or 'none' (plug-ins only)."),
+    retriever: list[str] = typer.Option([], "--retriever", help="Plug-in: module:Class or entry-point name (repeatable)."),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip model name, config JSON or local dir."),
+    clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="open_clip pretrained tag."),
+    clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint", help="Local CLIP checkpoint file."),
+    clap_model: Optional[str] = typer.Option(None, "--clap-model", help="CLAP model directory or hub name."),
+    metadata: Optional[str] = typer.Option(None, "--metadata", help="Sidecar JSON/CSV (default VIDEO_DIR/metadata.json)."),
+    window: float = typer.Option(10.0, "--window", help="Segment length in seconds."),
+    frames: int = typer.Option(4, "--frames", help="Frames sampled per segment."),
+    workers: int = typer.Option(1, "--workers", help="Files processed in parallel."),
+    no_dense: bool = typer.Option(False, "--no-dense", help="Skip dense text embeddings of ASR/metadata."),
+    engine: str = typer.Option("local", "--engine", help="local (threads on this machine) or ray (Ray Data pipeline)."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+) -> None:
+    """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    from mmfuse.ingest.local import IndexConfig, index_folder
+
+    v = config_defaults(ctx, "index", locals())
+    index = required(v["index"], "--index", "[index] path")
+    modalities, retriever, metadata, window, frames, workers, no_dense = (
+        v[n] for n in ("modalities", "retriever", "metadata", "window", "frames", "workers", "no_dense"))
+    clip_model, clip_pretrained, clip_checkpoint, clap_model = (
+        v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
+    if clip_model is None and clip_checkpoint is not None:
+        clip_model = "ViT-B-32"
+    cfg = IndexConfig(
+        modalities=[] if modalities.strip().lower() == "none" else (split_csv(modalities) or []), window=window, frames_per_segment=frames, clip_model=clip_model,
+        clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
+        dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
+    )
+    bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                   TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=err_console, transient=True)
+    with bar:
+        task = bar.add_task("index", total=None, segments=0, label="")
+
+        def progress(done: int, total: int, label: str) -> None:
+            name, _, segs = label.rpartition(" | ")
+            bar.update(task, completed=done, total=total, segments=segs.split()[0] if segs else 0, label=name[-40:])
+
+        if engine == "ray":
+            from mmfuse.ingest.ray_engine import index_with_ray
+
+            summary = index_with_ray(video_dir, index, address=address, config=cfg, progress=progress)
+        elif engine == "local":
+            summary = index_folder(video_dir, index, cfg, progress=progress)
+        else:
+            from mmfuse.errors import unknown
+
+            raise unknown("--engine", engine, ["local", "ray"])
+    for w in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    table = Table(title=f"mmfuse index {index}", show_lines=False)
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    table.add_column("details")
+    table.add_row("indexed", str(len(summary.indexed)),
+                  f"{sum(n for _, n, _ in summary.indexed)} segments, {summary.seconds:.1f} s of video in {summary.wall:.1f} s")
+    table.add_row("skipped", str(len(summary.skipped)), "unchanged since the last run" if summary.skipped else "")
+    if summary.removed:
+        table.add_row("removed", str(len(summary.removed)), "no longer in the folder")
+    table.add_row("[red]failed[/]" if summary.failed else "failed", str(len(summary.failed)), "")
+    for name, reason in summary.failed:
+        table.add_row("", "", f"[red]{name}[/]: {reason}")
+    table.add_row("modalities", str(len(summary.modalities)), ", ".join(summary.modalities))
+    console.print(table)
+    if summary.failed:
+        raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
+
+
+@app.command("search")
+def search_cmd(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="Text query."),
+    index: Optional[str] = typer.Option(None, "--index", help="Index directory built by `mmfuse index`."),
+    k: int = typer.Option(10, "--k", help="Videos to return."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
+    per_modality: bool = typer.Option(False, "--per-modality", help="Also print each modality's own list."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of modalities."),
+    aggregation: str = typer.Option("max", "--aggregation", help="Segment -> video: max, mean, sum, topn."),
+    pooling: str = typer.Option("mean", "--pooling", help="Frame pooling: mean, max, softmax, maxsim."),
+    clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Override the CLIP model recorded in the index."),
+    clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained"),
+    clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
+    clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
+    config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+) -> None:
+    """Search an index: fused ranking with each modality's rank and score per hit."""
+    import json as _json
+
+    import numpy as _np
+    from rich.table import Table
+
+    from mmfuse.config import apply_defaults, load_config_defaults
+    from mmfuse.errors import ParameterError
+    from mmfuse.pipeline import search_index
+
+    cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
+    v = apply_defaults(ctx, locals(), cfg)
+    index = required(v["index"], "--index", "[index] path")
+    k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
+    clip_model, clip_pretrained, clip_checkpoint, clap_model = (
+        v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
+    if k < 1:
+        raise ParameterError(f"--k must be >= 1, got {k}")
+    clip = clap = None
+    if clip_model or clip_checkpoint:
+        from mmfuse.encoders.clip import ClipEncoder
+
+        clip = ClipEncoder(model=clip_model or "ViT-B-32", pretrained=clip_pretrained, checkpoint=clip_checkpoint)
+    if clap_model:
+        from mmfuse.encoders.clap import ClapEncoder
+
+        clap = ClapEncoder(model=clap_model)
+    # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
+    # Its weights are per configured retriever, which need not match the modalities this index answers with.
+    extra: dict = {}
+    if cfg and fusion == cfg.get("fusion"):
+        if cfg.get("fusion_norm"):
+            extra["norm"] = cfg["fusion_norm"]
+        extra.update(cfg.get("fusion_params") or {})
+        if cfg.get("fusion_weights"):
+            err_console.print("warning: \\[fusion] weights are not applied by `mmfuse search` (the modalities an "
+                              "index answers with vary); use mmfuse.Pipeline for weighted fusion")
+    res = search_index(index, {"q": query}, k=k, fusion=fusion, modalities=split_csv(modalities),
+                       aggregation=aggregation, pooling=pooling, clip_encoder=clip, clap_encoder=clap,
+                       depth=cfg.get("depth"), fusion_params=extra)
+
+    def entries(run):
+        i = int(_np.flatnonzero(run.query_ids == "q")[0]) if "q" in run else -1
+        if i < 0:
+            return []
+        lo, hi = int(run.offsets[i]), int(run.offsets[i + 1])
+        ev = run.evidence or {}
+        out = []
+        for r, j in enumerate(range(lo, hi), 1):
+            e = {"rank": r, "video_id": str(run.doc_ids[run.doc_idx[j]]), "score": float(run.scores[j])}
+            for c in ("segment_id", "start", "end"):
+                if c in ev:
+                    v = ev[c][j]
+                    e[c] = float(v) if c != "segment_id" else str(v)
+            out.append(e)
+        return out
+
+    per = {r.name: entries(r) for r in res.runs}
+    lookup = {m: {e["video_id"]: e for e in lst} for m, lst in per.items()}
+    hits = []
+    for e in entries(res.fused):
+        e = {"rank": e["rank"], "video_id": e["video_id"], "score": e["score"], "modalities": {}}
+        for m in per:
+            h = lookup[m].get(e["video_id"])
+            if h is not None:
+                e["modalities"][m] = {kk: h[kk] for kk in ("rank", "score", "segment_id", "start", "end") if kk in h}
+        hits.append(e)
+    for w in res.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if json_out:
+        doc = {"query": query, "fusion": fusion or "default", "hits": hits, "warnings": res.warnings}
+        if per_modality:
+            doc["per_modality"] = {m: lst[:k] for m, lst in per.items()}
+        typer.echo(_json.dumps(doc, indent=1))
+        return
+    names = list(per)
+    table = Table(title=f"{query!r}: fused ({fusion or 'default'})")
+    table.add_column("#", justify="right")
+    table.add_column("video")
+    table.add_column("score", justify="right")
+    for m in names:
+        table.add_column(f"{m} rank/score", justify="right")
+    for h in hits:
+        cells = []
+        for m in names:
+            x = h["modalities"].get(m)
+            cells.append(f"{x['rank']} / {x['score']:.3g}" if x else "-")
+        table.add_row(str(h["rank"]), h["video_id"], f"{h['score']:.4g}", *cells)
+    console.print(table)
+    if per_modality:
+        for m, lst in per.items():
+            t = Table(title=f"{m}")
+            for c in ("#", "video", "score", "segment", "time"):
+                t.add_column(c)
+            for e in lst[:k]:
+                span = f"{e['start']:.1f}-{e['end']:.1f}s" if "start" in e else ""
+                t.add_row(str(e["rank"]), e["video_id"], f"{e['score']:.4g}", e.get("segment_id", ""), span)
+            console.print(t)
