@@ -148,14 +148,15 @@ class Pipeline:
         return out
 
     def _from_index(self, modalities: list[str] | None, opts: Mapping[str, Any]) -> list[Any]:
-        from .retrievers import retrievers_for_index
+        from .retrievers import plugin_modality, retrievers_for_index
 
         kw = dict(aggregation=self.aggregation, pooling=self.pooling, clip_encoder=self.clip_encoder,
                   clap_encoder=self.clap_encoder, dense=self.dense)
         kw.update({k: v for k, v in opts.items() if k in kw})
         got = retrievers_for_index(self.store, modalities=modalities, warn=self.warnings.append, **kw)
-        if modalities is not None:  # a name picks exactly that retriever ("asr" is not "asr_dense")
-            got = [g for g in got if getattr(g, "name", None) == modalities[0]]
+        if modalities is not None:  # a name or plug-in reference picks exactly that one ("asr" is not "asr_dense")
+            name = plugin_modality(self.store, modalities[0]) or modalities[0]
+            got = [g for g in got if getattr(g, "name", None) == name]
         return got
 
     def video_paths(self) -> Any:
@@ -466,13 +467,14 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
                  modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
                  clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
                  depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
-                 **more_fusion_params: Any) -> SearchResult:
+                 plugins: Sequence[str] = (), **more_fusion_params: Any) -> SearchResult:
     """Search every modality of an index (plus ``extra`` retriever objects) and fuse the runs.
 
     ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and
     further keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would
     clash with this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion;
-    the fused run is cut to ``k``.
+    the fused run is cut to ``k``. ``plugins`` names the plug-in references the index records that may be
+    imported (see :func:`mmfuse.retrievers.retrievers_for_index`).
     """
     from mmfuse.store.lance import IndexStore
 
@@ -486,7 +488,7 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
         store.check_spec("audio", clap_encoder.spec)
     rets = retrievers_for_index(store, modalities=list(modalities) if modalities else None, aggregation=aggregation,
                                 pooling=pooling, clip_encoder=clip_encoder, clap_encoder=clap_encoder,
-                                warn=warnings.append) + list(extra)
+                                plugins=plugins, warn=warnings.append) + list(extra)
     depth = int(depth or max(int(k), 100))
     runs = []
     for r in rets:

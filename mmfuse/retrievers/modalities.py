@@ -52,17 +52,19 @@ def _segment_table(cols: Mapping[str, np.ndarray], store: "IndexStore") -> tuple
     }, owner.astype(np.int64)
 
 
-def _first_per_query(qidx: np.ndarray, keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` distinct ``keys`` of each query, in order of appearance (hits come best first)."""
-    if qidx.size == 0:
-        return qidx, keys
-    names, code = np.unique(keys, return_inverse=True)
-    _, first = np.unique(qidx * names.size + code.reshape(-1), return_index=True)
+def _first_distinct(groups: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first ``n`` distinct ``keys`` of each group, in order of appearance (rows come best first)."""
+    if groups.size == 0:
+        return np.empty(0, dtype=np.int64)
+    code = np.unique(keys, return_inverse=True)[1].reshape(-1)
+    _, first = np.unique(np.stack([groups.astype(np.int64), code], axis=1), axis=0, return_index=True)
     first = np.sort(first)
-    q, k = qidx[first], keys[first]
-    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
-    rank = np.arange(q.size) - np.repeat(starts, np.diff(np.r_[starts, q.size]))
-    return q[rank < n], k[rank < n]
+    g = groups[first]
+    order = np.argsort(g, kind="stable")
+    starts = np.flatnonzero(np.r_[True, g[order][1:] != g[order][:-1]])
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[order] = np.arange(first.size) - np.repeat(starts, np.diff(np.r_[starts, first.size]))
+    return first[rank < n]
 
 
 class _VectorSearch(IndexedRetriever):
@@ -93,7 +95,12 @@ class _VectorSearch(IndexedRetriever):
     @property
     def uses_ann(self) -> bool:
         """Whether searches go through the approximate index (the table has at least ``ann_min_rows`` rows)."""
-        return self.store.vector_count(self.table) >= max(self.ann_min_rows, 1)
+        return self._ann_rows() > 0
+
+    def _ann_rows(self) -> int:
+        """The table's row count when it is past the threshold, else 0."""
+        n = self.store.vector_count(self.table)
+        return n if n >= max(self.ann_min_rows, 1) else 0
 
     def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -104,29 +111,28 @@ class _VectorSearch(IndexedRetriever):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
-        if not self.uses_ann:
+        n_rows = self._ann_rows()
+        if not n_rows:
             return super().search(queries, k)
         qids, texts = normalize_queries(queries)
         if not texts:
             return empty_run(self.name, qids)
-        return self._ann_search(qids, self._encode(texts), int(k))
+        return self._ann_search(qids, self._encode(texts), int(k), n_rows)
 
-    def _hits(self, q: np.ndarray, n_videos: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _hits(self, q: np.ndarray, n_videos: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query index, video_id, segment_id) of each query's approximate best rows, best first, enough rows to hold
         ``n_videos`` distinct videos: the row limit widens for the queries whose rows came from fewer videos."""
-        store = self.store
-        rows_per_segment = max(1.0, store.vector_count(self.table) / max(store.segment_count(), 1))
-        limit = int(np.ceil(2 * n_videos * rows_per_segment))
+        limit = int(np.ceil(n_videos * max(1.0, n_rows / max(self.store.video_count(), 1))))
         todo = np.arange(len(q))
         parts = []
         for widen in range(ANN_WIDEN_STEPS + 1):
-            hits = store.search_vectors(self.table, q[todo], limit, nprobes=self.nprobes, refine_factor=None)
+            hits = self.store.search_vectors(self.table, q[todo], limit, nprobes=self.nprobes, refine_factor=None)
             local = hits["query_index"].to_numpy().astype(np.int64)
             vid = np.asarray(hits["video_id"].to_pylist(), dtype=str)
             seg = np.asarray(hits["segment_id"].to_pylist(), dtype=str)
-            n_rows = np.bincount(local, minlength=todo.size)
-            n_vid = np.bincount(_first_per_query(local, vid, n_videos)[0], minlength=todo.size)
-            short = (n_vid < n_videos) & (n_rows >= limit) if widen < ANN_WIDEN_STEPS else np.zeros(todo.size, bool)
+            n_got = np.bincount(local, minlength=todo.size)
+            n_vid = np.bincount(local[_first_distinct(local, vid, n_videos)], minlength=todo.size)
+            short = (n_vid < n_videos) & (n_got >= limit) if widen < ANN_WIDEN_STEPS else np.zeros(todo.size, bool)
             done = ~short[local]
             parts.append((todo[local[done]], vid[done], seg[done]))
             todo, limit = todo[short], limit * 4
@@ -136,18 +142,20 @@ class _VectorSearch(IndexedRetriever):
         order = np.argsort(qi, kind="stable")  # per query the rows stay best first
         return qi[order], vid[order], seg[order]
 
-    def _ann_search(self, qids: np.ndarray, q: np.ndarray, k: int) -> "Run":
+    def _ann_search(self, qids: np.ndarray, q: np.ndarray, k: int, n_rows: int) -> "Run":
         store = self.store
         n_cand = int(self.candidates or ANN_CANDIDATES_PER_VIDEO * k)
-        qi, vid, seg = self._hits(q, n_cand)
-        cq, cvid = _first_per_query(qi, vid, n_cand)  # each query's candidate videos
+        qi, vid, seg = self._hits(q, n_cand, n_rows)
+        first = _first_distinct(qi, vid, n_cand)
+        cq, cvid = qi[first], vid[first]  # each query's candidate videos
         if self.aggregation == "max":
-            # A video's score is its best segment's: re-score the segments the index found for the candidates.
+            # A video's score is its best segment's: re-score the segments the index found for each candidate.
             vids = np.unique(cvid)
             cand = np.zeros((len(q), vids.size), dtype=bool)
             cand[cq, np.searchsorted(vids, cvid)] = True
-            keep = cand[qi, np.minimum(np.searchsorted(vids, vid), vids.size - 1)] & np.isin(vid, vids)
-            cq, cid = qi[keep], seg[keep]
+            pos = np.minimum(np.searchsorted(vids, vid), vids.size - 1)
+            pick = np.flatnonzero(cand[qi, pos] & (vids[pos] == vid))
+            cq, cid = qi[pick], seg[pick]
             ids = np.unique(cid)
             cols, rows = store.vectors_of(self.table, segment_ids=ids)
         else:  # mean/sum/topn need every segment of a candidate video
@@ -162,8 +170,8 @@ class _VectorSearch(IndexedRetriever):
         unit_of_seg = seg_ids if self.aggregation == "max" else seg_video
         member = np.zeros((len(q), ids.size), dtype=bool)
         member[cq, np.searchsorted(ids, cid)] = True
-        pos = np.searchsorted(ids, unit_of_seg)
-        qidx, sidx = np.nonzero(member[:, np.minimum(pos, ids.size - 1)] & (ids[np.minimum(pos, ids.size - 1)] == unit_of_seg))
+        pos = np.minimum(np.searchsorted(ids, unit_of_seg), ids.size - 1)
+        qidx, sidx = np.nonzero(member[:, pos] & (ids[pos] == unit_of_seg))
         sc = scores[qidx, sidx].astype(np.float64)
         if self.min_score is not None:
             keep = sc >= self.min_score

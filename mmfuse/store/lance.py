@@ -304,10 +304,8 @@ class IndexStore:
         that cannot be searched are rebuilt, and the BM25 caches are removed (rebuilt by the next search).
         """
         p = Path(path)
-        if not p.is_dir():
-            raise IndexError_(f"index {p} does not exist: nothing to repair; build it with `mmfuse index VIDEO_DIR --index {p}`")
-        if not any(p.glob("*.lance")) and not (p / CATALOG).exists():
-            raise IndexError_(f"index {p} is not an mmfuse index (no tables): nothing to repair")
+        if not p.is_dir() or (not any(p.glob("*.lance")) and not (p / CATALOG).exists()):
+            return [f"nothing to repair: no index in {p}"]
         with cls(p, write=False, check=False) as probe:
             bad = probe._unreadable_tables()
         with cls(p, write=True, check=False) as store:
@@ -501,11 +499,20 @@ class IndexStore:
             return np.empty(0, dtype=str)
         return np.asarray(t["video_id"].to_numpy(zero_copy_only=False)).astype(str)
 
+    def video_count(self) -> int:
+        """Visible (fully indexed) videos."""
+        v = self.videos()
+        return 0 if v is None else v.num_rows
+
     def _visible(self, t: pa.Table | None) -> pa.Table | None:
         if t is None:
             return None
         v = self.videos()
-        done = v["video_id"].combine_chunks() if v is not None and v.num_rows else pa.array([], pa.string())
+        key = ("visible", id(v))
+        done = self._cache.get(key)
+        if done is None:
+            done = v["video_id"].combine_chunks() if v is not None and v.num_rows else pa.array([], pa.string())
+            self._cache = {k: x for k, x in self._cache.items() if k[0] != "visible"} | {key: done}
         return t.filter(pc.is_in(t["video_id"], value_set=done))
 
     def forget(self, video_ids: Sequence[str]) -> None:

@@ -29,6 +29,7 @@ def index_cmd(
     engine: str = typer.Option("local", "--engine", help="local (threads on this machine) or ray (Ray Data pipeline)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    repair: bool = typer.Option(False, "--repair", help="Repair a damaged index first (re-indexes what was lost)."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
     from rich.progress import (
@@ -56,6 +57,11 @@ def index_cmd(
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
     )
+    if repair:
+        from mmfuse.store.lance import IndexStore
+
+        for line in IndexStore.repair(index):
+            err_console.print(f"repair: {line}", highlight=False, soft_wrap=True)
     bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                    TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
                    TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=err_console, transient=True)
@@ -113,6 +119,8 @@ def search_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    retriever: list[str] = typer.Option([], "--retriever", help="Plug-in the index names that may be imported: "
+                                        "module:Class or entry-point name (repeatable)."),
 ) -> None:
     """Search an index: fused ranking with each modality's rank and score per hit."""
     import json as _json
@@ -153,7 +161,7 @@ def search_cmd(
                               "index answers with vary); use mmfuse.Pipeline for weighted fusion")
     res = search_index(index, {"q": query}, k=k, fusion=fusion, modalities=split_csv(modalities),
                        aggregation=aggregation, pooling=pooling, clip_encoder=clip, clap_encoder=clap,
-                       depth=cfg.get("depth"), fusion_params=extra)
+                       depth=cfg.get("depth"), fusion_params=extra, plugins=v["retriever"])
 
     def entries(run):
         i = int(_np.flatnonzero(run.query_ids == "q")[0]) if "q" in run else -1
