@@ -173,7 +173,7 @@ class IndexStore:
                 raise self._damaged("; ".join(problems))
             if not write and not self._exists("videos"):
                 raise IndexError_(f"index {self.path} is not an mmfuse index (no videos table); build it with `mmfuse index`")
-        if write:
+        if write and check:  # repair() creates them once the damaged ones are gone
             for name, schema in _schemas().items():
                 self._table(name, schema)
             self._write_catalog()
