@@ -275,7 +275,10 @@ class VisualRetriever(_VectorSearch):
         return seg
 
     def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-        return self._frame_scores(q, _unit(rows) if len(rows) else rows, owner, n)
+        frames = _unit(rows) if len(rows) else rows
+        if len(owner) == n:  # one frame per segment: every pooling is that frame (and segmented sums are slow)
+            return (frames[np.argsort(owner)] @ q.T).T
+        return self._frame_scores(q, frames, owner, n)
 
     def _frame_scores(self, q: np.ndarray, frames: np.ndarray, owner: np.ndarray, n: int,
                       cache: dict | None = None) -> np.ndarray:

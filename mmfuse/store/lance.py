@@ -428,8 +428,6 @@ class IndexStore:
         if tbl is None:
             return None
         with self._reading(name):
-            if not self.write:
-                tbl.checkout_latest()
             key = (name, tbl.version, tuple(columns) if columns else None)
             hit = self._cache.get(key)
             if hit is None:
@@ -446,6 +444,13 @@ class IndexStore:
         with self._reading(name):
             t = tbl.search().where(where).select(list(columns)).limit(None).to_arrow()
         return self._visible(t)
+
+    def refresh(self) -> None:
+        """See what writers committed since this store was opened (or last refreshed): readers otherwise keep the
+        table versions they first read, so one search sees one consistent state of the index."""
+        for name, tbl in self._tables.items():
+            with self._reading(name):
+                tbl.checkout_latest()
 
     def version_stamp(self, names: Sequence[str]) -> str:
         parts = []
@@ -485,7 +490,18 @@ class IndexStore:
     def videos(self) -> pa.Table | None:
         """Arrow table of the visible (fully indexed) videos."""
         t = self._read("videos")
-        return t.filter(pc.equal(t["status"], "done")) if t is not None and t.num_rows else t
+        if t is None or t.num_rows == 0:
+            return t
+        return self._derived("done", lambda: t.filter(pc.equal(t["status"], "done")))
+
+    def _derived(self, what: str, make: Any) -> Any:
+        """``make()``, cached until the ``videos`` table changes."""
+        key = (what, self._table("videos").version)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = make()
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != what} | {key: hit}
+        return hit
 
     def video_states(self) -> dict[str, dict[str, Any]]:
         t = self.videos()
@@ -508,11 +524,9 @@ class IndexStore:
         if t is None:
             return None
         v = self.videos()
-        key = ("visible", id(v))
-        done = self._cache.get(key)
-        if done is None:
-            done = v["video_id"].combine_chunks() if v is not None and v.num_rows else pa.array([], pa.string())
-            self._cache = {k: x for k, x in self._cache.items() if k[0] != "visible"} | {key: done}
+        if v is None or v.num_rows == 0:
+            return t.slice(0, 0)
+        done = self._derived("visible", lambda: v["video_id"].combine_chunks())
         return t.filter(pc.is_in(t["video_id"], value_set=done))
 
     def forget(self, video_ids: Sequence[str]) -> None:
@@ -699,10 +713,11 @@ class IndexStore:
         tbl = self._table(f"vec_{modality}")
         if tbl is None:
             return 0
-        with self._reading(f"vec_{modality}"):
-            if not self.write:
-                tbl.checkout_latest()
-            return int(tbl.count_rows())
+        key = ("count", f"vec_{modality}", tbl.version)
+        if key not in self._cache:
+            with self._reading(f"vec_{modality}"):
+                self._cache[key] = int(tbl.count_rows())
+        return self._cache[key]
 
     def search_vectors(self, modality: str, queries: np.ndarray, limit: int, **knobs: Any) -> pa.Table:
         """Top-``limit`` rows of ``vec_<modality>`` by cosine per query vector, through the table's approximate index
