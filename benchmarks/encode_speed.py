@@ -146,7 +146,7 @@ def bench_asr(repeat: int) -> dict:
         audio = audio.astype(np.float32)
         source = "espeak-ng speech"
     else:
-        from mmfuse.ingest.media import load_audio
+        from mmfuse.ingest.audio import load_audio
 
         audio = load_audio("examples/corpus/v02_squares.mp4", 16000)
         source = "examples/corpus/v02_squares.mp4"

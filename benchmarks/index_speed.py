@@ -41,9 +41,11 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
 
     import av
 
-    from mmfuse.ingest import media
+    from mmfuse.ingest.audio import load_audio
+    from mmfuse.ingest.frames import sample_frames
+    from mmfuse.ingest.probe import probe
 
-    clips = [p for p in sorted(CORPUS.glob("*.mp4")) if media.probe(p).has_audio]
+    clips = [p for p in sorted(CORPUS.glob("*.mp4")) if probe(p).has_audio]
     c = av.open(str(path), "w")
     vs = c.add_stream("libx264", rate=fps)
     vs.width, vs.height, vs.pix_fmt = 320, 240, "yuv420p"
@@ -56,9 +58,9 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
     while t_video / fps < target:
         clip = clips[i % len(clips)]
         i += 1
-        info = media.probe(clip)
+        info = probe(clip)
         times = list(np.arange(0, info.duration - 1e-3, 1 / fps))
-        frames = media.sample_frames(clip, times=times)
+        frames = sample_frames(clip, times=times)
         for f in frames:
             if f.shape[:2] != (240, 320):
                 from PIL import Image
@@ -69,7 +71,7 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
             t_video += 1
             for p in vs.encode(vf):
                 c.mux(p)
-        audio = media.load_audio(clip, 16000)
+        audio = load_audio(clip, 16000)
         want = int(round(len(frames) / fps * 16000))
         audio = np.pad(audio, (0, max(0, want - len(audio))))[:want]
         for s in range(0, len(audio), 1024):
@@ -88,7 +90,7 @@ def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
 
 
 def bench_indexing(video_dir: Path, args, label: str) -> dict:
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
 
     mods = ["ocr", "asr", "meta"]
     if args.clip_model or args.clip_checkpoint:

@@ -1,4 +1,4 @@
-"""Decode + frame-sampling speed of mmfuse.ingest.media, in seconds of video per second of wall time.
+"""Decode + frame-sampling speed of mmfuse.ingest (frames, segments), in seconds of video per second of wall time.
 
 Generates a long H.264/AAC clip (default 5 min, 640x360, 30 fps, x264's default keyframe interval)
 in a temp dir, then times, on it and on the committed sample corpus:
@@ -31,7 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mmfuse.ingest import media  # noqa: E402
+from mmfuse.ingest.frames import sample_frames  # noqa: E402
+from mmfuse.ingest.probe import is_media_file, probe  # noqa: E402
+from mmfuse.ingest.segments import iter_segments  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -107,13 +109,13 @@ def make_long_video(path: Path, minutes: float, size=(640, 360), fps: int = 30) 
 
 
 def time_segments(files, **kw) -> dict:
-    duration = sum(media.probe(f).duration for f in files)
+    duration = sum(probe(f).duration for f in files)
     rss = []
     n_seg = n_frames = 0
     c0 = cpu_seconds()
     t0 = time.perf_counter()
     for f in files:
-        for seg in media.iter_segments(f, **kw):
+        for seg in iter_segments(f, **kw):
             n_seg += 1
             n_frames += len(seg.frames)
             rss.append(rss_mib())
@@ -132,10 +134,10 @@ def time_segments(files, **kw) -> dict:
 
 
 def time_sample_frames(path: Path, n: int) -> dict:
-    duration = media.probe(path).duration
+    duration = probe(path).duration
     c0 = cpu_seconds()
     t0 = time.perf_counter()
-    frames = media.sample_frames(path, n=n, size=224)
+    frames = sample_frames(path, n=n, size=224)
     wall = time.perf_counter() - t0
     return {"frames": len(frames), **speed(duration, wall, cpu_seconds() - c0)}
 
@@ -144,7 +146,7 @@ def time_decode_all(path: Path) -> dict:
     """Reference: plain PyAV decoding every video frame and every audio frame (threaded decoder)."""
     import av
 
-    duration = media.probe(path).duration
+    duration = probe(path).duration
     c0 = cpu_seconds()
     t0 = time.perf_counter()
     with av.open(str(path)) as c:
@@ -167,7 +169,7 @@ def main() -> None:
 
     out: dict = {"cpu_count": os.cpu_count(), "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
                  "pyav": av.__version__}
-    corpus = sorted(p for p in args.corpus.iterdir() if media.is_media_file(p))
+    corpus = sorted(p for p in args.corpus.iterdir() if is_media_file(p))
     out["corpus_default"] = time_segments(corpus)
     ref = [time_decode_all(f) for f in corpus]
     dur = sum(r["media_seconds"] for r in ref)
@@ -178,7 +180,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if not long.exists():
             make_long_video(long, args.minutes)
-        info = media.probe(long)
+        info = probe(long)
         out["long_file"] = {
             "minutes": round(info.duration / 60, 2),
             "size": f"{info.width}x{info.height}",

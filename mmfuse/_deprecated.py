@@ -15,13 +15,16 @@ import sys
 import types
 import warnings
 
+# media.py was split by job; its public names live in these four
+_MEDIA = ("mmfuse.ingest.probe", "mmfuse.ingest.frames", "mmfuse.ingest.audio", "mmfuse.ingest.segments")
 # old module -> the modules that now hold its public names, searched in order
 MOVED: dict[str, tuple[str, ...]] = {
     "mmfuse.run": ("mmfuse.runs.run",),
     "mmfuse.index": ("mmfuse.store.lance",),
     "mmfuse.vector_index": ("mmfuse.store.ann",),
-    "mmfuse.media": ("mmfuse.ingest.media",),
-    "mmfuse.indexing": ("mmfuse.ingest.local", "mmfuse.pipeline"),
+    "mmfuse.media": _MEDIA,
+    "mmfuse.ingest.media": _MEDIA,
+    "mmfuse.indexing": ("mmfuse.ingest.plan", "mmfuse.ingest.local", "mmfuse.pipeline"),
     "mmfuse.ray_engine": ("mmfuse.ingest.ray_engine",),
     "mmfuse.streaming": ("mmfuse.fusion.streaming",),
     "mmfuse.cli": ("mmfuse.app.cli",),

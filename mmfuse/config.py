@@ -1,7 +1,10 @@
-"""The pipeline config file: pydantic models of the TOML schema, the commented default, loading and one-line errors."""
+"""The pipeline config file: pydantic models of the TOML schema, the commented default, loading and one-line errors.
+
+The schema only: how the CLI turns a config into option defaults lives with the CLI (``mmfuse.app.cli.common``)."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -9,11 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from mmfuse.encoders.clip import POOLINGS
+from mmfuse.errors import ConfigError, MmfuseError
+from mmfuse.fusion import NORMS, get_method, methods
+from mmfuse.rerankers.grid import parse_grid
+from mmfuse.utils.files import atomic_write
 
 BUILTIN_KINDS = ("visual", "audio", "ocr", "asr", "meta", "plugin")
 AGGREGATIONS = ("max", "mean", "sum", "topn")
-POOLINGS = ("mean", "max", "softmax", "maxsim")
 
 DEFAULT_CONFIG_TOML = '''\
 # mmfuse pipeline config: retrievers -> fusion -> optional VLM reranker.
@@ -156,7 +162,7 @@ class RetrieverConfig(_Strict):
     model: str | None = None
     pretrained: str | None = None
     checkpoint: str | None = None
-    pooling: Literal["mean", "max", "softmax", "maxsim"] = "mean"
+    pooling: Literal[POOLINGS] = "mean"
     aggregation: Literal["max", "mean", "sum", "topn"] = "max"
     dense: bool = True
     ref: str | None = None
@@ -183,13 +189,9 @@ class FusionSection(_Strict):
     def _known_method(cls, v: str | None) -> str | None:
         if v in (None, "", "default"):
             return None
-        from .fusion import get_method
-
         try:
             get_method(v)
         except Exception as e:  # ParameterError with "did you mean"
-            from .fusion import methods
-
             raise ValueError(f"unknown fusion method {v!r}{_did_you_mean(v, list(methods()))}; allowed: "
                              f"{', '.join(methods())}") from e
         return v
@@ -199,8 +201,6 @@ class FusionSection(_Strict):
     def _known_norm(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        from .fusion import NORMS
-
         names = list(NORMS) if not isinstance(NORMS, dict) else list(NORMS.keys())
         if v not in names:
             raise ValueError(f"unknown normalization {v!r}{_did_you_mean(v, names)}; allowed: {', '.join(names)}")
@@ -234,10 +234,6 @@ class RerankSection(_Strict):
     @field_validator("grid")
     @classmethod
     def _grid(cls, v: str) -> str:
-        from mmfuse.rerankers.grid import parse_grid
-
-        from .errors import MmfuseError
-
         try:
             parse_grid(v)
         except MmfuseError:
@@ -294,8 +290,6 @@ class PipelineConfig(_Strict):
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(str(name).lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -336,8 +330,6 @@ def load_config(path: str | os.PathLike) -> tuple[PipelineConfig, Path]:
 
 def write_default_config(path: str | os.PathLike, force: bool = False) -> Path:
     """Write the commented default config to ``path`` (atomically); refuses to overwrite unless ``force``."""
-    from mmfuse.utils.files import atomic_write
-
     p = Path(path)
     if p.is_dir():
         p = p / "mmfuse.toml"
@@ -348,94 +340,3 @@ def write_default_config(path: str | os.PathLike, force: bool = False) -> Path:
     with atomic_write(p, "w") as fh:
         fh.write(DEFAULT_CONFIG_TOML)
     return p
-
-
-def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[str, Any]:
-    """Flat CLI defaults from a config file, for commands that take ``--config``.
-
-    ``ctx_or_path`` is a path or a click/typer Context (its ``params['config']`` is used). Returns a dict
-    keyed by the CLI option names of ``mmfuse index``/``search``/``rerank`` (``index``, ``k``, ``fusion``,
-    ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
-    ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
-    ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
-    ``mode``), with
-    relative paths resolved against the config file's folder. ``command`` ("index", "search", "rerank")
-    picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent config
-    (None) gives ``{}``. Callers apply a value only where the user did not pass the flag.
-    """
-    path = ctx_or_path
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        params = getattr(path, "params", None) or {}
-        path = params.get("config")
-    if not path:
-        return {}
-    cfg, base = load_config(path)
-    rets = cfg.enabled_retrievers()
-    vis = next((r for r in rets.values() if r.kind == "visual"), None)
-    aud = next((r for r in rets.values() if r.kind == "audio"), None)
-    text = [r for r in rets.values() if r.kind in ("asr", "meta")]
-    out: dict[str, Any] = {
-        "index": cfg.resolve(cfg.index.path, base),
-        "k": cfg.search.k,
-        "fusion": cfg.fusion.method,
-        "fusion_norm": cfg.fusion.norm,
-        "fusion_weights": cfg.fusion.weights,
-        "fusion_params": dict(cfg.fusion.params),
-        "depth": cfg.fusion.depth,
-        "modalities": ",".join(dict.fromkeys(r.kind for r in rets.values() if r.kind != "plugin")),
-        "retriever": [r.ref for r in rets.values() if r.kind == "plugin" and r.ref],
-        "clip_model": vis.model if vis else None,
-        "clip_pretrained": vis.pretrained if vis else None,
-        "clip_checkpoint": cfg.resolve(vis.checkpoint, base) if vis else None,
-        "clap_model": (cfg.resolve(aud.model, base) if aud and aud.model and _looks_local(aud.model, base) else
-                       (aud.model if aud else None)),
-        "frames": cfg.index.frames_per_segment,
-        "workers": cfg.index.workers,
-        "metadata": cfg.resolve(cfg.index.metadata, base),
-        "no_dense": bool(text) and not any(r.dense for r in text),
-        "aggregation": next((r.aggregation for r in rets.values()), "max"),
-        "pooling": vis.pooling if vis else "mean",
-        "backend": cfg.rerank.backend,
-        "model": cfg.rerank.model,
-        "base_url": cfg.rerank.base_url,
-        "top": cfg.rerank.top,
-        "rerank_window": cfg.rerank.window,
-        "step": cfg.rerank.step,
-        "grid": cfg.rerank.grid,
-        "cell": cfg.rerank.cell,
-        "cache": cfg.resolve(cfg.rerank.cache, base),
-        "cache_dir": cfg.resolve(cfg.rerank.cache, base),
-        "mode": cfg.rerank.mode,
-    }
-    if command == "rerank":
-        out["window"] = cfg.rerank.window
-    else:
-        out["window"] = cfg.index.window
-    return out
-
-
-def _looks_local(model: str, base: Path | None) -> bool:
-    p = Path(os.path.expanduser(model))
-    return p.is_absolute() or model.startswith(".") or (base is not None and (base / p).exists())
-
-
-def apply_defaults(ctx: Any, values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Fill ``values`` (the command's parameters) from ``defaults`` where the user did not pass the flag.
-
-    With a click Context, a parameter counts as "not passed" when its source is the default; without one,
-    when its value is None.
-    """
-    out = dict(values)
-    get_source = getattr(ctx, "get_parameter_source", None)
-    for name, v in defaults.items():
-        if name not in out or v is None:
-            continue
-        passed = False
-        if get_source is not None:
-            src = get_source(name)
-            passed = src is not None and getattr(src, "name", "") not in ("DEFAULT", "DEFAULT_MAP")
-        else:
-            passed = out[name] is not None
-        if not passed:
-            out[name] = v
-    return out

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmfuse.encoders import load_encoder
+
 from .errors import ConfigError, InputError, ModelError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -302,16 +304,12 @@ class Pipeline:
             if r.kind == "visual":
                 opts["pooling"] = r.pooling
                 if r.model or r.checkpoint:
-                    from mmfuse.encoders.clip import ClipEncoder
-
-                    clip = ClipEncoder(model=r.model or "ViT-B-32", pretrained=r.pretrained,
-                                       checkpoint=cfg.resolve(r.checkpoint, base_dir))
+                    clip = load_encoder("clip", r.model, pretrained=r.pretrained,
+                                        checkpoint=cfg.resolve(r.checkpoint, base_dir), lazy=True)
                     opts["clip_encoder"] = clip
             if r.kind == "audio" and r.model:
-                from mmfuse.encoders.clap import ClapEncoder
-
                 local = cfg.resolve(r.model, base_dir)
-                clap = ClapEncoder(model=local if local and Path(local).exists() else r.model)
+                clap = load_encoder("clap", local if local and Path(local).exists() else r.model, lazy=True)
                 opts["clap_encoder"] = clap
             options[r.kind] = opts
             specs.append(r.kind)
@@ -324,7 +322,7 @@ class Pipeline:
         reranker = None
         enabled = cfg.rerank.enabled if with_reranker is None else with_reranker
         if enabled:
-            reranker = build_reranker(cfg, base_dir, index=idx)
+            reranker = _reranker_from_config(cfg, base_dir, index=idx)
         return cls(retrievers=specs, fusion=cfg.fusion.method, fusion_params=cfg.fusion.params, reranker=reranker,
                    index=idx, norm=cfg.fusion.norm, weights=cfg.fusion.weights, depth=cfg.fusion.depth,
                    clip_encoder=clip, clap_encoder=clap, retriever_options=options)
@@ -406,29 +404,20 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
     raise ConfigError(f"[retrievers.{name}] ref {r.ref!r}: neither a retriever (search) nor a segment encoder")
 
 
-def build_reranker(cfg: "PipelineConfig", base_dir: str | os.PathLike | None = None, *,
-                   index: str | None = None) -> Any:
-    """A :class:`~mmfuse.rerankers.VLMReranker` from the ``[rerank]`` section (subtitles from the index's ASR)."""
-    from mmfuse.rerankers.grid import parse_grid
-
-    from .rerankers import VLMReranker, get_backend
+def _reranker_from_config(cfg: "PipelineConfig", base_dir: str | os.PathLike | None = None, *,
+                          index: str | None = None) -> Any:
+    """The ``[rerank]`` section as :func:`mmfuse.rerankers.build_reranker` arguments (subtitles: the index's ASR)."""
+    from mmfuse.rerankers import build_reranker
 
     rr = cfg.rerank
     if not rr.model:
         raise ConfigError("[rerank] model: required when reranking (a served model name or a local path)")
-    kwargs: dict[str, Any] = {"mode": rr.mode}
-    if rr.backend == "openai":
-        kwargs["base_url"] = rr.base_url
-        if rr.api_key_env and os.environ.get(rr.api_key_env):
-            kwargs["api_key"] = os.environ[rr.api_key_env]
-        model = rr.model
-    else:
-        local = cfg.resolve(rr.model, base_dir)
-        model = local if local and Path(local).exists() else rr.model
-    backend = get_backend(rr.backend, model, **kwargs)
-    subtitles = index_subtitles(index) if (rr.subtitles and index) else None
-    return VLMReranker(backend, top=rr.top, window=rr.window, step=rr.step, grid=parse_grid(rr.grid), cell=rr.cell,
-                       subtitles=subtitles, cache_dir=cfg.resolve(rr.cache, base_dir))
+    local = cfg.resolve(rr.model, base_dir) if rr.backend == "transformers" else None
+    return build_reranker(rr.backend, local if local and Path(local).exists() else rr.model, mode=rr.mode,
+                          top=rr.top, window=rr.window, step=rr.step, grid=rr.grid, cell=rr.cell,
+                          subtitles=index_subtitles(index) if (rr.subtitles and index) else None,
+                          cache_dir=cfg.resolve(rr.cache, base_dir), base_url=rr.base_url,
+                          api_key=os.environ.get(rr.api_key_env) if rr.api_key_env else None)
 
 
 def index_subtitles(index: str | os.PathLike) -> dict[str, str]:

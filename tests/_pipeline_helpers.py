@@ -28,7 +28,7 @@ def corpus_index(tmp_path_factory) -> Path:
         pytest.skip(f"sample corpus missing at {CORPUS}")
     idx = demo_cache(tmp_path_factory) / "demo-index"
     if not (idx / "videos.lance").exists():
-        from mmfuse.ingest.local import IndexConfig, index_folder
+        from mmfuse.ingest import IndexConfig, index_folder
 
         summary = index_folder(CORPUS, idx, IndexConfig(modalities=["ocr", "asr", "meta"]))
         assert not summary.failed, summary.failed

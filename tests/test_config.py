@@ -1,22 +1,12 @@
-"""The pipeline config: the commented default, validation errors that name the key, CLI defaults, `mmfuse init`."""
+"""The pipeline config: the commented default, validation errors that name the key, `mmfuse init`."""
 
 from __future__ import annotations
 
 import tomllib
-from types import SimpleNamespace
 
 import pytest
-import typer
 
-from mmfuse.config import (
-    DEFAULT_CONFIG_TOML,
-    PipelineConfig,
-    apply_defaults,
-    load_config,
-    load_config_defaults,
-    parse_config,
-    write_default_config,
-)
+from mmfuse.config import DEFAULT_CONFIG_TOML, PipelineConfig, load_config, parse_config, write_default_config
 from mmfuse.errors import ConfigError
 
 
@@ -96,49 +86,3 @@ def test_cli_init(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already exists; pass --force" in err and "Traceback" not in err
     main(["init", str(target), "--force"])
-
-
-def test_load_config_defaults_resolves_paths_and_maps_flags(tmp_path):
-    (tmp_path / "conf").mkdir()
-    p = tmp_path / "conf" / "m.toml"
-    p.write_text('[index]\npath = "idx"\nwindow = 5.0\n[retrievers.visual]\ncheckpoint = "clip.pt"\npooling = "maxsim"\n'
-                 '[retrievers.audio]\nenabled = false\n[retrievers.asr]\ndense = false\n[retrievers.meta]\ndense = false\n'
-                 '[fusion]\nmethod = "rrf"\nparams = { k = 20 }\n[rerank]\nmodel = "m"\nwindow = 8\nstep = 4\n[search]\nk = 7\n')
-    d = load_config_defaults(p, "search")
-    assert d["index"] == str(tmp_path / "conf" / "idx")
-    assert d["clip_checkpoint"] == str(tmp_path / "conf" / "clip.pt")
-    assert d["k"] == 7 and d["fusion"] == "rrf" and d["fusion_params"] == {"k": 20}
-    assert d["modalities"] == "visual,ocr,asr,meta" and d["pooling"] == "maxsim" and d["no_dense"] is True
-    assert d["window"] == 5.0 and load_config_defaults(p, "rerank")["window"] == 8
-    assert load_config_defaults(None) == {}
-
-    class Ctx:  # what a click Context offers
-        params = {"config": str(p)}
-
-        @staticmethod
-        def get_parameter_source(name):
-            return SimpleNamespace(name="COMMANDLINE" if name == "k" else "DEFAULT")
-
-    assert load_config_defaults(Ctx, "search")["k"] == 7
-    merged = apply_defaults(Ctx, {"k": 3, "fusion": None, "index": None}, d)
-    assert merged == {"k": 3, "fusion": "rrf", "index": d["index"]}  # the flag the user passed wins
-
-
-def test_apply_defaults_with_a_real_typer_command(tmp_path):
-    """How `mmfuse index/search/rerank` use --config: the file fills every flag the user did not pass."""
-    from typer.testing import CliRunner
-
-    cfg = tmp_path / "m.toml"
-    cfg.write_text('[index]\npath = "here"\n[search]\nk = 4\n[fusion]\nmethod = "rrf"\n')
-    app = typer.Typer()
-    seen = {}
-
-    @app.command()
-    def search(ctx: typer.Context, query: str, index: str = typer.Option(None, "--index"), k: int = typer.Option(10, "--k"),
-               fusion: str = typer.Option(None, "--fusion"), config: str = typer.Option(None, "--config")):
-        seen.update(apply_defaults(ctx, {"index": index, "k": k, "fusion": fusion}, load_config_defaults(ctx, "search")))
-
-    assert CliRunner().invoke(app, ["q", "--config", str(cfg), "--k", "2"]).exit_code == 0
-    assert seen == {"index": str(tmp_path / "here"), "k": 2, "fusion": "rrf"}
-    assert CliRunner().invoke(app, ["q", "--config", str(cfg), "--fusion", "combsum"]).exit_code == 0
-    assert seen == {"index": str(tmp_path / "here"), "k": 4, "fusion": "combsum"}

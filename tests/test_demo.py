@@ -44,9 +44,9 @@ def test_demo_evaluates_each_modality_and_fusion(demo):
     # the point of the demo: each query is answered by a different modality, so fusion beats every single one
     assert res.gain["R@1"] >= 0.2 and res.metrics["fused"]["R@1"] >= 0.75
     assert {label.split(":")[0] for _, _, label in labels} >= {"index", "search", "report"}
-    from mmfuse.ingest.local import walk
+    from mmfuse.ingest.plan import walk
 
-    assert res.n_videos == len(walk(CORPUS)[0]) and res.report.name == "index.html" and res.report.exists()
+    assert res.n_videos == len(walk(CORPUS).jobs) and res.report.name == "index.html" and res.report.exists()
 
 
 def test_demo_lists_missing_models_with_the_flag_that_enables_each(demo):

@@ -54,7 +54,7 @@ def corpus_index(tmp_path_factory, tiny_clip_checkpoint, tiny_clap_dir):
     """The sample corpus indexed once per session with every modality (tiny random CLIP/CLAP)."""
     if not CORPUS.is_dir():
         pytest.skip("examples/corpus is missing")
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
 
     path = tmp_path_factory.mktemp("corpus_index") / "idx"
     cfg = IndexConfig(clip_model=tiny_clip_checkpoint["local_dir"], clap_model=tiny_clap_dir, frames_per_segment=2, workers=2)
@@ -145,7 +145,7 @@ def test_cli_search_json_and_per_modality(corpus_index, capsys):
 
 
 def test_mixing_models_in_one_column_is_refused(corpus_index, tiny_clip_checkpoint):
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.store.lance import IndexStore
 
     path = corpus_index["path"]
@@ -193,7 +193,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys, tiny_clip_checkpoi
         if reason:
             assert f"{name}: {reason}" in text, (name, reason, out)
     assert "readme.txt" not in text
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
 
     summary = index_folder(videos, index, IndexConfig(modalities=["ocr", "visual"], clip_model=str(clip_dir), frames_per_segment=1))
     assert sorted(summary.skipped) == [("good_ball.mp4", "unchanged"), ("good_squares.mp4", "unchanged")]
@@ -207,7 +207,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path, capsys, tiny_clip_checkpoi
 
 
 def test_interrupted_run_leaves_no_half_written_video(tmp_path, monkeypatch):
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.retrievers import OcrRetriever
     from mmfuse.store.lance import IndexStore
 
@@ -258,7 +258,7 @@ def test_interrupted_run_leaves_no_half_written_video(tmp_path, monkeypatch):
 
 
 def test_changed_file_is_reindexed(tmp_path):
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.retrievers import OcrRetriever
     from mmfuse.store.lance import IndexStore
 

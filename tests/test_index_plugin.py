@@ -113,7 +113,7 @@ class SegmentCount:
 
 
 def test_plugin_with_its_own_index_by_module_reference(tmp_path):
-    from mmfuse.ingest.local import IndexConfig, index_folder
+    from mmfuse.ingest import IndexConfig, index_folder
     from mmfuse.pipeline import search_index
 
     videos = tmp_path / "v"

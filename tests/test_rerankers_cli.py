@@ -53,16 +53,22 @@ def test_rerank_openai_cli(inputs, tmp_path, capsys):
 def test_rerank_resume_and_all_failed(inputs, tmp_path, capsys):
     run, q, vids = inputs
     out = tmp_path / "out.trec"
-    (tmp_path / "out.trec.partial.jsonl").write_text(
-        json.dumps({"qid": "q1", "docs": COLOURS[::-1], "status": "ok"}) + "\n")
+    partial = tmp_path / "out.trec.partial.jsonl"
+    partial.write_text(json.dumps({"qid": "q1", "docs": COLOURS[::-1], "status": "ok"}) + "\n")
+    args = ["rerank", run, "--queries", q, "--videos", vids, "--backend", "openai", "--model", "m", "--retries", "0",
+            "--cell", "32", "--cache-dir", "", "--resume", "-o", out]
     with FakeOpenAI(default="http500") as srv:
-        code = _cli("rerank", run, "--queries", q, "--videos", vids, "--backend", "openai", "--model", "m",
-                    "--base-url", srv.url, "--retries", "0", "--cell", "32", "--cache-dir", "", "--resume", "-o", out)
+        code = _cli(*args, "--base-url", srv.url)
         assert len(srv.requests) == 1  # only q2 was asked
-    assert code == 2  # every query that was tried failed
-    assert "every query failed" in capsys.readouterr().err
+    assert code == 2  # every query that was tried failed: nothing written, the checkpoint kept for --resume
+    err = capsys.readouterr().err
+    assert "every query failed" in err and "nothing written" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and partial.exists()
+    with FakeOpenAI(default="http500") as srv:  # asked for: the incoming order is written, tagged as it is
+        assert _cli(*args, "--base-url", srv.url, "--keep-order-on-failure") == 0
     res = Run.read(out)
     assert [d for d, _ in res.query("q1")] == COLOURS[::-1]  # taken from the partial file
+    assert [d for d, _ in res.query("q2")] == COLOURS[::-1]  # q2 failed: its incoming order
 
 
 def test_rerank_cli_errors(inputs, tmp_path, capsys):

@@ -50,13 +50,13 @@ def test_cache_hits_and_keys(rerank_clips, tmp_path):
     assert len(files) == 1
     again = GridCache(tmp_path / "cache").get(rerank_clips["red"], spec)  # a fresh process reads the disk
     assert np.array_equal(np.asarray(a), np.asarray(again))
-    import mmfuse.ingest.media
+    import mmfuse.rerankers.grid
 
     def no_hashing(path):
         raise AssertionError("a known file must not be hashed again")
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(mmfuse.ingest.media, "content_hash", no_hashing)
+    mp.setattr(mmfuse.rerankers.grid, "content_hash", no_hashing)
     try:  # a third process: the (path, size, mtime) -> hash memo in hashes.jsonl spares re-reading the video
         assert GridCache(tmp_path / "cache").get(rerank_clips["red"], spec).size == a.size
     finally:

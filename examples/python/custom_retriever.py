@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mmfuse import Pipeline, Run
-from mmfuse.ingest.local import IndexConfig, index_folder
+from mmfuse.ingest import IndexConfig, index_folder
 
 corpus = Path(__file__).resolve().parents[1] / "corpus"
 index = Path(sys.argv[1] if len(sys.argv) > 1 else ".mmfuse-cache/example-index")

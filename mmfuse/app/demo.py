@@ -11,11 +11,24 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmfuse.encoders import DEFAULTS, load_encoder
 from mmfuse.errors import InputError, MmfuseError
+from mmfuse.eval.metrics import evaluate
+from mmfuse.fusion import default_method
+from mmfuse.ingest import IndexConfig, index_folder
+from mmfuse.ingest.plan import walk
+from mmfuse.ingest.probe import content_hash
+from mmfuse.pipeline import Pipeline, index_subtitles
+from mmfuse.rerankers import build_reranker
+from mmfuse.rerankers.reranker import load_queries
+from mmfuse.runs import Qrels
+from mmfuse.store.lance import IndexStore
+
+from .report import write_report
 
 Progress = Callable[[int, int, str], None]
 METRICS = (("R@1", "recall@1"), ("nDCG@10", "ndcg@10"), ("MRR@10", "mrr@10"))
@@ -100,6 +113,26 @@ class DemoResult:
     def final_name(self) -> str:
         return "reranked" if self.reranked else "fused"
 
+    def showcase(self, n: int) -> list[QueryView]:
+        """``n`` queries worth showing: the final ranking right at rank 1, each also won by a different single
+        retriever where possible, and one that no single retriever got right (what fusion adds)."""
+        def top(v: QueryView, name: str) -> str:
+            return (v.lists.get(name) or [("", 0.0)])[0][0]
+
+        picked: list[QueryView] = []
+        seen: set[str] = set()
+        good = [v for v in self.queries if top(v, self.final_name) in v.relevant]
+        for v in good:
+            winners = [s for s in self.singles if top(v, s) in v.relevant]
+            if winners and winners[0] not in seen:
+                seen.add(winners[0])
+                picked.append(v)
+        for v in good:
+            if len(picked) < n and v not in picked and not any(top(v, s) in v.relevant for s in self.singles):
+                picked.insert(min(1, len(picked)), v)
+        picked += [v for v in self.queries if v not in picked]
+        return picked[: max(0, n)]
+
 
 # ------------------------------------------------------------------------------------------------------- helpers
 def _index_dir(cache: Path, opts: DemoOptions) -> Path:
@@ -117,19 +150,15 @@ def _up_to_date(index: Path, corpus: Path, wanted: set[str]) -> bool:
     if not (index / "videos.lance").exists():
         return False
     try:
-        from mmfuse.ingest import media
-        from mmfuse.ingest.local import walk
-        from mmfuse.store.lance import IndexStore
-
         store = IndexStore.open(index)
         states = store.video_states()
         specs = set(store.specs())
-        jobs, _ = walk(corpus)
+        jobs = walk(corpus).jobs
         if not wanted <= specs:
             return False
         for j in jobs:
             st = states.get(j.video_id)
-            if st is None or st["content_hash"] != media.content_hash(j.path):
+            if st is None or st["content_hash"] != content_hash(j.path):
                 return False
         return True
     except MmfuseError:
@@ -141,26 +170,15 @@ def _drop_unloadable(opts: DemoOptions, warnings: list[str]) -> DemoOptions:
 
     Checked before choosing the index folder, so a bad model name does not cost a separate index.
     """
-    from dataclasses import replace
-
     if opts.clip_model or opts.clip_checkpoint:
         try:
-            from mmfuse.encoders.clip import ClipEncoder
-
-            enc = ClipEncoder(model=opts.clip_model or "ViT-B-32", pretrained=opts.clip_pretrained,
-                              checkpoint=opts.clip_checkpoint)
-            if hasattr(enc, "load"):
-                enc.load()
+            load_encoder("clip", opts.clip_model, pretrained=opts.clip_pretrained, checkpoint=opts.clip_checkpoint)
         except (MmfuseError, ImportError, OSError) as e:
             warnings.append(f"visual modality skipped: {e}")
             opts = replace(opts, clip_model=None, clip_pretrained=None, clip_checkpoint=None)
     if opts.clap_model:
         try:
-            from mmfuse.encoders.clap import ClapEncoder
-
-            enc = ClapEncoder(model=opts.clap_model)
-            if hasattr(enc, "load"):
-                enc.load()
+            load_encoder("clap", opts.clap_model)
         except (MmfuseError, ImportError, OSError) as e:
             warnings.append(f"audio modality skipped: {e}")
             opts = replace(opts, clap_model=None)
@@ -191,7 +209,7 @@ def _reason(text: str) -> str:
 
 def _missing(opts: DemoOptions, modalities: list[str], warnings: list[str]) -> list[Missing]:
     out = []
-    clip_hint = "--clip-model ViT-B-32 --clip-pretrained openai (downloads once), or --clip-checkpoint FILE"
+    clip_hint = f"--clip-model {DEFAULTS['clip']} --clip-pretrained openai (downloads once), or --clip-checkpoint FILE"
     if "visual" not in modalities:
         why = next((w.split(": ", 1)[-1] for w in warnings if w.startswith("visual")), "no CLIP model configured")
         out.append(Missing("visual (CLIP)", why, clip_hint))
@@ -241,13 +259,11 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
         for run in res.runs:
             if qid not in run:
                 continue
-            sl = run._slice(qid)
-            docs = run.doc_ids[run.doc_idx[sl]].tolist()
-            segs = run.evidence.get("segment_id")[sl].tolist() if run.evidence and "segment_id" in run.evidence else [None] * len(docs)
+            one = run.subset([qid]).cut(k)
+            docs = one.entry_doc_ids().tolist()
+            segs = one.evidence["segment_id"].tolist() if one.evidence and "segment_id" in one.evidence else [None] * len(docs)
             family = run.name.split("_")[0]
             for r, (d, s) in enumerate(zip(docs, segs), 1):
-                if r > k:
-                    break
                 snip = snippets.get(str(s), {}).get(family, "") if s is not None else ""
                 evidence.setdefault(str(d), {})[run.name] = f"#{r}" + (f": {_clip(snip)}" if snip else "")
         views.append(QueryView(qid, text, sorted(d for d, g in rel.get(qid, {}).items() if g > 0), lists, evidence))
@@ -257,11 +273,6 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
 # ------------------------------------------------------------------------------------------------------- the job
 def run_demo(options: DemoOptions | None = None, progress: Progress | None = None) -> DemoResult:
     """Index the sample corpus (reused when unchanged), search, fuse, evaluate, optionally rerank, write the report."""
-    from mmfuse.runs import Qrels
-    from mmfuse.ingest.local import IndexConfig, index_folder
-    from mmfuse.pipeline import Pipeline, index_subtitles
-    from mmfuse.rerankers.reranker import load_queries
-
     opts = options or DemoOptions()
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
@@ -282,10 +293,10 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
 
     # 1. index (every modality whose model is available; skipped entirely when the cache is current)
     t0 = time.perf_counter()
-    cfg = IndexConfig(clip_model=opts.clip_model or ("ViT-B-32" if opts.clip_checkpoint else None),
-                      clip_pretrained=opts.clip_pretrained, clip_checkpoint=opts.clip_checkpoint,
-                      clap_model=opts.clap_model, workers=opts.workers)
-    wanted = {"ocr", "asr", "meta"} | ({"visual"} if cfg.clip_model else set()) | ({"audio"} if cfg.clap_model else set())
+    cfg = IndexConfig(clip_model=opts.clip_model, clip_pretrained=opts.clip_pretrained,
+                      clip_checkpoint=opts.clip_checkpoint, clap_model=opts.clap_model, workers=opts.workers)
+    wanted = ({"ocr", "asr", "meta"} | ({"visual"} if cfg.clip_model or cfg.clip_checkpoint else set())
+              | ({"audio"} if cfg.clap_model else set()))
     index_info: dict[str, Any] = {"reused": False}
     if _up_to_date(index, corpus, wanted):
         index_info["reused"] = True
@@ -298,27 +309,17 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     timings["index"] = time.perf_counter() - t0
 
     # 2. search every modality, fuse (library default unless --fusion), optionally rerank
-    from mmfuse.store.lance import IndexStore
-
     store = IndexStore.open(index)
     index_info.update(store.stats())
     modalities = sorted(store.specs())
     vlm_backend, vlm_model, vlm_base = _vlm(opts)
     reranker = None
     if vlm_backend is not None:
-        from mmfuse.rerankers import VLMReranker, get_backend
-        from mmfuse.rerankers.grid import parse_grid
-
-        kw: dict[str, Any] = {}
-        if vlm_backend == "openai":
-            kw["base_url"] = vlm_base
-            if opts.vlm_api_key:
-                kw["api_key"] = opts.vlm_api_key
         try:
-            backend = get_backend(vlm_backend, vlm_model, **kw)
-            reranker = VLMReranker(backend, top=opts.rerank_top, window=max(2, opts.rerank_top),
-                                   step=max(1, opts.rerank_top // 2), grid=parse_grid(opts.grid),
-                                   subtitles=index_subtitles(index), cache_dir=cache / "grids")
+            reranker = build_reranker(vlm_backend, vlm_model, top=opts.rerank_top, window=max(2, opts.rerank_top),
+                                      step=max(1, opts.rerank_top // 2), grid=opts.grid,
+                                      subtitles=index_subtitles(index), cache_dir=cache / "grids",
+                                      base_url=vlm_base, api_key=opts.vlm_api_key)
         except MmfuseError as e:
             warnings.append(f"VLM reranker skipped: {e}")
     t0 = time.perf_counter()
@@ -330,8 +331,6 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
         timings["rerank"] = res.timings["rerank"]
 
     # 3. evaluate every run
-    from mmfuse.eval.metrics import evaluate
-
     named = res.by_name()
     metrics = {}
     for name, run in named.items():
@@ -340,8 +339,6 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     singles = [r.name for r in res.runs]
     best = max(singles, key=lambda n: (metrics[n]["nDCG@10"], metrics[n]["R@1"], metrics[n]["MRR@10"]))
     gain = {label: metrics["fused"][label] - metrics[best][label] for label, _ in METRICS}
-
-    from mmfuse.fusion import default_method
 
     views = _query_views(res, qrels, queries, opts.k, _snippets(store))
     result = DemoResult(
@@ -354,8 +351,6 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
 
     # 4. the HTML report (S-Grids of the top results, chart, tables)
     t0 = time.perf_counter()
-    from .report import write_report
-
     paths = {vid: row["path"] for vid, row in store.video_states().items()}
     write_report(result, paths, cache / "grids", grid=opts.grid,
                  progress=lambda d, t, l: report("report", d, t, l))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import time
@@ -9,7 +10,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from mmfuse.errors import InputError, MmfuseError
+from mmfuse.rerankers.grid import GridCache, GridSpec, parse_grid, placeholder
+from mmfuse.utils.files import atomic_path, atomic_write
+from mmfuse.utils.lazy import require
 
 if TYPE_CHECKING:  # pragma: no cover
     from .demo import DemoResult
@@ -60,8 +66,6 @@ def _pct(x: float) -> str:
 def _grid_images(result: "DemoResult", paths: Mapping[str, str], cache: Path, out: Path, grid: str,
                  progress: Progress | None) -> dict[str, str]:
     """One labelled-free S-Grid PNG per video that the report shows; returns video id -> relative src."""
-    from mmfuse.rerankers.grid import GridCache, GridSpec, parse_grid, placeholder
-
     rows, cols = parse_grid(grid)
     spec = GridSpec(rows=rows, cols=cols, cell=(160, 120))
     need = list(dict.fromkeys(d for v in result.queries for d, _ in v.lists.get(result.final_name, [])[:_thumbs(result)]))
@@ -80,9 +84,7 @@ def _grid_images(result: "DemoResult", paths: Mapping[str, str], cache: Path, ou
         except (MmfuseError, OSError) as e:
             note = "audio only" if p and Path(p).suffix.lower() in (".m4a", ".mp3", ".wav", ".flac", ".ogg") else "no frames"
             img = placeholder(spec, note if "missing" not in str(e) else "video missing")
-        from mmfuse.utils.files import atomic_path
-
-        dest = gdir / f"{_safe(vid)}.png"
+        dest = gdir / f"{_file_name(vid)}.png"
         with atomic_path(dest) as tmp:
             img.save(tmp, format="PNG", optimize=True)
         srcs[vid] = f"grids/{dest.name}"
@@ -93,20 +95,17 @@ def _thumbs(result: "DemoResult") -> int:
     return int(getattr(result, "thumbs", 3) or 3)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def _file_name(video_id: str) -> str:
+    """A file name for a video id: its safe characters (readable) plus a short hash of the whole id, so ids that
+    differ only in unsafe characters (``a b`` and ``a_b``) never share a file."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in video_id)[:80]
+    return f"{safe}-{hashlib.sha256(video_id.encode()).hexdigest()[:8]}"
 
 
 def write_chart(result: "DemoResult", dest: Path) -> None:
     """Grouped bars: R@1, nDCG@10, MRR@10 for every single retriever, the fused run and the reranked one."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from mmfuse.utils.files import atomic_path
-
+    require("matplotlib").use("Agg", force=True)
+    plt = require("matplotlib.pyplot")
     names = list(result.metrics)
     labels = [lab for lab in next(iter(result.metrics.values()))]
     x = np.arange(len(names))
@@ -213,8 +212,6 @@ def render_html(result: "DemoResult", grid_src: Mapping[str, str], chart_src: st
 def write_report(result: "DemoResult", paths: Mapping[str, str], cache: str | os.PathLike, *, grid: str = "2x2",
                  progress: Progress | None = None) -> Path:
     """Write ``index.html`` (last, atomically), ``chart.png`` and ``grids/*.png`` into the report folder."""
-    from mmfuse.utils.files import atomic_write
-
     out = Path(result.report).parent
     try:
         out.mkdir(parents=True, exist_ok=True)

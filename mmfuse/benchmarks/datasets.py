@@ -52,6 +52,13 @@ class Dataset:
     def n_queries(self) -> int:
         return int(self.qrels.n_queries)
 
+    def matched_queries(self) -> dict[str, int]:
+        """Per run, how many of the qrels queries it answers with at least one entry. The others count as empty
+        lists, so a run whose query ids do not match the qrels scores 0 on every metric."""
+        judged = self.qrels.query_ids.astype(str)
+        return {name: int(np.isin(r.query_ids[r.counts() > 0].astype(str), judged).sum())
+                for name, r in self.runs.items()}
+
     def select(self, names: Sequence[str] | None) -> Dataset:
         """The same dataset restricted to the retrievers ``names`` (unknown names raise naming the directory)."""
         if not names:

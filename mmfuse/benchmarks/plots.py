@@ -9,7 +9,7 @@ from typing import Sequence
 from mmfuse.errors import InputError
 from mmfuse.utils.files import atomic_path
 
-from .report import _is_default, label, sensitivity
+from .report import is_default, label, sensitivity
 from .sweep import Result
 
 __all__ = ["plot_all", "KEY_METHODS"]
@@ -34,7 +34,7 @@ def _pick(res: Sequence[Result], method, norm, params, sub):
     if params is not None:
         cands = [r for r in cands if all(dict(r.config.params).get(k) == v for k, v in params)]
     elif method == "sef":
-        cands = [r for r in cands if _is_default(r)] or cands
+        cands = [r for r in cands if is_default(r)] or cands
     return max(cands, key=lambda r: r.metrics["R@1"]) if cands else None
 
 

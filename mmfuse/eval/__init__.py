@@ -3,6 +3,6 @@ public entry."""
 
 from __future__ import annotations
 
-from .metrics import evaluate
+from .metrics import Evaluation, evaluate
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "Evaluation"]

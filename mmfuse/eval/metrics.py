@@ -272,16 +272,31 @@ def run_relevant_ranks(qrels, run, n_docs: int | None = None, ties: str = "trec"
     return RelevantRanks(Q, qrel_q.astype(np.int64), rank, rel, list_len, int(n_docs))
 
 
+class Evaluation(dict):
+    """Metric name -> mean (or per-query values), plus how many qrels queries were evaluated (``queries``) and how
+    many of them the run answers with at least one entry (``matched``). Unanswered queries count as empty lists (as
+    in ranx with ``make_comparable``), so a run whose query ids do not match the qrels scores 0 on every metric:
+    ``matched`` tells that apart from a run that is merely bad."""
+
+    def __init__(self, values: dict, queries: int, matched: int) -> None:
+        super().__init__(values)
+        self.queries = int(queries)
+        self.matched = int(matched)
+
+
 def evaluate(qrels, run, metrics: Sequence[str] | str = ("ndcg@10", "recall@100", "mrr@10", "map"),
-             per_query: bool = False) -> dict:
+             per_query: bool = False) -> Evaluation:
     """Mean (or per-query) metrics of ``run`` against ``qrels`` with ranx's names and definitions.
 
     ``ndcg`` is ranx's Jarvelin form (gain = relevance), ``ndcg_burges`` uses 2^rel - 1; ``-lN`` sets the minimum
-    relevance level (``map-l2``). Ties inside the run follow the run's order (score desc, doc id desc).
+    relevance level (``map-l2``). Ties inside the run follow the run's order (score desc, doc id desc). The result
+    is a dict with the query counts as attributes (see :class:`Evaluation`).
     """
     if isinstance(metrics, str):
         metrics = [m for m in metrics.split(",") if m]
-    return metrics_from_ranks(run_relevant_ranks(qrels, run), list(metrics), per_query=per_query)
+    rr = run_relevant_ranks(qrels, run)
+    return Evaluation(metrics_from_ranks(rr, list(metrics), per_query=per_query), rr.n_queries,
+                      int((rr.list_len > 0).sum()))
 
 
 def run_video_metrics(qrels, run, metrics: Iterable[str] = DEFAULT_VIDEO_METRICS, n_docs: int | None = None,

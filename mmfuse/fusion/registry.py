@@ -14,6 +14,7 @@ Third-party packages can ship methods through the ``mmfuse.fusion`` entry-point 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,8 +65,8 @@ class Param:
                 value = self.type(value)
         except (TypeError, ValueError):
             raise ParameterError(f"{where}: expected {self.type.__name__}, got {value!r}") from None
-        if self.type is float and value != value:
-            raise ParameterError(f"{where}: must be a number, got NaN")
+        if self.type is float and not math.isfinite(value):
+            raise ParameterError(f"{where}: must be a finite number, got {value}")
         if self.choices is not None and value not in self.choices:
             raise unknown(f"value for {where}", value, [str(c) for c in self.choices])
         if self.min is not None and value < self.min:

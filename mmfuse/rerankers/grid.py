@@ -6,16 +6,25 @@ import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmfuse.errors import ParameterError
+from mmfuse.ingest.frames import sample_frames
+from mmfuse.ingest.probe import content_hash, probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 SAMPLINGS = ("uniform", "scene")
+# The largest grid built: VLMs see a few hundred pixels a side, and the limits stop a typo such as a 20000 px cell
+# from allocating gigabytes (a 2x2 grid of 224 px cells is 448 x 448).
+MAX_SIDE = 8192  # pixels per side of the whole grid
+MAX_PIXELS = 4096 * 4096  # width x height of the whole grid (48 MB as RGB)
+MAX_CELLS = 64  # rows x cols
+_INTS = re.compile(r"[0-9]+(?:x[0-9]+)?")
 # Bump when the pixels a given spec produces change, so stale cache entries are never reused.
 _GRID_VERSION = 1
 
@@ -38,6 +47,12 @@ class GridSpec:
         w, h = self.cell
         if w < 16 or h < 16:
             raise ParameterError(f"grid cell must be at least 16x16 pixels, got {w}x{h}")
+        if self.rows * self.cols > MAX_CELLS:
+            raise ParameterError(f"grid {self.rows}x{self.cols} has {self.rows * self.cols} cells; at most {MAX_CELLS}")
+        gw, gh = self.size
+        if max(gw, gh) > MAX_SIDE or gw * gh > MAX_PIXELS:
+            raise ParameterError(f"grid {self.rows}x{self.cols} of {w}x{h} px cells would be {gw}x{gh} px; at most "
+                                 f"{MAX_SIDE} px a side and {MAX_PIXELS} px in all: use smaller cells or fewer frames")
         if self.sampling not in SAMPLINGS:
             from mmfuse.errors import unknown
 
@@ -66,42 +81,35 @@ def parse_grid(text: str | tuple[int, int]) -> tuple[int, int]:
     """``"2x3"`` -> (rows=2, cols=3); tuples pass through."""
     if isinstance(text, tuple):
         return text
-    try:
-        r, c = str(text).lower().replace("*", "x").split("x")
-        rows, cols = int(r), int(c)
-    except ValueError:
-        raise ParameterError(f"--grid must look like ROWSxCOLS (e.g. 2x2), got {text!r}") from None
-    if rows < 1 or cols < 1 or rows * cols > 64:
-        raise ParameterError(f"--grid {text!r}: rows and cols must be >= 1 and at most 64 cells in all")
+    t = str(text).strip().lower().replace("*", "x")
+    if not _INTS.fullmatch(t) or "x" not in t:
+        raise ParameterError(f"--grid must look like ROWSxCOLS (e.g. 2x2), got {text!r}")
+    rows, cols = (int(p) for p in t.split("x"))
+    if rows < 1 or cols < 1 or rows * cols > MAX_CELLS:
+        raise ParameterError(f"--grid {text!r}: rows and cols must be >= 1 and at most {MAX_CELLS} cells in all")
     return rows, cols
 
 
 def parse_cell(text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """``"224"`` -> (224, 224); ``"320x180"`` -> (320, 180)."""
+    """``"224"`` -> (224, 224); ``"320x180"`` -> (320, 180). Sizes are checked by :class:`GridSpec`."""
     if isinstance(text, tuple):
         return text
     if isinstance(text, int):
         return (text, text)
-    try:
-        parts = [int(p) for p in str(text).lower().split("x")]
-    except ValueError:
-        raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}") from None
-    if len(parts) == 1:
-        return (parts[0], parts[0])
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}")
+    t = str(text).strip().lower()
+    if not _INTS.fullmatch(t):
+        raise ParameterError(f"--cell must be N or WxH pixels, got {text!r}")
+    w, _, h = t.partition("x")
+    return (int(w), int(h or w))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Frame sampling
 
 def _frames(path: Path, *, n: int | None = None, times: list[float] | None = None, size: int | None = None):
-    from mmfuse.ingest import media
-
     if times is not None:
-        return media.sample_frames(path, times=times, size=size)
-    return media.sample_frames(path, n=n, size=size)
+        return sample_frames(path, times=times, size=size)
+    return sample_frames(path, n=n, size=size)
 
 
 def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[float]:
@@ -113,13 +121,11 @@ def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[
     """
     import numpy as np
 
-    from mmfuse.ingest import media
-
-    duration = float(media.probe(path).duration or 0.0)
+    duration = float(probe(path).duration or 0.0)
     m = probe_frames or max(4 * n, 24)
     if duration <= 0 or n <= 1:
         return [duration / 2.0] * max(n, 1)
-    small = media.sample_frames(path, times=list((np.arange(m) + 0.5) * duration / m), size=32)
+    small = sample_frames(path, times=list((np.arange(m) + 0.5) * duration / m), size=32)
     m = len(small)
     if m < 2:
         return list((np.arange(n) + 0.5) * duration / n)
@@ -142,7 +148,7 @@ def scene_times(path: Path, n: int, *, probe_frames: int | None = None) -> list[
 
 
 def sample_times(path: Path, spec: GridSpec) -> list[float] | None:
-    """Timestamps for the grid's frames, or None to let ``media.sample_frames`` spread ``n`` uniformly."""
+    """Timestamps for the grid's frames, or None to let ``sample_frames`` spread ``n`` uniformly."""
     if spec.sampling == "scene":
         return scene_times(path, spec.n_frames)
     return None
@@ -216,6 +222,14 @@ def placeholder(spec: GridSpec, note: str = "video unavailable") -> "Image.Image
 # ---------------------------------------------------------------------------------------------------------------
 # Cache
 
+def default_cache_dir() -> Path:
+    """Where grids are kept between runs unless told otherwise: ``$MMFUSE_CACHE_DIR/grids``, else
+    ``$XDG_CACHE_HOME/mmfuse/grids`` (``~/.cache/mmfuse/grids``)."""
+    base = os.environ.get("MMFUSE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mmfuse")
+    return Path(base) / "grids"
+
+
 class GridCache:
     """Builds grids and keeps them on disk, named by sha256(content hash + grid parameters).
 
@@ -252,13 +266,11 @@ class GridCache:
                     continue  # a line cut by a crash
 
     def content_hash(self, path: Path) -> str:
-        from mmfuse.ingest import media
-
         st = path.stat()
         k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         h = self._hashes.get(k)
         if h is None:
-            h = self._hashes[k] = media.content_hash(path)
+            h = self._hashes[k] = content_hash(path)
             if self.cache_dir is not None:
                 # one short line per new file; appends from parallel processes interleave by whole lines
                 with open(self.cache_dir / "hashes.jsonl", "a", encoding="utf-8") as fh:
@@ -275,7 +287,7 @@ class GridCache:
             self._memory.popitem(last=False)
 
     def get(self, path: str | os.PathLike, spec: GridSpec) -> "Image.Image":
-        """The unlabelled grid for ``path``; raises ``media.MediaError`` / ``OSError`` if it cannot be read."""
+        """The unlabelled grid for ``path``; raises ``MediaError`` / ``OSError`` if it cannot be read."""
         import numpy as np
         from PIL import Image
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mmfuse.errors import InputError, ParameterError
+from mmfuse.ingest.probe import VIDEO_EXTENSIONS
 
 from .grid import GridCache, GridSpec, draw_label, placeholder
 from .parsing import ParseStats, repair_order
@@ -143,13 +144,11 @@ def index_videos(videos: str | os.PathLike | Mapping[str, Any]) -> dict[str, Pat
     """doc id -> path: a mapping as given, or every video file under a directory keyed by its stem."""
     if isinstance(videos, Mapping):
         return {str(k): Path(v) for k, v in videos.items()}
-    from mmfuse.ingest import media
-
     root = Path(videos)
     if not root.is_dir():
         raise InputError(f"{root}: video directory does not exist")
     out: dict[str, Path] = {}
-    exts = {e.lower() for e in media.VIDEO_EXTENSIONS}
+    exts = {e.lower() for e in VIDEO_EXTENSIONS}
     for f in sorted(root.rglob("*")):
         if f.suffix.lower() in exts and f.is_file():
             out.setdefault(f.stem, f)

@@ -34,7 +34,7 @@ class Retriever(Protocol):
 class SegmentEncoder(Protocol):
     """A plug-in that embeds segments during indexing and queries during search.
 
-    ``mmfuse index --retriever X`` feeds every decoded segment (``mmfuse.ingest.media.Segment``: frames,
+    ``mmfuse index --retriever X`` feeds every decoded segment (``mmfuse.ingest.segments.Segment``: frames,
     audio at the rates in ``audio_rates``) to ``encode_segments`` and stores the vectors in the index,
     tagged with ``spec``; ``mmfuse search`` loads the same class again and calls ``encode_queries``.
     """

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmfuse.encoders import encoder_from_spec, load_encoder
+from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import InputError, ModelError, ParameterError
 from mmfuse.store import ann
 from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
@@ -20,7 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmfuse.runs.run import Run
     from mmfuse.store.lance import IndexStore
 
-POOLINGS = ("mean", "max", "softmax", "maxsim")
 # Approximate search re-scores the segments of this many candidate videos per requested video, and widens its row
 # limit (x4 per step, at most this many steps) for queries whose rows came from too few videos. Chosen on
 # benchmarks/ann_speed.py's development data (another seed and size than the figures it reports).
@@ -388,9 +389,7 @@ class DenseTextRetriever(VectorRetriever):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.query_encoder is None:
-            from mmfuse.encoders.text import DenseTextEncoder
-
-            self.query_encoder = DenseTextEncoder()
+            self.query_encoder = load_encoder("text", lazy=True)
         return super()._encode(texts)
 
 
@@ -456,16 +455,13 @@ class PrecomputedRetriever:
 
 def clip_from_spec(spec: Mapping[str, Any]) -> Any:
     """Build the CLIP encoder recorded in an index spec (model, pretrained, checkpoint)."""
-    from mmfuse.encoders.clip import ClipEncoder
-
     if not spec:
         raise ModelError("no visual model recorded in the index; index with --clip-model/--clip-checkpoint")
-    return ClipEncoder(model=spec.get("model"), pretrained=spec.get("pretrained"), checkpoint=spec.get("checkpoint"))
+    return encoder_from_spec(spec)
 
 
 def clap_from_spec(spec: Mapping[str, Any]) -> Any:
-    from mmfuse.encoders.clap import ClapEncoder
-
+    """Build the CLAP encoder recorded in an index spec."""
     if not spec:
         raise ModelError("no audio model recorded in the index; index with --clap-model")
-    return ClapEncoder(model=spec.get("model"))
+    return encoder_from_spec(spec)

@@ -1,13 +1,20 @@
-"""What every command shares: the typer app, the two consoles (results on stdout, messages on stderr) and the
-small argument helpers (``--param name=value``, ``--weights``, comma lists, ``--config`` defaults)."""
+"""What every command shares: the typer app with its root options (``--debug``, ``--version``), the two consoles
+(results on stdout, messages on stderr), and ``--config`` defaults: the config file flattened into the option names
+of ``index``/``search``/``rerank``, applied where the user did not pass the flag. Option value types live in
+:mod:`.args`."""
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 
+import mmfuse
+from mmfuse.config import load_config
 from mmfuse.errors import ParameterError
 
 app = typer.Typer(
@@ -17,44 +24,35 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":x:" in a file name or id stays text
+err_console = Console(stderr=True, emoji=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"mmfuse {mmfuse.__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
     """``--debug`` is read by ``main`` before parsing; declared here so that it is accepted and documented."""
 
 
-def parse_params(items: list[str]) -> dict[str, str]:
-    from mmfuse.errors import ParameterError
-
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ParameterError(f"--param {item!r}: expected name=value")
-        out[name.strip().replace("-", "_").replace(".", "_")] = value.strip()
-    return out
+def progress_bar(*columns: str | ProgressColumn, transient: bool = True) -> Progress:
+    """A progress display on stderr, shown only on a terminal (in logs and pipes it would be noise)."""
+    return Progress(*columns, console=err_console, transient=transient, disable=not err_console.is_terminal)
 
 
-def parse_weights(text: Optional[str]) -> Optional[list[float]]:
-    from mmfuse.errors import ParameterError
+def warn(message: str) -> None:
+    """One yellow ``warning:`` line on stderr, never wrapped."""
+    from rich.markup import escape
 
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    try:
-        return [float(p) for p in parts]
-    except ValueError:
-        raise ParameterError(f"--weights {text!r}: expected comma-separated numbers such as 1,0.5") from None
-
-
-def config_defaults(ctx: typer.Context, command: str, values: dict) -> dict:
-    """Fill the parameters the user did not pass on the command line from the ``--config`` file."""
-    from mmfuse.config import apply_defaults, load_config_defaults
-
-    return apply_defaults(ctx, values, load_config_defaults(values.get("config"), command))
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def required(value, flag: str, key: str):
@@ -63,5 +61,100 @@ def required(value, flag: str, key: str):
     return value
 
 
-def split_csv(value: Optional[str]) -> Optional[list[str]]:
+def split_csv(value: Optional[str | list[str]]) -> Optional[list[str]]:
+    """A comma list (a config value) or the list the ``Csv`` option type already made."""
+    if isinstance(value, list):
+        return value or None
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+# ------------------------------------------------------------------------------------------ --config defaults
+def config_defaults(ctx: typer.Context, command: str, values: dict) -> dict:
+    """Fill the parameters the user did not pass on the command line from the ``--config`` file."""
+    return apply_defaults(ctx, values, load_config_defaults(values.get("config"), command))
+
+
+def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[str, Any]:
+    """Flat CLI defaults from a config file, for commands that take ``--config``.
+
+    ``ctx_or_path`` is a path or a click/typer Context (its ``params['config']`` is used). Returns a dict
+    keyed by the CLI option names of ``mmfuse index``/``search``/``rerank`` (``index``, ``k``, ``fusion``,
+    ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
+    ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
+    ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
+    ``mode``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
+    "rerank") picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent
+    config (None) gives ``{}``. Callers apply a value only where the user did not pass the flag.
+    """
+    path = ctx_or_path
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        params = getattr(path, "params", None) or {}
+        path = params.get("config")
+    if not path:
+        return {}
+    cfg, base = load_config(path)
+    rets = cfg.enabled_retrievers()
+    vis = next((r for r in rets.values() if r.kind == "visual"), None)
+    aud = next((r for r in rets.values() if r.kind == "audio"), None)
+    text = [r for r in rets.values() if r.kind in ("asr", "meta")]
+    out: dict[str, Any] = {
+        "index": cfg.resolve(cfg.index.path, base),
+        "k": cfg.search.k,
+        "fusion": cfg.fusion.method,
+        "fusion_norm": cfg.fusion.norm,
+        "fusion_weights": cfg.fusion.weights,
+        "fusion_params": dict(cfg.fusion.params),
+        "depth": cfg.fusion.depth,
+        "modalities": ",".join(dict.fromkeys(r.kind for r in rets.values() if r.kind != "plugin")),
+        "retriever": [r.ref for r in rets.values() if r.kind == "plugin" and r.ref],
+        "clip_model": vis.model if vis else None,
+        "clip_pretrained": vis.pretrained if vis else None,
+        "clip_checkpoint": cfg.resolve(vis.checkpoint, base) if vis else None,
+        "clap_model": (cfg.resolve(aud.model, base) if aud and aud.model and _looks_local(aud.model, base) else
+                       (aud.model if aud else None)),
+        "frames": cfg.index.frames_per_segment,
+        "workers": cfg.index.workers,
+        "metadata": cfg.resolve(cfg.index.metadata, base),
+        "no_dense": bool(text) and not any(r.dense for r in text),
+        "aggregation": next((r.aggregation for r in rets.values()), "max"),
+        "pooling": vis.pooling if vis else "mean",
+        "backend": cfg.rerank.backend,
+        "model": cfg.rerank.model,
+        "base_url": cfg.rerank.base_url,
+        "top": cfg.rerank.top,
+        "rerank_window": cfg.rerank.window,
+        "step": cfg.rerank.step,
+        "grid": cfg.rerank.grid,
+        "cell": cfg.rerank.cell,
+        "cache": cfg.resolve(cfg.rerank.cache, base),
+        "cache_dir": cfg.resolve(cfg.rerank.cache, base),
+        "mode": cfg.rerank.mode,
+    }
+    out["window"] = cfg.rerank.window if command == "rerank" else cfg.index.window
+    return out
+
+
+def _looks_local(model: str, base: Path | None) -> bool:
+    p = Path(os.path.expanduser(model))
+    return p.is_absolute() or model.startswith(".") or (base is not None and (base / p).exists())
+
+
+def apply_defaults(ctx: Any, values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``values`` (the command's parameters) from ``defaults`` where the user did not pass the flag.
+
+    With a click Context, a parameter counts as "not passed" when its source is the default; without one,
+    when its value is None.
+    """
+    out = dict(values)
+    get_source = getattr(ctx, "get_parameter_source", None)
+    for name, v in defaults.items():
+        if name not in out or v is None:
+            continue
+        if get_source is not None:
+            src = get_source(name)
+            passed = src is not None and getattr(src, "name", "") not in ("DEFAULT", "DEFAULT_MAP")
+        else:
+            passed = out[name] is not None
+        if not passed:
+            out[name] = v
+    return out

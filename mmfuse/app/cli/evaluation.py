@@ -2,51 +2,49 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
-from .common import app, console
+from mmfuse.eval.metrics import evaluate, parse_metric
+from mmfuse.runs import Qrels, Run
+from mmfuse.runs.run import FORMATS
+from mmfuse.utils.files import distinct_names
+
+from .args import Checked, Choice, Csv
+from .common import app, console, warn
 
 
 @app.command("eval")
 def eval_cmd(
     qrels: str = typer.Argument(..., help="Qrels file (TREC, Parquet or JSON)."),
     runs: list[str] = typer.Argument(..., help="Run files to evaluate."),
-    metrics: str = typer.Option("ndcg@10,recall@100,mrr@10,map", "--metrics", help="Comma-separated ranx metric names."),
+    metrics: str = typer.Option("ndcg@10,recall@100,mrr@10,map", "--metrics", parser=Csv(Checked(parse_metric)),
+                                help="Comma-separated ranx metric names."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Force the run format: trec, parquet or json."),
+    fmt: Optional[str] = typer.Option(None, "--format", parser=Choice(FORMATS),
+                                      help="Force the run format: trec, parquet or json."),
 ) -> None:
-    """Evaluate runs against qrels (ranx metric names)."""
-    import json
-    from pathlib import Path
-
-    from mmfuse.runs.run import Qrels, Run
-
-    try:
-        from mmfuse.eval.metrics import evaluate
-    except ImportError:  # metrics module not available: ranx computes the same numbers
-        def evaluate(q, r, metrics):
-            import ranx
-
-            res = ranx.evaluate(q.to_ranx(), r.to_ranx(), metrics, make_comparable=True)
-            return res if isinstance(res, dict) else {metrics[0]: res}
-
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    """Evaluate runs against qrels (ranx metric names); runs of the same file name are told apart by folder."""
     q = Qrels.read(qrels)
     results = {}
-    for p in runs:
-        run = Run.read(p, format=fmt, name=Path(p).stem)
-        results[Path(p).name] = {m: float(v) for m, v in evaluate(q, run, names).items()}
+    for p, name in zip(runs, distinct_names(runs)):
+        res = evaluate(q, Run.read(p, format=fmt, name=Path(p).stem), metrics)
+        if res.matched < res.queries:
+            warn(f"{name}: answers {res.matched} of the {res.queries} queries in {qrels}; the others count as "
+                 f"empty lists" + (" (do the query ids match?)" if res.matched == 0 else ""))
+        results[name] = {m: float(v) for m, v in res.items()}
     if as_json:
         console.print_json(json.dumps(results))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{Path(qrels).name}")
+    table = Table(title=escape(Path(qrels).name))
     table.add_column("run")
-    for m in names:
+    for m in metrics:
         table.add_column(m, justify="right")
     for run_name, vals in results.items():
-        table.add_row(run_name, *(f"{vals[m]:.4f}" for m in names))
+        table.add_row(escape(run_name), *(f"{vals[m]:.4f}" for m in metrics))
     console.print(table)

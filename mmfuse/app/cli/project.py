@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from .common import app, console, err_console
+from mmfuse.config import write_default_config
+from mmfuse.fusion import get_method
+
+from ..demo import METRICS, DemoOptions, run_demo
+from .args import Checked, Choice, Int
+from .common import app, console, progress_bar
 
 
 @app.command("init")
@@ -15,28 +24,8 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write the commented default pipeline config (used by --config and Pipeline.from_config)."""
-    from mmfuse.config import write_default_config
-
     written = write_default_config(path, force=force)
     console.print(f"wrote {written}: edit it, then use it with [bold]--config {written}[/]", highlight=False)
-
-
-def _pick_queries(result, n: int) -> list:
-    """A few queries worth showing: fusion right at rank 1, each won by a different retriever where possible."""
-    final = result.final_name
-    picked, seen = [], set()
-    top = lambda v, name: (v.lists.get(name) or [("", 0.0)])[0][0]  # noqa: E731
-    good = [v for v in result.queries if top(v, final) in v.relevant]
-    for v in good:
-        winners = tuple(s for s in result.singles if top(v, s) in v.relevant)
-        if winners and winners[0] not in seen:
-            seen.add(winners[0])
-            picked.append(v)
-    for v in good:  # fusion right where no single retriever was
-        if len(picked) < n and v not in picked and not any(top(v, s) in v.relevant for s in result.singles):
-            picked.insert(min(1, len(picked)), v)
-    picked += [v for v in result.queries if v not in picked]
-    return picked[: max(0, n)]
 
 
 @app.command("demo")
@@ -44,43 +33,35 @@ def demo_cmd(
     out: str = typer.Option("demo-report", "--out", help="Report folder (index.html, chart.png, grids/)."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus folder with queries.tsv + qrels.txt (default: the bundled sample)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Index and grid cache (default: .mmfuse-cache in the repo)."),
-    k: int = typer.Option(10, "--k", help="Results per query."),
-    fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
+    k: int = typer.Option(10, "--k", parser=Int(min=1), help="Results per query."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", parser=Checked(get_method),
+                                         help="Fusion method (default: the library default)."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", envvar="MMFUSE_CLIP_MODEL", help="open_clip model name (e.g. ViT-B-32) for the visual modality."),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", envvar="MMFUSE_CLIP_PRETRAINED", help="open_clip pretrained tag (e.g. openai)."),
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint", envvar="MMFUSE_CLIP_CHECKPOINT", help="Local CLIP checkpoint file."),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", envvar="MMFUSE_CLAP_MODEL", help="CLAP model dir or hub name for the audio modality."),
     vlm_model: Optional[str] = typer.Option(None, "--vlm-model", envvar="MMFUSE_VLM_MODEL", help="VLM to rerank with: served model name, or a local model dir."),
     vlm_base_url: Optional[str] = typer.Option(None, "--vlm-base-url", envvar="MMFUSE_VLM_BASE_URL", help="OpenAI-compatible server URL (default $OPENAI_BASE_URL)."),
-    vlm_backend: Optional[str] = typer.Option(None, "--vlm-backend", help="openai or transformers (default: from the other flags)."),
+    vlm_backend: Optional[str] = typer.Option(None, "--vlm-backend", parser=Choice(("openai", "transformers")),
+                                              help="openai or transformers (default: from the other flags)."),
     vlm_api_key: Optional[str] = typer.Option(None, "--vlm-api-key", envvar="OPENAI_API_KEY", help="API key for the server."),
-    rerank_top: int = typer.Option(5, "--rerank-top", help="Candidates the VLM reranks per query."),
-    show: int = typer.Option(3, "--show", help="Queries printed with each list's top hits."),
+    rerank_top: int = typer.Option(5, "--rerank-top", parser=Int(min=1), help="Candidates the VLM reranks per query."),
+    show: int = typer.Option(3, "--show", parser=Int(min=0), help="Queries printed with each list's top hits."),
 ) -> None:
     """The README's main job: index the sample corpus, search per modality and fused, evaluate, write an HTML report."""
-    from rich.panel import Panel
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from .demo import METRICS, DemoOptions, run_demo
-
-    if vlm_backend is not None and vlm_backend not in ("openai", "transformers"):
-        from mmfuse.errors import unknown
-
-        raise unknown("--vlm-backend", vlm_backend, ["openai", "transformers"])
     opts = DemoOptions(corpus=corpus, out=out, cache=cache, k=k, fusion=fusion, clip_model=clip_model,
                        clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
                        vlm_backend=vlm_backend, vlm_model=vlm_model, vlm_base_url=vlm_base_url,
                        vlm_api_key=vlm_api_key, rerank_top=rerank_top)
-    bar = Progress(TextColumn("[bold]{task.description:<7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[label]}"), console=err_console)
+    bar = progress_bar(TextColumn("[bold]{task.description:<7}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), TextColumn("{task.fields[label]}"), transient=False)
     tasks: dict[str, int] = {}
 
     def progress(done: int, total: int, label: str) -> None:
         stage, _, detail = label.partition(": ")
         if stage not in tasks:
             tasks[stage] = bar.add_task(stage, total=total or None, label="")
-        bar.update(tasks[stage], completed=done, total=total or None, label=detail.split(" | ")[0][-48:])
+        bar.update(tasks[stage], completed=done, total=total or None, label=escape(detail.split(" | ")[0][-48:]))
 
     with bar:
         res = run_demo(opts, progress=progress)
@@ -88,20 +69,20 @@ def demo_cmd(
             bar.update(t, completed=bar.tasks[t].total or 1, total=bar.tasks[t].total or 1)
     final = res.final_name
     names = list(res.metrics)
-    for v in _pick_queries(res, show):
-        t = Table(title=f"{v.qid} “{v.text}” (relevant: {', '.join(v.relevant)})", title_justify="left")
+    for v in res.showcase(show):
+        t = Table(title=escape(f"{v.qid} “{v.text}” (relevant: {', '.join(v.relevant)})"), title_justify="left")
         t.add_column("#", justify="right")
         for n in names:
-            t.add_column(n, style="bold" if n in ("fused", "reranked") else None)
+            t.add_column(escape(n), style="bold" if n in ("fused", "reranked") else None)
         for r in range(3):
             cells = []
             for n in names:
                 lst = v.lists.get(n) or []
                 d = lst[r][0] if r < len(lst) else ""
-                cells.append(f"[green]{d} ✓[/]" if d in v.relevant else d)
+                cells.append(f"[green]{escape(d)} ✓[/]" if d in v.relevant else escape(d))
             t.add_row(str(r + 1), *cells)
         console.print(t)
-    mt = Table(title=f"{len(res.queries)} sample queries, {res.n_videos} videos: per modality vs fused ({res.fusion})",
+    mt = Table(title=escape(f"{len(res.queries)} sample queries, {res.n_videos} videos: per modality vs fused ({res.fusion})"),
                title_justify="left")
     mt.add_column("run")
     for lab, _ in METRICS:
@@ -109,13 +90,14 @@ def demo_cmd(
     for n, vals in res.metrics.items():
         style = "bold green" if n == "fused" else ("bold blue" if n == "reranked" else None)
         label = n + (" (best single)" if n == res.best_single else "")
-        mt.add_row(label, *[f"{100 * vals[lab]:.1f}" for lab, _ in METRICS], style=style)
+        mt.add_row(escape(label), *[f"{100 * vals[lab]:.1f}" for lab, _ in METRICS], style=style)
     mt.add_row(f"gain over {res.best_single}", *[f"{100 * res.gain[lab]:+.1f}" for lab, _ in METRICS], style="italic")
     console.print(mt)
     if res.missing:
         console.print("[bold]not run (optional):[/]")
         for x in res.missing:
-            console.print(f"  [yellow]{x.part}[/]: {x.reason}; enable with [bold]{x.enable}[/]", highlight=False)
+            console.print(f"  [yellow]{escape(x.part)}[/]: {escape(x.reason)}; enable with [bold]{escape(x.enable)}[/]",
+                          highlight=False)
     fused = res.metrics["fused"]
     best = res.metrics[res.best_single]
     lines = [
@@ -125,8 +107,8 @@ def demo_cmd(
         f"({100 * res.gain['nDCG@10']:+.1f})",
     ]
     if res.reranked:
-        lines.append(f"reranked R@1 {100 * res.metrics['reranked']['R@1']:.1f}%  ·  {res.rerank_summary}")
+        lines.append(f"reranked R@1 {100 * res.metrics['reranked']['R@1']:.1f}%  ·  {escape(res.rerank_summary)}")
     idx = "reused" if res.index_stats.get("reused") else f"built in {res.timings.get('index', 0):.0f} s"
-    lines.append(f"index {res.index} ({idx})  ·  total {res.timings.get('total', 0):.0f} s")
-    lines.append(f"report: [bold]{res.report}[/]  (open it in a browser)")
+    lines.append(f"index {escape(str(res.index))} ({idx})  ·  total {res.timings.get('total', 0):.0f} s")
+    lines.append(f"report: [bold]{escape(str(res.report))}[/]  (open it in a browser)")
     console.print(Panel("\n".join(lines), title=f"mmfuse demo: {final} ranking", expand=False), highlight=False)

@@ -5,8 +5,37 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 
-from .common import app, config_defaults, console, err_console, required, split_csv
+from mmfuse.config import AGGREGATIONS, POOLINGS
+from mmfuse.encoders import load_encoder
+from mmfuse.fusion import get_method
+from mmfuse.ingest import IndexConfig, index_folder
+from mmfuse.ingest.ray_engine import index_with_ray
+
+from .args import Checked, Choice, Csv, Float, Int
+from .common import (
+    app,
+    apply_defaults,
+    config_defaults,
+    console,
+    err_console,
+    load_config_defaults,
+    progress_bar,
+    required,
+    split_csv,
+    warn,
+)
+
+ENGINES = ("local", "ray")
 
 
 @app.command("index")
@@ -14,7 +43,7 @@ def index_cmd(
     ctx: typer.Context,
     video_dir: str = typer.Argument(..., help="Folder of videos (searched recursively)."),
     index: Optional[str] = typer.Option(None, "--index", help="Index directory (created if missing)."),
-    modalities: str = typer.Option("visual,audio,ocr,asr,meta", "--modalities",
+    modalities: str = typer.Option("visual,audio,ocr,asr,meta", "--modalities", parser=Csv(),
                                    help="Comma-separated built-in modalities, or 'none' (plug-ins only)."),
     retriever: list[str] = typer.Option([], "--retriever", help="Plug-in: module:Class or entry-point name (repeatable)."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip model name, config JSON or local dir."),
@@ -22,38 +51,27 @@ def index_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint", help="Local CLIP checkpoint file."),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="CLAP model directory or hub name."),
     metadata: Optional[str] = typer.Option(None, "--metadata", help="Sidecar JSON/CSV (default VIDEO_DIR/metadata.json)."),
-    window: float = typer.Option(10.0, "--window", help="Segment length in seconds."),
-    frames: int = typer.Option(4, "--frames", help="Frames sampled per segment."),
-    workers: int = typer.Option(1, "--workers", help="Files processed in parallel."),
+    window: float = typer.Option(10.0, "--window", parser=Float(min=0, open_min=True), help="Segment length in seconds."),
+    frames: int = typer.Option(4, "--frames", parser=Int(min=1, max=64), help="Frames sampled per segment."),
+    workers: int = typer.Option(1, "--workers", parser=Int(min=1), help="Files processed in parallel."),
     no_dense: bool = typer.Option(False, "--no-dense", help="Skip dense text embeddings of ASR/metadata."),
-    engine: str = typer.Option("local", "--engine", help="local (threads on this machine) or ray (Ray Data pipeline)."),
+    engine: str = typer.Option("local", "--engine", parser=Choice(ENGINES),
+                               help="local (threads on this machine) or ray (Ray Data pipeline)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
     repair: bool = typer.Option(False, "--repair", help="Repair a damaged index first (re-indexes what was lost)."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.table import Table
-
-    from mmfuse.ingest.local import IndexConfig, index_folder
-
     v = config_defaults(ctx, "index", locals())
     index = required(v["index"], "--index", "[index] path")
     modalities, retriever, metadata, window, frames, workers, no_dense = (
         v[n] for n in ("modalities", "retriever", "metadata", "window", "frames", "workers", "no_dense"))
     clip_model, clip_pretrained, clip_checkpoint, clap_model = (
         v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
-    if clip_model is None and clip_checkpoint is not None:
-        clip_model = "ViT-B-32"
+    mods = split_csv(modalities) or []
     cfg = IndexConfig(
-        modalities=[] if modalities.strip().lower() == "none" else (split_csv(modalities) or []), window=window, frames_per_segment=frames, clip_model=clip_model,
+        modalities=[] if [m.lower() for m in mods] == ["none"] else mods, window=window, frames_per_segment=frames,
+        clip_model=clip_model,
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
     )
@@ -62,41 +80,39 @@ def index_cmd(
 
         for line in IndexStore.repair(index):
             err_console.print(f"repair: {line}", highlight=False, soft_wrap=True)
-    bar = Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                   TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=err_console, transient=True)
+    bar = progress_bar(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                       TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
+                       TimeRemainingColumn(), TextColumn("{task.fields[label]}"))
     with bar:
         task = bar.add_task("index", total=None, segments=0, label="")
 
         def progress(done: int, total: int, label: str) -> None:
             name, _, segs = label.rpartition(" | ")
-            bar.update(task, completed=done, total=total, segments=segs.split()[0] if segs else 0, label=name[-40:])
+            bar.update(task, completed=done, total=total, segments=segs.split()[0] if segs else 0, label=escape(name[-40:]))
 
         if engine == "ray":
-            from mmfuse.ingest.ray_engine import index_with_ray
-
             summary = index_with_ray(video_dir, index, address=address, config=cfg, progress=progress)
-        elif engine == "local":
-            summary = index_folder(video_dir, index, cfg, progress=progress)
         else:
-            from mmfuse.errors import unknown
-
-            raise unknown("--engine", engine, ["local", "ray"])
+            summary = index_folder(video_dir, index, cfg, progress=progress)
     for w in summary.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    table = Table(title=f"mmfuse index {index}", show_lines=False)
+        warn(w)
+    table = Table(title=escape(f"mmfuse index {index}"), show_lines=False)
     table.add_column("status")
     table.add_column("count", justify="right")
     table.add_column("details")
     table.add_row("indexed", str(len(summary.indexed)),
                   f"{sum(n for _, n, _ in summary.indexed)} segments, {summary.seconds:.1f} s of video in {summary.wall:.1f} s")
-    table.add_row("skipped", str(len(summary.skipped)), "unchanged since the last run" if summary.skipped else "")
+    unchanged = sum(why == "unchanged" for _, why in summary.skipped)
+    table.add_row("skipped", str(len(summary.skipped)), f"{unchanged} unchanged since the last run" if unchanged else "")
+    for name, why in summary.skipped:
+        if why != "unchanged":
+            table.add_row("", "", f"{name}: {why}")
     if summary.removed:
         table.add_row("removed", str(len(summary.removed)), "no longer in the folder")
     table.add_row("[red]failed[/]" if summary.failed else "failed", str(len(summary.failed)), "")
     for name, reason in summary.failed:
-        table.add_row("", "", f"[red]{name}[/]: {reason}")
-    table.add_row("modalities", str(len(summary.modalities)), ", ".join(summary.modalities))
+        table.add_row("", "", f"[red]{escape(name)}[/]: {escape(reason)}")
+    table.add_row("modalities", str(len(summary.modalities)), escape(", ".join(summary.modalities)))
     console.print(table)
     if summary.failed:
         raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
@@ -107,13 +123,15 @@ def search_cmd(
     ctx: typer.Context,
     query: str = typer.Argument(..., help="Text query."),
     index: Optional[str] = typer.Option(None, "--index", help="Index directory built by `mmfuse index`."),
-    k: int = typer.Option(10, "--k", help="Videos to return."),
-    fusion: Optional[str] = typer.Option(None, "--fusion", help="Fusion method (default: the library default)."),
+    k: int = typer.Option(10, "--k", parser=Int(min=1), help="Videos to return."),
+    fusion: Optional[str] = typer.Option(None, "--fusion", parser=Checked(get_method),
+                                         help="Fusion method (default: the library default)."),
     per_modality: bool = typer.Option(False, "--per-modality", help="Also print each modality's own list."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    modalities: Optional[str] = typer.Option(None, "--modalities", help="Comma-separated subset of modalities."),
-    aggregation: str = typer.Option("max", "--aggregation", help="Segment -> video: max, mean, sum, topn."),
-    pooling: str = typer.Option("mean", "--pooling", help="Frame pooling: mean, max, softmax, maxsim."),
+    modalities: Optional[str] = typer.Option(None, "--modalities", parser=Csv(), help="Comma-separated subset of modalities."),
+    aggregation: str = typer.Option("max", "--aggregation", parser=Choice(AGGREGATIONS),
+                                    help="Segment -> video: max, mean, sum, topn."),
+    pooling: str = typer.Option("mean", "--pooling", parser=Choice(POOLINGS), help="Frame pooling: mean, max, softmax, maxsim."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="Override the CLIP model recorded in the index."),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained"),
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
@@ -128,7 +146,6 @@ def search_cmd(
     import numpy as _np
     from rich.table import Table
 
-    from mmfuse.config import apply_defaults, load_config_defaults
     from mmfuse.errors import ParameterError
     from mmfuse.pipeline import search_index
 
@@ -142,13 +159,9 @@ def search_cmd(
         raise ParameterError(f"--k must be >= 1, got {k}")
     clip = clap = None
     if clip_model or clip_checkpoint:
-        from mmfuse.encoders.clip import ClipEncoder
-
-        clip = ClipEncoder(model=clip_model or "ViT-B-32", pretrained=clip_pretrained, checkpoint=clip_checkpoint)
+        clip = load_encoder("clip", clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint, lazy=True)
     if clap_model:
-        from mmfuse.encoders.clap import ClapEncoder
-
-        clap = ClapEncoder(model=clap_model)
+        clap = load_encoder("clap", clap_model, lazy=True)
     # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
     # Its weights are per configured retriever, which need not match the modalities this index answers with.
     extra: dict = {}

@@ -1,40 +1,17 @@
-"""Local VLM backend: AutoModelForImageTextToText + AutoProcessor, prompts built with the model's chat template."""
+"""Local VLM backend: prompts built with the model's chat template, greedy generation and yes-probabilities on the
+model :mod:`mmfuse.encoders.vlm` loads."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mmfuse.errors import ModelError
+from mmfuse.encoders import load_encoder
 from mmfuse.rerankers.prompts import Part
+from mmfuse.utils.lazy import require
 
 from .base import PromptedBackend
 
 _YES = ("yes", "Yes", " yes", " Yes", "YES")
-
-
-def _auto_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _auto_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype != "auto":
-        try:
-            return getattr(torch, dtype)
-        except AttributeError:
-            raise ModelError(f"unknown --dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
 
 
 class TransformersBackend(PromptedBackend):
@@ -51,30 +28,13 @@ class TransformersBackend(PromptedBackend):
                  template: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
                  query_batch: int = 1, trust_remote_code: bool = False, processor_kwargs: dict[str, Any] | None = None):
         super().__init__(mode=mode, template=template, max_new_tokens=max_new_tokens)
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.model_name = str(model)
-        self.device = _auto_device(device)
-        self.dtype = _auto_dtype(dtype, self.device)
+        self.vlm = vlm = load_encoder("vlm", model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                                      processor_kwargs=processor_kwargs)
+        self.model_name = vlm.model_name
+        self.processor, self.model, self.device, self.dtype = vlm.processor, vlm.model, vlm.device, vlm.dtype
         self.batch_size = max(1, int(batch_size))
         self.query_batch = max(1, int(query_batch))
-        try:
-            self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code,
-                                                           **(processor_kwargs or {}))
-            from mmfuse.utils.quiet import quiet_loading
-
-            with quiet_loading():
-                try:
-                    self.model = AutoModelForImageTextToText.from_pretrained(
-                        model, dtype=self.dtype, trust_remote_code=trust_remote_code)
-                except TypeError:  # transformers < 4.56 names it torch_dtype
-                    self.model = AutoModelForImageTextToText.from_pretrained(
-                        model, torch_dtype=self.dtype, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"cannot load VLM {model!r} with transformers: {str(e).splitlines()[0]}") from None
-        self.model.to(self.device).eval()
-        self._torch = torch
+        self._torch = require("torch", "vlm")
         tok = self.tokenizer
         ids = []
         for w in _YES:
@@ -85,7 +45,7 @@ class TransformersBackend(PromptedBackend):
 
     @property
     def tokenizer(self):
-        return getattr(self.processor, "tokenizer", self.processor)
+        return self.vlm.tokenizer
 
     # ------------------------------------------------------------------------------------------------------------
     def _messages(self, parts: list[Part]):

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmfuse.encoders.whisper import SAMPLE_RATE, WhisperTranscriber, to_srt
+from mmfuse.encoders import encoder_from_spec, load_encoder
+from mmfuse.encoders.whisper import SAMPLE_RATE, WhisperTranscriber
 from mmfuse.errors import InputError
 from mmfuse.utils.text import squash
 
@@ -33,7 +34,7 @@ def _espeak(text: str, tmp: Path) -> np.ndarray:
 def speech(tmp_path_factory):
     """(16 kHz audio, its sentence): the committed sample corpus clip, else a fresh espeak-ng clip."""
     if CORPUS_CLIP.exists():
-        from mmfuse.ingest.media import load_audio
+        from mmfuse.ingest.audio import load_audio
 
         return load_audio(CORPUS_CLIP, SAMPLE_RATE), CORPUS_SPEECH
     if shutil.which("espeak-ng"):
@@ -41,9 +42,7 @@ def speech(tmp_path_factory):
     pytest.skip("no sample corpus (examples/corpus) and no espeak-ng to synthesize speech")
 
 
-def test_to_srt_and_input_checks():
-    srt = to_srt([(0.0, 1.5, "hello there"), (61.25, 3725.0, "bye")])
-    assert srt == "1\n00:00:00,000 --> 00:00:01,500\nhello there\n\n2\n00:01:01,250 --> 01:02:05,000\nbye\n"
+def test_input_checks_and_spec_round_trip():
     asr = WhisperTranscriber()
     with pytest.raises(InputError, match="mono"):
         asr.transcribe(np.zeros((2, 16000), np.float32))
@@ -51,6 +50,10 @@ def test_to_srt_and_input_checks():
     assert asr.transcribe(np.zeros(3 * SAMPLE_RATE, np.float32)) == []
     assert asr.transcribe(np.ones(100, np.float32)) == []
     assert asr._model is None
+    # The bundled default by its recorded name, and non-default options, survive the spec round trip.
+    assert load_encoder("whisper", "bundled:whisper-tiny.en", lazy=True).spec == asr.spec
+    beam = WhisperTranscriber(beam_size=5, language=None, vad_filter=True)
+    assert encoder_from_spec(beam.spec).spec == beam.spec != asr.spec
 
 
 @pytest.mark.slow

@@ -8,16 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from mmfuse.encoders.clip import (
-    ClipEncoder,
-    FrameScorer,
-    pool,
-    pool_max,
-    pool_mean,
-    score,
-    score_maxsim,
-    score_softmax_weighted,
-)
+from mmfuse.encoders import encoder_from_spec, load_encoder
+from mmfuse.encoders.clip import ClipEncoder, FrameScorer, pool, score
 from mmfuse.errors import InputError, ModelError, ParameterError
 
 
@@ -42,8 +34,7 @@ def test_pool_mean_and_max_match_loops(toy):
     q, f, owner = toy
     ref_mean = np.stack([_unit(g.mean(0)) for g in _groups(f, owner, 3)])
     ref_max = np.stack([_unit(g.max(0)) for g in _groups(f, owner, 3)])
-    np.testing.assert_allclose(pool_mean(f, owner), ref_mean, atol=1e-6)
-    np.testing.assert_allclose(pool_max(f, owner), ref_max, atol=1e-6)
+    np.testing.assert_allclose(pool(f, owner), ref_mean, atol=1e-6)
     np.testing.assert_allclose(pool(f, owner, "max"), ref_max, atol=1e-6)
     np.testing.assert_allclose(score(q, f, owner, "mean"), q @ ref_mean.T, atol=1e-6)
     np.testing.assert_allclose(score(q, f, owner, "max"), q @ ref_max.T, atol=1e-6)
@@ -59,10 +50,10 @@ def test_softmax_weighted_matches_loop(toy):
             w = np.exp((s - s.max()) / temp)
             w /= w.sum()
             ref[i, o] = qi @ _unit((w[:, None] * g).sum(0))
-    np.testing.assert_allclose(score_softmax_weighted(q, f, temp, frame_owner=owner), ref, atol=1e-5)
+    np.testing.assert_allclose(score(q, f, owner, "softmax", temperature=temp), ref, atol=1e-5)
     np.testing.assert_allclose(score(q, f, owner, "softmax", temperature=temp, block_queries=2), ref, atol=1e-5)
     # One owner when frame_owner is omitted: the whole frame set is one video.
-    one = score_softmax_weighted(q, f, temp)
+    one = score(q, f, pooling="softmax", temperature=temp)
     assert one.shape == (3, 1)
     w = np.exp((q @ f.T - (q @ f.T).max(1, keepdims=True)) / temp)
     w /= w.sum(1, keepdims=True)
@@ -77,7 +68,7 @@ def test_softmax_weighted_matches_loop(toy):
 def test_maxsim_single_and_multi_vector_match_loops(toy):
     q, f, owner = toy
     ref = np.array([[max(g @ qi) for g in _groups(f, owner, 3)] for qi in q])
-    np.testing.assert_allclose(score_maxsim(q, f, owner), ref, atol=1e-6)
+    np.testing.assert_allclose(score(q, f, owner, "maxsim"), ref, atol=1e-6)
     # Multi-vector queries [m, t, d], second query padded with a zero token (contributes 0).
     mq = np.stack([q[:2], np.stack([q[2], np.zeros(5, np.float32)])])
     ref_multi = np.array(
@@ -130,8 +121,8 @@ def test_no_weights_is_a_model_error_with_hint(tmp_path):
 
 def test_importing_model_modules_does_not_import_torch():
     code = (
-        "import sys, mmfuse.encoders.clip, mmfuse.encoders.clap, mmfuse.encoders.ocr, "
-        "mmfuse.encoders.whisper, mmfuse.encoders.text, mmfuse.store.bm25; "
+        "import sys, mmfuse.encoders, mmfuse.encoders.clip, mmfuse.encoders.clap, mmfuse.encoders.ocr, "
+        "mmfuse.encoders.whisper, mmfuse.encoders.text, mmfuse.encoders.vlm, mmfuse.store.bm25; "
         "heavy = [m for m in ('torch', 'open_clip', 'transformers', 'rapidocr_onnxruntime', 'faster_whisper', "
         "'sentence_transformers', 'bm25s', 'PIL') if m in sys.modules]; assert not heavy, heavy"
     )
@@ -166,9 +157,13 @@ def test_tiny_clip_checkpoint_loads_and_encodes(tiny_clip_checkpoint):
         np.testing.assert_allclose(other.encode_frames(frames[:2]), emb[:2], atol=1e-5)
         np.testing.assert_allclose(other.encode_text(["a red bicycle"]), txt[:1], atol=1e-5)
         # The recorded spec rebuilds the same encoder (what `mmfuse search` does from the index).
-        spec = other.spec
-        again = ClipEncoder(spec["model"], pretrained=spec["pretrained"], checkpoint=spec.get("checkpoint"))
-        assert again.spec == spec
+        assert encoder_from_spec(other.spec).spec == other.spec
+    # Loading by name or path through the registry gives the very encoder the class builds (same spec, same
+    # vectors); the default architecture is filled in when only a checkpoint is named.
+    by_name = load_encoder("clip", info["model"], checkpoint=info["checkpoint"])
+    assert by_name.spec == enc.spec and by_name.load() is not None
+    np.testing.assert_allclose(by_name.encode_frames(frames[:1]), emb[:1], atol=1e-5)
+    assert load_encoder("clip", checkpoint=info["checkpoint"], lazy=True).spec["model"] == "ViT-B-32"
 
     progress = []
     enc.encode_frames(frames, progress=lambda d, t, label: progress.append((d, t, label)))

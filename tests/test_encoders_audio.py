@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fixtures_models import tone
 
-import mmfuse.encoders.clap as audio_mod
+from mmfuse.encoders import DEFAULTS, encoder_from_spec, load_encoder
 from mmfuse.encoders.clap import ClapEncoder, LaionClapEncoder, _windows
 from mmfuse.errors import InputError, ModelError
 
@@ -26,13 +26,17 @@ def test_windows_cover_audio_and_merge_short_tails():
 
 
 def test_default_without_cache_is_model_error_with_hint(monkeypatch, tmp_path):
-    monkeypatch.setattr(audio_mod, "DEFAULT_CLAP", "mmfuse-test/not-in-any-cache")
+    monkeypatch.setitem(DEFAULTS, "clap", "mmfuse-test/not-in-any-cache")
     with pytest.raises(ModelError, match="--clap-model"):
         ClapEncoder()  # checked on construction (cheap cache lookup), so callers can skip the modality early
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
+        load_encoder("clap", lazy=True)
     with pytest.raises(ModelError, match="does not exist"):
         ClapEncoder(str(tmp_path / "missing" / "clap"))
     with pytest.raises(ModelError, match="does not exist"):
         LaionClapEncoder(tmp_path / "missing.pt")
+    with pytest.raises(ModelError, match="no default model"):
+        load_encoder("laion_clap")
 
 
 @pytest.mark.slow
@@ -52,3 +56,7 @@ def test_tiny_clap_dir_encodes_audio_and_text(tiny_clap_dir):
     assert enc.encode_audio([]).shape == (0, 16)
     sims = txt @ emb.T
     assert sims.shape == (3, 4) and np.isfinite(sims).all()
+    # By path through the registry, and rebuilt from the spec an index records: the same model, the same vectors.
+    for again in (load_encoder("clap", tiny_clap_dir, batch_size=2), encoder_from_spec(enc.spec)):
+        assert again.spec == enc.spec
+        np.testing.assert_allclose(again.encode_audio(clips[:1]), emb[:1], atol=1e-5)
