@@ -300,7 +300,8 @@ def retriever_child(args: argparse.Namespace) -> dict:
     q = np.load(args.queries_file)
     exact = args.child == "exact"
     kw = ({"ann_min_rows": 2**62} if exact else
-          {"candidates": args.candidates, "nprobes": args.nprobes, "ann_min_rows": args.ann_min_rows})
+          {"candidates": args.candidates, "nprobes": args.nprobes, "refine_factor": args.refine_factor,
+           "ann_min_rows": args.ann_min_rows})
     r = VisualRetriever(IndexStore.open(args.dir_idx), encoder=Lookup(q), pooling="mean", **kw)
     assert r.uses_ann != exact
     out: dict = {"rankings": {}, "latency_ms": {}}
@@ -321,7 +322,7 @@ def _run_child(kind: str, args: argparse.Namespace, qfile: Path) -> dict:
            str(qfile), "--ks", *map(str, args.ks), "--rows", str(args.rows), "--dim", str(args.dim), "--frames",
            str(args.frames), "--segments-per-video", str(args.segments_per_video), "--seed", str(args.seed)]
     for flag, value in (("--candidates", args.candidates), ("--nprobes", args.nprobes),
-                        ("--ann-min-rows", args.ann_min_rows)):
+                        ("--refine-factor", args.refine_factor), ("--ann-min-rows", args.ann_min_rows)):
         if value is not None:
             cmd += [flag, str(value)]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -345,7 +346,12 @@ def retriever_bench(args: argparse.Namespace) -> dict:
     out: dict = {"build": info, "queries": args.queries, "query_seed": args.query_seed, "cpus": os.cpu_count(),
                  "ks": args.ks}
     warm = 5  # the first searches of a process read the index pages from disk: reported apart
-    oracle = _run_child("oracle", args, qfile)
+    cached = root / f"oracle-{args.query_seed}-{args.queries}-{max(args.ks)}.json"
+    if args.reuse_oracle and cached.exists():
+        oracle = json.loads(cached.read_text())
+    else:
+        oracle = _run_child("oracle", args, qfile)
+        cached.write_text(json.dumps(oracle))
     out["exact_in_ram"] = {"p50_ms": round(float(np.percentile(oracle["latency_ms"][warm:], 50)), 1),
                            "vm_hwm_mb": round(oracle["vm_hwm_mb"])}
     print(f"exact reference (numpy over every vector in RAM): p50 {out['exact_in_ram']['p50_ms']} ms/query, peak "
@@ -396,11 +402,14 @@ def main(argv: list[str] | None = None) -> dict | None:
                     help="videos requested per search (10; 100 is the depth `mmfuse search` asks each modality for)")
     ap.add_argument("--candidates", type=int, default=None, help="override the retriever's candidate videos")
     ap.add_argument("--nprobes", type=int, default=None, help="override the retriever's IVF partitions per query")
+    ap.add_argument("--refine-factor", type=int, default=None, help="override the retriever's refine factor")
     ap.add_argument("--ann-min-rows", type=int, default=None,
                     help="approximate search from this many rows (default: the library's; for small smoke runs)")
     ap.add_argument("--dir", default="/tmp/mmfuse-ann-bench", help="where the index is built once and reused")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--build-only", action="store_true", help="build (or find) the index and stop")
+    ap.add_argument("--reuse-oracle", action="store_true",
+                    help="reuse the exact rankings of an earlier run on the same index and queries (for tuning runs)")
     ap.add_argument("--check-exact", action="store_true",
                     help="also run the retriever's own exact path (all vectors in memory: only for small --rows)")
     ap.add_argument("--child", choices=["oracle", "exact", "ann"], help=argparse.SUPPRESS)

@@ -152,8 +152,11 @@ def test_one_query_at_a_time_equals_the_batch(index):
         assert [s for _, s in one] == pytest.approx([s for _, s in batch.query(q)], rel=1e-6)
 
 
-def test_candidates_must_be_positive(index):
+@pytest.mark.parametrize("knob, value, message", [("candidates", 0, "candidates must be >= 1, got 0"),
+                                                   ("nprobes", 0, "nprobes must be >= 1, got 0"),
+                                                   ("refine_factor", -1, "refine_factor must be >= 0, got -1")])
+def test_knobs_are_checked(index, knob, value, message):
     from mmfuse.store.lance import IndexStore
 
-    with pytest.raises(ParameterError, match="candidates must be >= 1"):
-        VisualRetriever(IndexStore.open(index["path"]), encoder=Lookup({}), candidates=0)
+    with pytest.raises(ParameterError, match=message):
+        VisualRetriever(IndexStore.open(index["path"]), encoder=Lookup({}), **{knob: value})

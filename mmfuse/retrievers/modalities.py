@@ -22,10 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmfuse.runs.run import Run
     from mmfuse.store.lance import IndexStore
 
-# Approximate search re-scores the segments of this many candidate videos per requested video, and widens its row
-# limit (x4 per step, at most this many steps) for queries whose rows came from too few videos. Chosen on
-# benchmarks/ann_speed.py's development data (another seed and size than the figures it reports).
+# Approximate search (see _VectorSearch) re-scores the segments of this many candidate videos per requested video,
+# re-ranks this many times its row limit of PQ candidates on their full vectors, and widens the row limit (x4 per
+# step, at most this many steps) for queries whose rows came from too few videos. The first two were chosen on
+# benchmarks/ann_speed.py's development data (1M rows of another seed, other queries than the reported ones).
 ANN_CANDIDATES_PER_VIDEO = 2
+ANN_REFINE_FACTOR = 2
 ANN_WIDEN_STEPS = 3
 
 
@@ -72,26 +74,35 @@ class _VectorSearch(IndexedRetriever):
     """Search mechanics of the retrievers over a ``vec_<modality>`` table, exact or approximate by its size.
 
     Below ``ann_min_rows`` rows (default :data:`mmfuse.store.ann.DEFAULT_MIN_ROWS`) every vector is loaded once and
-    scanned exactly (``_load``/``_score``). From there on nothing is loaded whole: the store's approximate index
-    (IVF-PQ, built by ``mmfuse index``) returns each query's best rows (frames, for the visual table), the
-    ``candidates`` best distinct segments among them (videos, for aggregations other than ``max``, which need every
-    segment of a video) have all their rows fetched by id and re-scored exactly with the same pooling as the exact
-    scan, and those scores are aggregated to videos. So scores are exact, and the ranking equals the exact one
-    whenever the approximate index puts the right segments among the candidates (``benchmarks/ann_speed.py``
-    measures how often). ``nprobes`` is the number of IVF partitions scanned per query.
+    scanned exactly (``_load``/``_score``). From there on nothing is loaded whole:
+
+    1. the store's approximate index (IVF-PQ, built by ``mmfuse index``; ``nprobes`` partitions per query, the best
+       ``refine_factor`` x as many PQ candidates re-ranked on their full vectors) returns each query's best rows
+       (frames, for the visual table), enough of them to hold ``candidates`` distinct videos (default 2 per
+       requested video);
+    2. those videos are the candidates: for ``max`` aggregation the segments the index returned for them, for
+       mean/sum/topn (which need every segment of a video) all their segments, have all their rows fetched by id
+       and re-scored exactly with the exact scan's pooling;
+    3. the exact segment scores are aggregated to videos, as below the threshold.
+
+    So scores are exact, and the ranking equals the exact one whenever step 1 finds the right videos
+    (``benchmarks/ann_speed.py`` measures how often at 1M segments).
     """
 
     table: str  # the vector modality: rows live in ``vec_<table>``
     min_score: float | None = None  # segment scores below it are dropped (both paths)
 
     def __init__(self, store: "IndexStore", *, ann_min_rows: int | None = None, candidates: int | None = None,
-                 nprobes: int | None = None, **kw: Any) -> None:
+                 nprobes: int | None = None, refine_factor: int | None = None, **kw: Any) -> None:
         super().__init__(store, **kw)
         self.ann_min_rows = ann.DEFAULT_MIN_ROWS if ann_min_rows is None else int(ann_min_rows)
         self.candidates = candidates
         self.nprobes = ann.DEFAULT_NPROBES if nprobes is None else int(nprobes)
-        if candidates is not None and int(candidates) < 1:
-            raise ParameterError(f"candidates must be >= 1, got {candidates}")
+        self.refine_factor = ANN_REFINE_FACTOR if refine_factor is None else int(refine_factor)
+        for name, value, least in (("candidates", candidates, 1), ("nprobes", self.nprobes, 1),
+                                   ("refine_factor", self.refine_factor, 0)):
+            if value is not None and int(value) < least:
+                raise ParameterError(f"{name} must be >= {least}, got {value}")
 
     @property
     def uses_ann(self) -> bool:
@@ -127,7 +138,8 @@ class _VectorSearch(IndexedRetriever):
         todo = np.arange(len(q))
         parts = []
         for widen in range(ANN_WIDEN_STEPS + 1):
-            hits = self.store.search_vectors(self.table, q[todo], limit, nprobes=self.nprobes, refine_factor=None)
+            hits = self.store.search_vectors(self.table, q[todo], limit, nprobes=self.nprobes,
+                                             refine_factor=self.refine_factor or None)
             local = hits["query_index"].to_numpy().astype(np.int64)
             vid = np.asarray(hits["video_id"].to_pylist(), dtype=str)
             seg = np.asarray(hits["segment_id"].to_pylist(), dtype=str)

@@ -432,7 +432,7 @@ class IndexStore:
             hit = self._cache.get(key)
             if hit is None:
                 hit = tbl.search().select(list(columns)).limit(None).to_arrow() if columns else tbl.to_arrow()
-                self._cache = {k: v for k, v in self._cache.items() if k[0] != name}
+                self._cache = {k: v for k, v in self._cache.items() if k[0] != name or k[2] != key[2]}
                 self._cache[key] = hit
         return hit
 
@@ -509,25 +509,24 @@ class IndexStore:
             return {}
         return {r["video_id"]: r for r in t.select(["video_id", "path", "content_hash", "modalities"]).to_pylist()}
 
-    def done_ids(self) -> np.ndarray:
-        t = self.videos()
+    def _done(self) -> pa.Array:
+        """The ids of the visible videos (reads only the two columns that decide it)."""
+        t = self._read("videos", ["video_id", "status"])
         if t is None or t.num_rows == 0:
-            return np.empty(0, dtype=str)
-        return np.asarray(t["video_id"].to_numpy(zero_copy_only=False)).astype(str)
+            return pa.array([], pa.string())
+        return self._derived("visible", lambda: t.filter(pc.equal(t["status"], "done"))["video_id"].combine_chunks())
+
+    def done_ids(self) -> np.ndarray:
+        return np.asarray(self._done().to_numpy(zero_copy_only=False)).astype(str)
 
     def video_count(self) -> int:
         """Visible (fully indexed) videos."""
-        v = self.videos()
-        return 0 if v is None else v.num_rows
+        return len(self._done())
 
     def _visible(self, t: pa.Table | None) -> pa.Table | None:
         if t is None:
             return None
-        v = self.videos()
-        if v is None or v.num_rows == 0:
-            return t.slice(0, 0)
-        done = self._derived("visible", lambda: v["video_id"].combine_chunks())
-        return t.filter(pc.is_in(t["video_id"], value_set=done))
+        return t.filter(pc.is_in(t["video_id"], value_set=self._done()))
 
     def forget(self, video_ids: Sequence[str]) -> None:
         """Remove videos: first their ``videos`` rows (they vanish atomically), then all their other rows."""
