@@ -62,7 +62,7 @@ def index(tmp_path_factory):
     rng = np.random.default_rng(0)
     recs, groups = _videos(rng)
     with IndexStore.create(path) as store:
-        store.write_videos(recs, {"visual": ("visual", {"model": "fake"}, ""), "audio": ("audio", {"model": "fake"}, "")})
+        store.write_videos(recs, {m: (m, {"model": "fake"}, "") for m in ("visual", "audio")})
         store.optimize(ann_min_rows=THRESHOLD)
     queries = {f"q{g}": groups[g] + 0.1 * rng.standard_normal(DIM) for g in range(GROUPS)}
     return {"path": path, "queries": queries, "texts": {q: q for q in queries}}
@@ -100,8 +100,10 @@ def test_optimize_built_the_search_indexes(index):
 def test_visual_ann_mechanics_equal_exact_when_everything_is_a_candidate(index, pooling, aggregation):
     """Fetch by id, pooling, per-query candidates, aggregation and evidence: with every segment a candidate the
     approximate path must give the exact path's ranking and scores, on any data."""
-    ann, exact = _pair(index, lambda s, e, **kw: VisualRetriever(s, encoder=e, pooling=pooling,
-                                                                 aggregation=aggregation, **kw), candidates=N_VIDEOS * SEGS)
+    def make(s, e, **kw):
+        return VisualRetriever(s, encoder=e, pooling=pooling, aggregation=aggregation, **kw)
+
+    ann, exact = _pair(index, make, candidates=N_VIDEOS * SEGS)
     assert ann.uses_ann and not exact.uses_ann
     _same(ann.search(list(index["queries"]), k=10), exact.search(list(index["queries"]), k=10), 10)
 

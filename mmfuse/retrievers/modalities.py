@@ -3,6 +3,7 @@ precomputed retriever that wraps a score matrix, TREC run or Parquet run."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # benchmarks/ann_speed.py's development data (1M rows of another seed, other queries than the reported ones).
 ANN_CANDIDATES_PER_VIDEO = 2
 ANN_REFINE_FACTOR = 2
+ANN_ROWS_PER_VIDEO = 3
 ANN_WIDEN_STEPS = 3
 
 
@@ -131,10 +133,12 @@ class _VectorSearch(IndexedRetriever):
             return empty_run(self.name, qids)
         return self._ann_search(qids, self._encode(texts), int(k), n_rows)
 
-    def _hits(self, q: np.ndarray, n_videos: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(query index, video_id, segment_id) of each query's approximate best rows, best first, enough rows to hold
-        ``n_videos`` distinct videos: the row limit widens for the queries whose rows came from fewer videos."""
-        limit = int(np.ceil(n_videos * max(1.0, n_rows / max(self.store.video_count(), 1))))
+    def _hits(self, q: np.ndarray, n_videos: int, need: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query index, video_id, segment_id) of each query's approximate best rows, best first: about
+        ``ANN_ROWS_PER_VIDEO`` rows per wanted video, and at least ``need`` distinct videos (queries whose rows came
+        from fewer are asked again for more rows, in proportion to what they lacked)."""
+        per_video = min(ANN_ROWS_PER_VIDEO, n_rows / max(self.store.video_count(), 1))
+        limit = int(np.ceil(n_videos * max(1.0, per_video)))
         todo = np.arange(len(q))
         parts = []
         for widen in range(ANN_WIDEN_STEPS + 1):
@@ -144,13 +148,14 @@ class _VectorSearch(IndexedRetriever):
             vid = np.asarray(hits["video_id"].to_pylist(), dtype=str)
             seg = np.asarray(hits["segment_id"].to_pylist(), dtype=str)
             n_got = np.bincount(local, minlength=todo.size)
-            n_vid = np.bincount(local[_first_distinct(local, vid, n_videos)], minlength=todo.size)
-            short = (n_vid < n_videos) & (n_got >= limit) if widen < ANN_WIDEN_STEPS else np.zeros(todo.size, bool)
+            n_vid = np.bincount(local[_first_distinct(local, vid, need)], minlength=todo.size)
+            short = (n_vid < need) & (n_got >= limit) if widen < ANN_WIDEN_STEPS else np.zeros(todo.size, bool)
             done = ~short[local]
             parts.append((todo[local[done]], vid[done], seg[done]))
-            todo, limit = todo[short], limit * 4
-            if not todo.size:
+            if not short.any():
                 break
+            limit = int(np.ceil(limit * min(4.0, 1.25 * need / max(int(n_vid[short].min()), 1))))
+            todo = todo[short]
         qi, vid, seg = (np.concatenate(c) for c in zip(*parts))
         order = np.argsort(qi, kind="stable")  # per query the rows stay best first
         return qi[order], vid[order], seg[order]
@@ -158,22 +163,25 @@ class _VectorSearch(IndexedRetriever):
     def _ann_search(self, qids: np.ndarray, q: np.ndarray, k: int, n_rows: int) -> "Run":
         store = self.store
         n_cand = int(self.candidates or ANN_CANDIDATES_PER_VIDEO * k)
-        qi, vid, seg = self._hits(q, n_cand, n_rows)
+        qi, vid, seg = self._hits(q, n_cand, min(k, n_cand), n_rows)
         first = _first_distinct(qi, vid, n_cand)
         cq, cvid = qi[first], vid[first]  # each query's candidate videos
-        if self.aggregation == "max":
-            # A video's score is its best segment's: re-score the segments the index found for each candidate.
-            vids = np.unique(cvid)
-            cand = np.zeros((len(q), vids.size), dtype=bool)
-            cand[cq, np.searchsorted(vids, cvid)] = True
-            pos = np.minimum(np.searchsorted(vids, vid), vids.size - 1)
-            pick = np.flatnonzero(cand[qi, pos] & (vids[pos] == vid))
-            cq, cid = qi[pick], seg[pick]
-            ids = np.unique(cid)
-            cols, rows = store.vectors_of(self.table, segment_ids=ids)
-        else:  # mean/sum/topn need every segment of a candidate video
-            cid, ids = cvid, np.unique(cvid)
-            cols, rows = store.vectors_of(self.table, video_ids=ids)
+        vids = np.unique(cvid)
+        with cf.ThreadPoolExecutor(1) as pool:  # the two look-ups by id overlap
+            spans = pool.submit(store.spans_of, vids)
+            if self.aggregation == "max":
+                # A video's score is its best segment's: re-score the segments the index found for each candidate.
+                cand = np.zeros((len(q), vids.size), dtype=bool)
+                cand[cq, np.searchsorted(vids, cvid)] = True
+                pos = np.minimum(np.searchsorted(vids, vid), vids.size - 1)
+                pick = np.flatnonzero(cand[qi, pos] & (vids[pos] == vid))
+                cq, cid = qi[pick], seg[pick]
+                ids = np.unique(cid)
+                cols, rows = store.vectors_of(self.table, segment_ids=ids)
+            else:  # mean/sum/topn need every segment of a candidate video
+                cid, ids = cvid, vids
+                cols, rows = store.vectors_of(self.table, video_ids=ids)
+            spans = spans.result()
         seg_ids, first, owner = np.unique(cols["segment_id"], return_index=True, return_inverse=True)
         if seg_ids.size == 0:
             return empty_run(self.name, qids)
@@ -189,13 +197,20 @@ class _VectorSearch(IndexedRetriever):
         if self.min_score is not None:
             keep = sc >= self.min_score
             qidx, sidx, sc = qidx[keep], sidx[keep], sc[keep]
-        segments = {"video_id": seg_video, "segment_id": seg_ids, "start": np.zeros(seg_ids.size),
-                    "end": np.zeros(seg_ids.size)}
-        run = segment_run(self.name, self.modality, qids, qidx, sidx, sc, segments, k, self.aggregation, self.top_n)
-        if run.evidence and len(run.evidence["segment_id"]):
-            start, end = store.segment_spans(run.evidence["segment_id"])
-            run.evidence["start"], run.evidence["end"] = np.nan_to_num(start), np.nan_to_num(end)
-        return run
+        segments = {"video_id": seg_video, "segment_id": seg_ids, **_aligned(spans, seg_ids, ("start", "end"))}
+        return segment_run(self.name, self.modality, qids, qidx, sidx, sc, segments, k, self.aggregation, self.top_n)
+
+
+def _aligned(cols: Mapping[str, np.ndarray], ids: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Columns ``names`` of ``cols`` (sorted by ``segment_id``) for each of ``ids`` (0 where an id is missing)."""
+    at = np.searchsorted(cols["segment_id"], ids)
+    known = at < len(cols["segment_id"])
+    known[known] = cols["segment_id"][at[known]] == ids[known]
+    out = {}
+    for name in names:
+        out[name] = np.zeros(len(ids))
+        out[name][known] = cols[name][at[known]]
+    return out
 
 
 def _sum_pool(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

@@ -157,7 +157,8 @@ def ensure_scalar_index(table: Any, column: str, *, min_rows: int = DEFAULT_MIN_
     try:
         table.create_index(column, config=require("lancedb.index").BTree())
     except (ValueError, RuntimeError, OSError) as e:
-        raise IndexError_(f"building the B-tree index on {table.name}.{column} failed: {str(e).splitlines()[0]}") from None
+        first = str(e).splitlines()[0]
+        raise IndexError_(f"building the B-tree index on {table.name}.{column} failed: {first}") from None
     return True
 
 

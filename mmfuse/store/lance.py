@@ -291,7 +291,8 @@ class IndexStore:
             try:
                 self._tables[name] = self.db.open_table(name)
             except _LANCE_ERRORS as e:
-                problems.append(f"table {name!r} is unreadable ({_lance_message(e)})")
+                if name in expected:  # else a table a writer is creating right now (listed once it exists)
+                    problems.append(f"table {name!r} is unreadable ({_lance_message(e)})")
         return problems
 
     @classmethod
@@ -526,7 +527,15 @@ class IndexStore:
     def _visible(self, t: pa.Table | None) -> pa.Table | None:
         if t is None:
             return None
-        return t.filter(pc.is_in(t["video_id"], value_set=self._done()))
+        done = self._done()
+        if t.num_rows * 8 >= len(done):
+            return t.filter(pc.is_in(t["video_id"], value_set=done))
+        # A few rows (search hits, look-ups by id): is_in would hash every visible id on each call; a binary search
+        # in the sorted ids (sorted once per videos version) costs a few comparisons per row.
+        ids = self._derived("visible-sorted", lambda: np.sort(np.asarray(done.to_pylist(), dtype=str)))
+        mine = np.asarray(t["video_id"].to_pylist(), dtype=str)
+        at = np.minimum(np.searchsorted(ids, mine), len(ids) - 1)
+        return t.filter(pa.array(ids[at] == mine))
 
     def forget(self, video_ids: Sequence[str]) -> None:
         """Remove videos: first their ``videos`` rows (they vanish atomically), then all their other rows."""
@@ -673,19 +682,13 @@ class IndexStore:
         with self._reading("segments"):
             return int(tbl.count_rows())
 
-    def segment_spans(self, segment_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(start, end) of the given visible segments, aligned with ``segment_ids`` (NaN where unknown)."""
-        ids = [str(s) for s in segment_ids]
-        start, end = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
-        t = self._where("segments", f"segment_id IN ({_sql_str(sorted(set(ids)))})",
-                        ["video_id", "segment_id", "start", "end"]) if ids else None
-        if t is not None and t.num_rows:
-            pos = {s: i for i, s in enumerate(t["segment_id"].to_pylist())}
-            rows = np.asarray([pos.get(s, -1) for s in ids])
-            ok = rows >= 0
-            start[ok] = t["start"].to_numpy()[rows[ok]]
-            end[ok] = t["end"].to_numpy()[rows[ok]]
-        return start, end
+    def spans_of(self, video_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """``segment_id`` (sorted), ``start``, ``end`` of every visible segment of the given videos (fetched by id)."""
+        t = self._where("segments", f"video_id IN ({_sql_str(sorted(set(video_ids)))})",
+                        ["video_id", "segment_id", "start", "end"]) if len(video_ids) else None
+        if t is None or t.num_rows == 0:
+            return {"segment_id": np.empty(0, dtype=str), "start": np.empty(0), "end": np.empty(0)}
+        return _columns(t.sort_by("segment_id"), ("segment_id", "start", "end"))
 
     def meta_rows(self) -> dict[str, np.ndarray]:
         t = self._visible(self._read("meta"))
