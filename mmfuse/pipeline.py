@@ -7,18 +7,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from mmfuse.config import PipelineConfig, load_config, parse_config
 from mmfuse.encoders import load_encoder
-
-from .errors import ConfigError, InputError, ModelError, ParameterError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmfuse.runs.run import Run
-
-    from .config import PipelineConfig
+from mmfuse.errors import ConfigError, InputError, ModelError, ParameterError, suggest
+from mmfuse.fusion import fuse, get_method
+from mmfuse.rerankers import build_reranker
+from mmfuse.retrievers import VectorRetriever, load_retriever, plugin_modality, retrievers_for_index
+from mmfuse.runs import Run
+from mmfuse.store.lance import IndexStore
 
 Progress = Callable[[int, int, str], None]
 
@@ -28,13 +28,15 @@ class PipelineResult:
     """Everything one ``Pipeline.run`` produced: each retriever's run, the fused run, the reranked run."""
 
     queries: dict[str, str]
-    runs: list["Run"]  # one per retriever, named after it, ``depth`` deep
-    fused: "Run"  # the fusion of ``runs`` (the single run when there is only one), cut to max(k, rerank top)
+    runs: list["Run"]  # one per retriever, named after it, ``depth`` deep, every query present
+    fused: "Run"  # the fusion of ``runs``, cut to max(k, rerank top)
     reranked: "Run | None"  # the fused run after the VLM, when a reranker is set
     final: "Run"  # what ``search`` returns: reranked (or fused) cut to ``k``
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     rerank_stats: Any = None
+    fusion: str = "default"
+    texts: "SegmentTexts | None" = None  # matched text per segment, for hits (index-backed pipelines)
 
     def by_name(self) -> dict[str, "Run"]:
         """Each retriever's run by name, then ``fused`` (and ``reranked``) - convenient for display and eval."""
@@ -44,16 +46,104 @@ class PipelineResult:
             out["reranked"] = self.reranked
         return out
 
+    def entries(self, run: "Run", qid: str) -> list[dict[str, Any]]:
+        """One query's list of ``run`` as dicts: rank, video_id, score and the evidence (segment_id, start, end,
+        and the segment's matched text when known)."""
+        where = np.flatnonzero(run.query_ids == qid)
+        if where.size == 0:
+            return []
+        lo, hi = int(run.offsets[where[0]]), int(run.offsets[where[0] + 1])
+        ev = run.evidence or {}
+        out = []
+        for rank, j in enumerate(range(lo, hi), 1):
+            e: dict[str, Any] = {"rank": rank, "video_id": str(run.doc_ids[run.doc_idx[j]]), "score": float(run.scores[j])}
+            if "segment_id" in ev:
+                e["segment_id"] = str(ev["segment_id"][j])
+            for c in ("start", "end"):
+                if c in ev:
+                    e[c] = float(ev[c][j])
+            if self.texts is not None and run.name != "fused" and "segment_id" in e:
+                text = self.texts.get(run.name, e["segment_id"])
+                if text:
+                    e["text"] = text
+            out.append(e)
+        return out
 
-def _queries(queries: Mapping[str, str] | Sequence[str] | str) -> dict[str, str]:
+    def hits(self, qid: str) -> list[dict[str, Any]]:
+        """The final ranking of query ``qid`` joined with every retriever's view of each hit: for each video its
+        rank and score, and under ``modalities`` the rank, score, segment, time span and matched text that each
+        retriever which found it gave it (what ``mmfuse search`` shows and ``--json``/``serve`` return)."""
+        per = {r.name: {e["video_id"]: e for e in self.entries(r, qid)} for r in self.runs}
+        hits = []
+        for e in self.entries(self.final, qid):
+            mods = {m: {kk: v for kk, v in lst[e["video_id"]].items() if kk != "video_id"}
+                    for m, lst in per.items() if e["video_id"] in lst}
+            hits.append({"rank": e["rank"], "video_id": e["video_id"], "score": e["score"], "modalities": mods})
+        return hits
+
+    def as_dict(self, qid: str, per_modality: bool = False, k: int | None = None) -> dict[str, Any]:
+        """The JSON object of one query, as ``mmfuse search --json`` prints it and ``mmfuse serve`` returns it."""
+        doc: dict[str, Any] = {"query": self.queries.get(qid, ""), "fusion": self.fusion, "hits": self.hits(qid),
+                               "warnings": list(self.warnings)}
+        if per_modality:
+            n = k or len(doc["hits"])
+            doc["per_modality"] = {r.name: self.entries(r, qid)[:n] for r in self.runs}
+        return doc
+
+
+class SegmentTexts:
+    """The text each retriever matched in a segment (OCR line, transcript, metadata), looked up by segment id.
+
+    Loaded from the index once, on first use, as sorted id arrays (a binary search per lookup: no per-segment
+    Python objects, so a 1M-segment index costs two arrays, not a dict of a million strings)."""
+
+    COLUMNS = {"ocr": "ocr_text", "asr": "asr_text", "caption": "caption_text"}
+
+    def __init__(self, store: IndexStore) -> None:
+        self.store = store
+        self._cols: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def _load(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if self._cols is None:
+            seg = self.store.segments()
+            ids = np.asarray(seg["segment_id"]).astype(str)
+            order = np.argsort(ids, kind="stable")
+            cols = {m: (ids[order], np.asarray(seg[c], dtype=object)[order]) for m, c in self.COLUMNS.items() if c in seg}
+            meta = self.store.meta_rows()
+            mids = np.asarray(meta["segment_id"]).astype(str)
+            morder = np.argsort(mids, kind="stable")
+            cols["meta"] = (mids[morder], np.asarray(meta["text"], dtype=object)[morder])
+            self._cols = cols
+        return self._cols
+
+    def get(self, retriever: str, segment_id: str) -> str | None:
+        """The text of ``segment_id`` that ``retriever`` (``ocr``, ``asr``, ``asr_dense``, ``meta`` ...) matched."""
+        col = self._load().get(retriever.removesuffix("_dense"))
+        if col is None:
+            return None
+        ids, texts = col
+        i = int(np.searchsorted(ids, segment_id))
+        return str(texts[i]) if i < ids.size and ids[i] == segment_id and texts[i] else None
+
+
+def _queries(queries: Mapping[str, str] | Sequence[str] | str, warn: Callable[[str], None]) -> dict[str, str]:
+    """``{query_id: text}`` from a dict, a list of texts or one text. Empty or whitespace-only texts are an error
+    when no query is left, else each is dropped from retrieval with a warning naming its id (it keeps an empty list
+    in every output run)."""
     if isinstance(queries, str):
-        return {"0": queries}
+        queries = {"0": queries}
     if isinstance(queries, Mapping):
         out = {str(k): str(v) for k, v in queries.items()}
     else:
         out = {str(i): str(t) for i, t in enumerate(queries)}
     if not out:
         raise InputError("no queries given")
+    blank = [q for q, t in out.items() if not t.strip()]
+    if len(blank) == len(out):
+        which = f"query {blank[0]!r} is" if len(blank) == 1 else f"all {len(blank)} queries are"
+        raise InputError(f"{which} empty; give some text to search for")
+    for q in blank:
+        warn(f"query {q!r} is empty or whitespace only: no results for it")
     return out
 
 
@@ -69,6 +159,8 @@ class Pipeline:
     ``reranker``: a :class:`mmfuse.rerankers.VLMReranker` (or anything with the same ``rerank`` method);
     ``videos`` tells it where the files are (a folder or ``{video_id: path}``; default: the paths in the index).
     ``aggregation``/``pooling``/``clip_encoder``/``clap_encoder`` configure the index-backed retrievers.
+    An index is data, so the plug-in modules it names are imported only when installed as ``mmfuse.retrievers``
+    entry points or named by the user: in ``plugins`` or as a reference in ``retrievers`` (``"pkg.mod:Class"``).
     """
 
     def __init__(self, retrievers: Sequence[Any] | None = None, fusion: str | Callable | None = None,
@@ -77,7 +169,7 @@ class Pipeline:
                  weights: Sequence[float] | None = None, depth: int = 100, videos: Any = None,
                  aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None,
                  clap_encoder: Any = None, dense: bool = True,
-                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None, plugins: Sequence[str] = ()) -> None:
         if retrievers is not None and not isinstance(retrievers, (list, tuple)):
             retrievers = [retrievers]
         if retrievers is not None and len(retrievers) == 0:
@@ -90,8 +182,6 @@ class Pipeline:
         if int(depth) < 1:
             raise ParameterError(f"depth must be >= 1, got {depth}")
         if fusion is not None and not callable(fusion):
-            from .fusion import get_method
-
             get_method(fusion)  # unknown names fail here, with a suggestion, not after retrieval
         self.retriever_specs = list(retrievers) if retrievers is not None else None
         self.fusion = fusion
@@ -108,18 +198,18 @@ class Pipeline:
         self.clap_encoder = clap_encoder
         self.dense = dense
         self.retriever_options = {k: dict(v) for k, v in (retriever_options or {}).items()}
+        self.plugins = list(plugins)
         self.warnings: list[str] = []
         self.last: PipelineResult | None = None
         self._retrievers: list[Any] | None = None
         self._store: Any = None
+        self._segment_texts: SegmentTexts | None = None
 
     # ------------------------------------------------------------------------------------------------- building
     @property
     def store(self) -> Any:
         """The opened :class:`mmfuse.store.lance.IndexStore` (None without an index)."""
         if self._store is None and self.index is not None:
-            from mmfuse.store.lance import IndexStore
-
             self._store = IndexStore.open(self.index)
         return self._store
 
@@ -150,16 +240,18 @@ class Pipeline:
         return out
 
     def _from_index(self, modalities: list[str] | None, opts: Mapping[str, Any]) -> list[Any]:
-        from .retrievers import plugin_modality, retrievers_for_index
-
         kw = dict(aggregation=self.aggregation, pooling=self.pooling, clip_encoder=self.clip_encoder,
                   clap_encoder=self.clap_encoder, dense=self.dense)
         kw.update({k: v for k, v in opts.items() if k in kw})
-        got = retrievers_for_index(self.store, modalities=modalities, warn=self.warnings.append, **kw)
+        got = retrievers_for_index(self.store, modalities=modalities, plugins=self.plugins, warn=self._warn, **kw)
         if modalities is not None:  # a name or plug-in reference picks exactly that one ("asr" is not "asr_dense")
             name = plugin_modality(self.store, modalities[0]) or modalities[0]
             got = [g for g in got if getattr(g, "name", None) == name]
         return got
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:  # index retrievers are resolved one name at a time: say each thing once
+            self.warnings.append(msg)
 
     def video_paths(self) -> Any:
         """Where the reranker finds each video: ``videos`` as given, else the paths recorded in the index."""
@@ -171,11 +263,26 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------------- running
     def run(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 10,
-            progress: Progress | None = None) -> PipelineResult:
-        """Retrieve, fuse and (optionally) rerank; returns every intermediate run (see :class:`PipelineResult`)."""
-        if int(k) < 1:
+            progress: Progress | None = None, batch_size: int | None = None) -> PipelineResult:
+        """Retrieve, fuse and (optionally) rerank; returns every intermediate run (see :class:`PipelineResult`).
+
+        This is the engine's one retrieve -> fuse path: ``mmfuse search`` (single and batch), the demo and the
+        rerank-after-search path all call it, so they rank and score identically. Every output run has every query
+        (in the given order), with no entries where nothing was found. ``batch_size``: run the queries in batches of
+        this many (``progress`` then counts queries done; the results are the same as in one batch, since retrieval
+        and fusion are per query).
+        """
+        if isinstance(k, bool) or int(k) < 1:
             raise ParameterError(f"k must be >= 1, got {k}")
-        qs = _queries(queries)
+        warnings: list[str] = []
+        qs = _queries(queries, warnings.append)
+        if batch_size is not None:
+            if isinstance(batch_size, bool) or int(batch_size) < 1:
+                raise ParameterError(f"batch_size must be >= 1, got {batch_size}")
+            if len(qs) > int(batch_size):
+                return self._run_batches(qs, int(k), int(batch_size), progress, warnings)
+        qids = list(qs)
+        asked = {q: t for q, t in qs.items() if t.strip()}
         timings: dict[str, float] = {}
         rets = self.retrievers()
         top = int(getattr(self.reranker, "top", 0) or 0) if self.reranker is not None else 0
@@ -188,21 +295,19 @@ class Pipeline:
                 progress(i, stages, f"retrieve {name}")
             t0 = time.perf_counter()
             try:
-                run = r.search(qs, depth)
+                run = r.search(asked, depth)
             except ModelError as e:
-                self.warnings.append(f"{name} skipped: {e}")
+                warnings.append(f"{name} skipped: {e}")
                 continue
             timings[f"retrieve:{name}"] = time.perf_counter() - t0
             runs.append(run.with_name(name))
-        runs = self._unique_names(runs)
-        nonempty = [r for r in runs if len(r)]
-        if not nonempty:
-            raise InputError("pipeline: every retriever returned an empty run"
-                             + (f" ({'; '.join(self.warnings)})" if self.warnings else ""))
+        if not runs:
+            raise InputError("pipeline: no retriever could search" + (f" ({'; '.join(warnings)})" if warnings else ""))
+        runs = [r.ensure_queries(qids) for r in self._unique_names(runs)]
         if progress:
             progress(len(rets), stages, "fuse")
         t0 = time.perf_counter()
-        fused = self._fuse(nonempty).cut(max(int(k), top)).with_name("fused")
+        fused = self._fuse(runs, qids).cut(max(int(k), top)).with_name("fused")
         timings["fuse"] = time.perf_counter() - t0
         reranked = stats = None
         final = fused
@@ -210,11 +315,12 @@ class Pipeline:
             if progress:
                 progress(len(rets) + 1, stages, "rerank")
             t0 = time.perf_counter()
+
             def rerank_progress(d: int, t: int, label: str) -> None:
                 progress(len(rets) + 1, stages, f"rerank {d}/{t}")
 
             sub = rerank_progress if progress else None
-            reranked = self.reranker.rerank(qs, fused, self.video_paths(), retriever_runs=nonempty,
+            reranked = self.reranker.rerank(qs, fused, self.video_paths(), retriever_runs=runs,
                                             progress=sub).with_name("reranked")
             stats = getattr(self.reranker, "stats", None)
             timings["rerank"] = time.perf_counter() - t0
@@ -222,7 +328,43 @@ class Pipeline:
         if progress:
             progress(stages, stages, "done")
         res = PipelineResult(queries=qs, runs=runs, fused=fused, reranked=reranked, final=final.cut(int(k)),
-                             warnings=list(self.warnings), timings=timings, rerank_stats=stats)
+                             warnings=self.warnings + warnings, timings=timings, rerank_stats=stats,
+                             fusion=self.fusion_name, texts=self._texts())
+        self.last = res
+        return res
+
+    def _run_batches(self, qs: dict[str, str], k: int, size: int, progress: Progress | None,
+                     warnings: list[str]) -> PipelineResult:
+        ids = list(qs)
+        parts: list[PipelineResult] = []
+        for start in range(0, len(ids), size):
+            if progress:
+                progress(start, len(ids), "queries")
+            chunk = {q: qs[q] for q in ids[start:start + size]}
+            if not any(t.strip() for t in chunk.values()):  # a batch of blank queries: nothing to retrieve
+                continue
+            parts.append(self.run(chunk, k))
+        if progress:
+            progress(len(ids), len(ids), "queries")
+        if not parts:
+            raise InputError("every query is empty; give some text to search for")
+        first = parts[0]
+        seen = set(warnings)
+        for w in (w for p in parts for w in p.warnings):
+            if w not in seen:
+                seen.add(w)
+                warnings.append(w)
+        timings: dict[str, float] = {}
+        for part in parts:
+            for key, t in part.timings.items():
+                timings[key] = timings.get(key, 0.0) + t
+        res = PipelineResult(
+            queries=qs, runs=[_concat([r for p in parts for r in p.runs if r.name == name], ids)
+                              for name in dict.fromkeys(r.name for p in parts for r in p.runs)],
+            fused=_concat([p.fused for p in parts], ids),
+            reranked=_concat([p.reranked for p in parts], ids) if first.reranked is not None else None,
+            final=_concat([p.final for p in parts], ids), warnings=warnings, timings=timings,
+            rerank_stats=first.rerank_stats, fusion=first.fusion, texts=first.texts)
         self.last = res
         return res
 
@@ -234,24 +376,31 @@ class Pipeline:
         """
         return self.run(queries, k, progress).final
 
-    def _fuse(self, runs: list["Run"]) -> "Run":
-        if callable(self.fusion):
-            return self.fusion(runs)
-        if len(runs) == 1:
-            return runs[0]
-        from .fusion import fuse
+    def _texts(self) -> SegmentTexts | None:
+        if self.store is None:
+            return None
+        if self._segment_texts is None:
+            self._segment_texts = SegmentTexts(self.store)
+        return self._segment_texts
 
+    @property
+    def fusion_name(self) -> str:
+        """The fusion method by its registered name (``custom`` for a callable)."""
+        if callable(self.fusion):
+            return "custom"
+        return get_method(self.fusion).name
+
+    def _fuse(self, runs: list["Run"], query_ids: list[str]) -> "Run":
+        """One fusion call over every retriever's run; queries only some retrievers answered follow the coverage
+        rule of :func:`mmfuse.fusion.fuse` (fused over the runs that answered them, on the method's scale)."""
+        if callable(self.fusion):
+            return self.fusion(runs).ensure_queries(query_ids)
         weights = self.weights
         if weights is not None and len(weights) != len(runs):
             raise ParameterError(f"fusion weights: {len(weights)} given for {len(runs)} retrievers "
                                  f"({', '.join(r.name for r in runs)})")
-        kw = dict(method=self.fusion, norm=self.norm, depth=self.depth, **self.fusion_params)
-        cover = _coverage(runs)
-        if cover.all(axis=0).any() or cover.shape[1] == 0:
-            return fuse(runs, weights=weights, **kw)
-        # No query is answered by every retriever (e.g. BM25 over OCR text finds nothing for spoken queries):
-        # fusion is per query, so fuse each group of queries with the retrievers that answered it.
-        return _fuse_by_coverage(runs, cover, weights, kw)
+        return fuse(runs, method=self.fusion, norm=self.norm, weights=weights, depth=self.depth,
+                    queries=query_ids, **self.fusion_params)
 
     @staticmethod
     def _unique_names(runs: list["Run"]) -> list["Run"]:
@@ -283,8 +432,6 @@ class Pipeline:
         ``extra_retrievers`` are appended to the configured ones; ``with_reranker`` overrides ``[rerank] enabled``.
         Errors in the file raise a one-line :class:`~mmfuse.errors.ConfigError` naming the key.
         """
-        from .config import PipelineConfig, load_config, parse_config
-
         if isinstance(config, PipelineConfig):
             cfg = config
         elif isinstance(config, Mapping):
@@ -328,46 +475,6 @@ class Pipeline:
                    clip_encoder=clip, clap_encoder=clap, retriever_options=options)
 
 
-def _coverage(runs: list["Run"]) -> Any:
-    """[R, Q] bool: run r has entries for query q, over the union of query ids (first-seen order)."""
-    import numpy as np
-
-    qids = list(dict.fromkeys(q for r in runs for q in r.query_ids.tolist()))
-    pos = {q: i for i, q in enumerate(qids)}
-    cover = np.zeros((len(runs), len(qids)), dtype=bool)
-    for i, r in enumerate(runs):
-        has = r.counts() > 0
-        cover[i, [pos[q] for q in r.query_ids.tolist()]] = has
-    return cover
-
-
-def _fuse_by_coverage(runs: list["Run"], cover: Any, weights: list[float] | None, kw: dict[str, Any]) -> "Run":
-    import numpy as np
-
-    from mmfuse.runs.run import Run
-
-    from .fusion import fuse
-
-    qids = list(dict.fromkeys(q for r in runs for q in r.query_ids.tolist()))
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for j, q in enumerate(qids):
-        key = tuple(np.flatnonzero(cover[:, j]).tolist())
-        if key:
-            groups.setdefault(key, []).append(q)
-    qcol, dcol, scol = [], [], []
-    name = "fused"
-    for key, qs in groups.items():
-        part = [runs[i].subset([q for q in qs]) for i in key]
-        w = [weights[i] for i in key] if weights is not None else None
-        f = fuse(part, weights=w, **kw)
-        name = f.name
-        qcol.append(f.entry_query_ids())
-        dcol.append(f.entry_doc_ids())
-        scol.append(f.scores)
-    return Run.from_arrays(np.concatenate(qcol), np.concatenate(dcol), np.concatenate(scol), name=name,
-                           queries=[q for q in qids if any(q in g for g in groups.values())])
-
-
 class _Renamed:
     """A plug-in retriever under the name its config table gives it."""
 
@@ -380,8 +487,6 @@ class _Renamed:
 
 
 def _plugin(name: str, r: Any, index: str | None) -> Any:
-    from .retrievers import load_retriever
-
     obj = load_retriever(r.ref)
     if isinstance(obj, type):
         try:
@@ -391,9 +496,6 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
     if callable(getattr(obj, "search", None)):
         return _Renamed(obj, name) if getattr(obj, "name", None) != name else obj
     if callable(getattr(obj, "encode_queries", None)) and index is not None:
-        from mmfuse.store.lance import IndexStore
-
-        from .retrievers import VectorRetriever
 
         store = IndexStore.open(index)
         key = str(getattr(obj, "name", name))
@@ -407,7 +509,6 @@ def _plugin(name: str, r: Any, index: str | None) -> Any:
 def _reranker_from_config(cfg: "PipelineConfig", base_dir: str | os.PathLike | None = None, *,
                           index: str | None = None) -> Any:
     """The ``[rerank]`` section as :func:`mmfuse.rerankers.build_reranker` arguments (subtitles: the index's ASR)."""
-    from mmfuse.rerankers import build_reranker
 
     rr = cfg.rerank
     if not rr.model:
@@ -423,8 +524,6 @@ def _reranker_from_config(cfg: "PipelineConfig", base_dir: str | os.PathLike | N
 def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
     """``{video_id: transcript}`` from the ASR transcripts stored in an index (empty when it has none)."""
     import json
-
-    from mmfuse.store.lance import IndexStore
 
     try:
         store = IndexStore.open(index)
@@ -443,102 +542,76 @@ def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------- searching an index
-@dataclass
-class SearchResult:
-    """Per-modality runs, the fused run, and the warnings about modalities that were skipped."""
+SearchResult = PipelineResult  # what search_index returned before it went through Pipeline (same fields)
 
-    fused: Any
-    runs: list[Any]
-    warnings: list[str]
+
+def index_retrievers(store: IndexStore, modalities: Sequence[str] | None = None) -> list[str] | None:
+    """The retriever names of ``store`` that ``modalities`` selects: a modality name picks its retriever and its
+    dense twin (``asr`` -> ``asr``, ``asr_dense``); ``None`` = every one. An unknown name is an error that lists
+    what the index has."""
+    if modalities is None:
+        return None
+    have = list(store.specs())
+    names = [m.strip() for m in modalities if m and m.strip()]
+    if not names:
+        raise ParameterError("--modalities: no modality named; give a comma-separated list such as ocr,asr")
+    out: list[str] = []
+    for m in names:
+        got = [h for h in have if h == m or h == f"{m}_dense"]
+        if not got:
+            raise ParameterError(f"--modalities: the index has no modality {m!r}{suggest(m, have)}; it has "
+                                 f"{', '.join(have) or 'none'}")
+        out += [g for g in got if g not in out]
+    return out
 
 
 def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion: str | None = None,
                  modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
                  clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
                  depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
-                 plugins: Sequence[str] = (), **more_fusion_params: Any) -> SearchResult:
-    """Search every modality of an index (plus ``extra`` retriever objects) and fuse the runs.
+                 progress: Progress | None = None, plugins: Sequence[str] = (),
+                 **more_fusion_params: Any) -> PipelineResult:
+    """Search the modalities of an index (plus ``extra`` retriever objects) and fuse: a :class:`Pipeline` built
+    from these arguments, run once (the same path as ``mmfuse search`` and the demo).
 
-    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and
-    further keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would
-    clash with this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion;
-    the fused run is cut to ``k``. ``plugins`` names the plug-in references the index records that may be
-    imported (see :func:`mmfuse.retrievers.retrievers_for_index`).
+    ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and further
+    keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would clash with
+    this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion; the fused run
+    is cut to ``k``. ``plugins``: the plug-in references the index records that may be imported (see ``Pipeline``).
     """
-    from mmfuse.store.lance import IndexStore
+    return searcher(index_dir, fusion=fusion, modalities=modalities, aggregation=aggregation, pooling=pooling,
+                    clip_encoder=clip_encoder, clap_encoder=clap_encoder, extra=extra, depth=depth or max(int(k), 100),
+                    fusion_params={**(fusion_params or {}), **more_fusion_params},
+                    plugins=plugins).run(queries, k, progress)
 
-    from .retrievers import retrievers_for_index
 
-    warnings: list[str] = []
+def searcher(index_dir: str | os.PathLike, *, fusion: str | None = None, modalities: Sequence[str] | None = None,
+             aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None, clap_encoder: Any = None,
+             extra: Sequence[Any] = (), depth: int = 100, fusion_params: Mapping[str, Any] | None = None,
+             reranker: Any = None, plugins: Sequence[str] = ()) -> Pipeline:
+    """The :class:`Pipeline` over an index that ``mmfuse search``/``serve`` run (models load once, on first use):
+    ``modalities`` as in :func:`index_retrievers`; ``fusion_params`` may hold ``norm`` and ``weights`` too."""
     store = IndexStore.open(index_dir)
     if clip_encoder is not None:
         store.check_spec("visual", clip_encoder.spec)
     if clap_encoder is not None:
         store.check_spec("audio", clap_encoder.spec)
-    rets = retrievers_for_index(store, modalities=list(modalities) if modalities else None, aggregation=aggregation,
-                                pooling=pooling, clip_encoder=clip_encoder, clap_encoder=clap_encoder,
-                                plugins=plugins, warn=warnings.append) + list(extra)
-    depth = int(depth or max(int(k), 100))
-    runs = []
-    for r in rets:
-        try:
-            runs.append(r.search(queries, depth).with_name(r.name))
-        except ModelError as e:
-            warnings.append(f"{r.name} modality skipped: {e}")
-    if not runs:
-        raise InputError(f"index {index_dir}: no modality can be searched" + (f" ({'; '.join(warnings)})" if warnings else ""))
-    from mmfuse.retrievers.base import normalize_queries
-
-    qids, _ = normalize_queries(queries)
-    fused = fuse_available(runs, qids, method=fusion, k=int(k), params={**(fusion_params or {}), **more_fusion_params})
-    return SearchResult(fused=fused.with_name("fused"), runs=runs, warnings=warnings)
+    params = dict(fusion_params or {})
+    norm, weights = params.pop("norm", None), params.pop("weights", None)
+    names = index_retrievers(store, modalities)
+    specs = None if names is None and not extra else [*(names if names is not None else store.specs()), *extra]
+    pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=index_dir,
+                    depth=depth, aggregation=aggregation, pooling=pooling, clip_encoder=clip_encoder,
+                    clap_encoder=clap_encoder, reranker=reranker, plugins=plugins)
+    pipe._store = store
+    return pipe
 
 
-def fuse_available(runs: Sequence[Any], query_ids: Sequence[str], method: str | None = None, k: int | None = None,
-                   params: Mapping[str, Any] | None = None, **more_params: Any) -> Any:
-    """Fuse, for each query, only the runs that returned something for it (cut to ``k`` when given).
-
-    ``params`` (and further keywords) go to ``fuse``: ``norm``, ``weights``, method parameters (RRF's own ``k``
-    fits in ``params`` only).
-
-    Modalities legitimately miss queries (no on-screen text matches a spoken phrase), so queries are
-    grouped by which runs answered them and each group is fused on its own (one vectorized ``fuse``
-    call per group; at most 2^runs groups, in practice a handful). A query answered by one run keeps
-    that run's list; a query answered by none gets no entries.
-    """
-    from mmfuse.retrievers.base import empty_run, ensure_queries
-    from mmfuse.runs.run import Run
-
-    from .fusion import fuse
-
-    params = {**(params or {}), **more_params}
-    qids = np.asarray(query_ids).astype(str)
-    runs = [ensure_queries(r, qids) for r in runs]
-    if not runs:
-        return empty_run("fused", qids)
-    mask = np.stack([np.diff(r.offsets) > 0 for r in runs])  # [R, Q]
-    patterns, group = np.unique(mask.T, axis=0, return_inverse=True)
-    if len(patterns) == 1:  # the common case: every query answered by the same runs, one fuse call
-        members = np.flatnonzero(patterns[0])
-        if members.size == 0:
-            return empty_run("fused", qids)
-        sub = [runs[i] for i in members]
-        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
-        return ensure_queries(out.cut(k) if k else out, qids).with_name("fused")
-    parts_q, parts_d, parts_s = [], [], []
-    for g, pat in enumerate(patterns):
-        members = np.flatnonzero(pat)
-        if members.size == 0:
-            continue
-        gq = qids[group.reshape(-1) == g].tolist()
-        sub = [runs[i].subset(gq) for i in members]
-        out = sub[0] if len(sub) == 1 else fuse(sub, method=method, **params)
-        if k:
-            out = out.cut(k)
-        parts_q.append(np.asarray(out.query_ids).astype(str)[out.qidx()])
-        parts_d.append(np.asarray(out.doc_ids).astype(str)[out.doc_idx])
-        parts_s.append(np.asarray(out.scores, dtype=np.float64))
-    if not parts_q:
-        return empty_run("fused", qids)
-    fused = Run.from_arrays(np.concatenate(parts_q), np.concatenate(parts_d), np.concatenate(parts_s), name="fused")
-    return ensure_queries(fused, qids)
+def _concat(runs: list["Run"], query_ids: Sequence[str]) -> "Run":
+    """Runs over disjoint queries as one run over ``query_ids`` (the batches of ``Pipeline.run``)."""
+    ev_cols = set.intersection(*(set(r.evidence or {}) for r in runs)) if runs else set()
+    ev = {c: np.concatenate([np.asarray(r.evidence[c]) for r in runs]) for c in sorted(ev_cols)} or None
+    return Run.from_arrays(np.concatenate([r.entry_query_ids() for r in runs]),
+                           np.concatenate([r.entry_doc_ids() for r in runs]),
+                           np.concatenate([r.scores for r in runs]), name=runs[0].name, evidence=ev,
+                           queries=list(query_ids))

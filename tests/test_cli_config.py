@@ -53,7 +53,7 @@ def test_bad_config_is_one_line(tmp_path, capsys):
 
 def test_search_applies_config_fusion_norm_params_and_depth(config, tmp_path, monkeypatch):
     # the config's [fusion] settings reach the fusion call, unless --fusion names another method
-    import mmfuse.pipeline as indexing
+    import mmfuse.pipeline as pipeline
     from mmfuse import Run
 
     text = config.read_text().replace('# method = "rrf"', 'method = "rrf"').replace("# params = { k = 60 }",
@@ -61,11 +61,19 @@ def test_search_applies_config_fusion_norm_params_and_depth(config, tmp_path, mo
     config.write_text(text.replace("depth = 100", "depth = 7"))
     seen = []
 
-    def fake_search_index(index, queries, **kw):
-        seen.append(kw)
-        return indexing.SearchResult(fused=Run.from_dict({"q": {"v1": 1.0}}, name="fused"), runs=[], warnings=[])
+    class FakePipeline:
+        def run(self, queries, k, **kw):
+            seen[-1]["k"] = k
+            run = Run.from_dict({"q": {"v1": 1.0}}, name="fused")
+            return pipeline.PipelineResult(queries=dict(queries), runs=[], fused=run, reranked=None, final=run)
 
-    monkeypatch.setattr(indexing, "search_index", fake_search_index)
+    def fake_searcher(index, **kw):
+        seen.append(kw)
+        return FakePipeline()
+
+    import mmfuse.app.cli.videos as videos
+
+    monkeypatch.setattr(videos, "searcher", fake_searcher)
     main(["search", "red ball", "--config", str(config), "--json"])
     assert seen[-1]["fusion"] == "rrf" and seen[-1]["k"] == 10 and seen[-1]["depth"] == 7
     assert seen[-1]["fusion_params"] == {"k": 5}

@@ -75,7 +75,6 @@ BAD = [
     ("nan", "q1 Q0 a 1 nan X\n", "NaN"),
     ("text", "q1 Q0 a 1 high X\n", ":1: score 'high'"),
     ("dup", "q1 Q0 a 1 2.0 X\nq1 Q0 a 2 1.0 X\n", "duplicate"),
-    ("disjoint", "zz Q0 a 1 2.0 X\n", "no query in common"),
     ("empty", "", "empty"),
 ]
 
@@ -90,6 +89,17 @@ def test_bad_run_files(files, capsys, name, content, match):
     assert code != 0 and match.lower() in err.lower(), err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_disjoint_runs_are_fused_with_a_warning(files, capsys):
+    # the coverage rule: each query is fused over the runs that have it; no shared id is likely a mistake: warn
+    (files / "other.trec").write_text("zz Q0 a 1 2.0 X\nzz Q0 b 2 1.0 X\n")
+    out = files / "out.trec"
+    code = cli("fuse", files / "a.trec", files / "other.trec", "-o", out, "--method", "rrf")
+    err = capsys.readouterr().err
+    assert code == 0 and "share no query id" in err and "Traceback" not in err
+    fused = Run.read(out)
+    assert "zz" in fused and fused["zz"] == pytest.approx({"a": 1 / 61, "b": 1 / 62})
 
 
 def test_on_duplicate_choices(files):

@@ -11,7 +11,7 @@ import pytest
 
 import mmfuse.fusion as F
 from mmfuse import Run
-from mmfuse.errors import InputError, ParameterError
+from mmfuse.errors import ParameterError
 from mmfuse.fusion import align as align_mod
 from mmfuse.fusion import fuse, interleave, interleave_run, normalize, register_method
 from mmfuse.fusion.registry import Param
@@ -182,15 +182,35 @@ def test_validation_errors(kwargs, err, match):
         fuse([A, B], **kwargs)
 
 
-def test_empty_and_disjoint_runs():
+def _same(x: Run, y: Run, qids, scores: bool = True) -> None:
+    for q in qids:
+        if scores:
+            assert dict(x.query(q)) == pytest.approx(dict(y.query(q))), q
+        else:
+            assert [d for d, _ in x.query(q)] == [d for d, _ in y.query(q)], q
+
+
+@pytest.mark.parametrize("use_fast", [True, False])
+@pytest.mark.parametrize("method", ["rrf", "combsum", "combmnz", "sef", "bordafuse", "condorcet", "entropy", "wsum"])
+def test_coverage_rule_empty_and_disjoint_runs(method, use_fast):
+    # a run contributes nothing to a query it has no entries for: fusing with an empty run, or with a run of other
+    # queries, gives each query what fusing only the runs that have it gives (Borda shares its unranked points
+    # evenly, which shifts scores but not the order)
+    f = lambda runs, **kw: fuse(runs, method=method, _use_fast=use_fast, **kw)  # noqa: E731
     empty = Run.from_dict({"q1": {}}, name="empty")
-    with pytest.raises(InputError, match="'empty' is empty"):
-        fuse([A, empty])
-    other = R({"zz": {"a": 1.0}}, "other")
-    with pytest.raises(InputError, match="no query in common"):
-        fuse([A, other])
+    exact = method != "bordafuse"
+    _same(f([A, B, empty]), f([A, B]), ["q1", "q2"], exact)
+    other = R({"zz": {"a": 1.0, "b": 0.5}}, "other")
+    both = f([A, other])
+    _same(both, f([other]), ["zz"], exact)
+    _same(both, f([A]), ["q1", "q2"], exact)
+    only = f([A, B], queries=["q9", "q2"])
+    assert only.query_ids.tolist() == ["q9", "q2"] and only.query("q9") == []
+    _same(only, f([A, B]), ["q2"])
     with pytest.raises(ParameterError, match="no runs"):
         fuse([])
+    with pytest.raises(ParameterError, match="listed twice"):
+        fuse([A], queries=["q1", "q1"])
 
 
 def test_registry_plugin_and_default(monkeypatch):

@@ -125,7 +125,9 @@ def test_plugin_with_its_own_index_by_module_reference(tmp_path):
     assert summary.failed == [] and summary.modalities == ["segcount"]
     res = search_index(tmp_path / "idx", ["anything"], k=5, plugins=[ref])  # named again: it may be imported
     assert [r.name for r in res.runs] == ["segcount"]
-    assert res.fused.query("0") == [("v11_two_parts", 2.0), ("v01_ball", 1.0)]
+    assert res.runs[0].query("0") == [("v11_two_parts", 2.0), ("v01_ball", 1.0)]  # the plug-in's own scores
+    # fused on the fusion's scale even with one retriever (sef: z-scores of the list, 2 and 1 -> +1 and -1)
+    assert res.fused.query("0") == [("v11_two_parts", 1.0), ("v01_ball", -1.0)]
 
 
 EVIL = """

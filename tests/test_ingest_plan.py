@@ -111,16 +111,17 @@ def test_index_mistakes_exit_2_with_one_line_and_create_nothing(tmp_path):
     cases = [
         (["--modalities", "foo"], "unknown modality 'foo'"),
         (["--modalities", "ocr,visual,foo"], "unknown modality 'foo'"),
-        (["--modalities", ""], "nothing to index"),
+        (["--modalities", ""], "'--modalities': '' names nothing"),
         (["--modalities", "ocr", "--retriever", "no_such_module_xyz:Thing"], "no_such_module_xyz"),
         (["--modalities", "ocr", "--retriever", "nosuchplugin"], "nosuchplugin"),
         (["--modalities", "meta", "--metadata", str(tmp_path / "missing.json")], "missing.json: cannot read metadata"),
         (["--modalities", "meta", "--metadata", str(tmp_path / "bad.json")], "bad.json: line 1: invalid JSON"),
-        (["--modalities", "ocr", "--frames", "0"], "frames_per_segment (--frames) must be an integer >= 1, got 0"),
-        (["--modalities", "ocr", "--frames", "-2"], "got -2"),
-        (["--modalities", "ocr", "--window", "0"], "window (--window) must be a positive number of seconds"),
-        (["--modalities", "ocr", "--window", "-5"], "got -5.0"),
-        (["--modalities", "ocr", "--workers", "0"], "workers (--workers) must be an integer >= 1"),
+        # the CLI's option types answer first (the library's IndexConfig checks the same for Python callers)
+        (["--modalities", "ocr", "--frames", "0"], "'--frames': 0 is too small: at least 1"),
+        (["--modalities", "ocr", "--frames", "-2"], "'--frames': -2 is too small"),
+        (["--modalities", "ocr", "--window", "0"], "'--window': 0 is out of range: must be > 0"),
+        (["--modalities", "ocr", "--window", "-5"], "'--window': -5 is out of range"),
+        (["--modalities", "ocr", "--workers", "0"], "'--workers': 0 is too small: at least 1"),
     ]
     for extra, message in cases:
         r = _mmfuse("index", str(videos), "--index", "idx", *extra, cwd=tmp_path)

@@ -58,15 +58,25 @@ def test_rrf_params_pass_through():
     assert got == pytest.approx({"y": 1 / 3 + 1 / 2, "x": 1 / 2, "z": 1 / 4 + 1 / 3})
 
 
-def test_queries_answered_by_different_retrievers_are_fused_per_query():
+def test_queries_answered_by_different_retrievers_follow_the_coverage_rule():
+    # the one rule, inside fuse(): each query is fused over the runs that answered it, on the method's scale
     only_a = Fixed("a", {"q1": {"x": 2.0, "y": 1.0}})
     only_b = Fixed("b", {"q2": {"u": 1.0, "v": 3.0}})
-    with pytest.raises(InputError):  # what fuse() itself says about such runs
-        fuse([only_a.search(QUERIES), only_b.search(QUERIES)], method="combsum")
-    res = Pipeline(retrievers=[only_a, only_b], fusion="combsum", norm="min-max").run(QUERIES, k=5)
-    assert res.final.query("q1") == [("x", 1.0), ("y", 0.0)]
-    assert res.final.query("q2") == [("v", 1.0), ("u", 0.0)]
+    direct = fuse([only_a.search(QUERIES), only_b.search(QUERIES)], method="rrf", queries=["q1", "q2"])
+    res = Pipeline(retrievers=[only_a, only_b], fusion="rrf").run(QUERIES, k=5)
+    assert res.final.query("q1") == [("x", 1 / 61), ("y", 1 / 62)]  # RRF scores, not a's raw 2.0 and 1.0
+    assert res.final.query("q2") == [("v", 1 / 61), ("u", 1 / 62)]
+    assert res.final.to_dict() == direct.to_dict()
     assert list(res.final.query_ids) == ["q1", "q2"]
+    assert [list(r.query_ids) for r in res.runs] == [["q1", "q2"], ["q1", "q2"]]  # every run has every query
+
+
+def test_empty_queries_error_alone_and_warn_in_a_batch():
+    with pytest.raises(InputError, match="query '0' is empty"):
+        Pipeline(retrievers=[A]).run("   ")
+    res = Pipeline(retrievers=[A, B]).run({"q1": "x", "blank": " \t"}, k=3)
+    assert any("'blank'" in w for w in res.warnings)
+    assert list(res.final.query_ids) == ["q1", "blank"] and res.final.query("blank") == []
 
 
 def test_callable_fusion_and_weights_count_checked():

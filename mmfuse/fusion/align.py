@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfuse.errors import InputError
+from mmfuse.runs import LazyIds
 
 from ._kernels import kernels as _kernels
 
@@ -143,20 +144,16 @@ def _union_first_seen(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.nda
 
 def doc_tables(runs: list) -> list:
     """The runs' doc tables without turning Arrow-backed (lazy) ones into Python strings."""
-    from mmfuse.runs.run import LazyIds
-
-    return [r._doc_ids.arrow if isinstance(r._doc_ids, LazyIds) else r._doc_ids for r in runs]
+    return [r.doc_table() for r in runs]
 
 
 def _union_sorted(tables: list, lazy: bool = False) -> tuple:
     """Sorted union of sorted doc tables (numpy object or Arrow string arrays) and each table's positions in it.
 
     Identical tables cost nothing; otherwise the compiled key merge of ``mmfuse.runs.fastio`` runs, with Arrow's
-    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``run.LazyIds`` (no Python strings).
+    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``mmfuse.runs.LazyIds`` (no Python strings).
     """
     import pyarrow as pa
-
-    from mmfuse.runs.run import LazyIds
 
     first = tables[0]
     is_arrow = [isinstance(t, (pa.Array, pa.ChunkedArray)) for t in tables]
@@ -254,12 +251,22 @@ def _unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ukeys, pair
 
 
-def align(runs: list, depth: int | None = None) -> Aligned:
-    """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring."""
+def query_union(runs: list, queries: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The fused query table and each run's map into it: ``queries`` first (in their order, answered or not), then
+    the runs' other queries in first-seen order."""
+    if queries is None:
+        return _union_first_seen([r.query_ids for r in runs])
+    table, maps = _union_first_seen([np.asarray(queries, dtype=object)] + [r.query_ids for r in runs])
+    return table, maps[1:]
+
+
+def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None) -> Aligned:
+    """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring.
+    ``queries`` leads the query table (see ``query_union``)."""
     if depth is not None:
         runs = [r.cut(depth) for r in runs]
     names = [str(r.name) for r in runs]
-    query_ids, qmaps = _union_first_seen([r.query_ids for r in runs])
+    query_ids, qmaps = query_union(runs, queries)
     doc_ids, dmaps = _union_sorted(doc_tables(runs))
     R, Q, D = len(runs), int(query_ids.size), int(doc_ids.size)
 

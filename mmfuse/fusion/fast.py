@@ -108,15 +108,15 @@ def _parallel(fn, ranges, *args) -> list:
 
 
 def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.ndarray | None, params: dict,
-              depth: int | None, name: str):
+              depth: int | None, name: str, queries: np.ndarray | None = None):
     """Fuse with the compiled single pass; returns None when it does not apply (caller takes the general path)."""
     k = _kernels()
     if k is None or norm not in NORM_CODE:
         return None
     from mmfuse.errors import InputError, ParameterError
-    from mmfuse.runs.run import Run
+    from mmfuse.runs import Run
 
-    from .align import _union_first_seen, _union_sorted, doc_tables
+    from .align import _union_sorted, doc_tables, query_union
 
     temp = float(norm_kw.get("temperature", 1.0))
     if norm == "softmax" and not temp > 0:
@@ -124,7 +124,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     if depth is not None:
         runs = [r.cut(depth) for r in runs]
     R = len(runs)
-    query_ids, qmaps = _union_first_seen([r.query_ids for r in runs])
+    query_ids, qmaps = query_union(runs, queries)
     doc_ids, dmaps = _union_sorted(doc_tables(runs), lazy=True)
     Q, D = int(query_ids.size), len(doc_ids)
     seg_start = np.zeros((R, Q), dtype=np.int64)
@@ -132,8 +132,6 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     for i, (qm, r) in enumerate(zip(qmaps, runs)):  # loop over runs, never over queries
         seg_start[i, qm] = r.offsets[:-1]
         seg_len[i, qm] = np.diff(r.offsets)
-    if R > 1 and not (seg_len > 0).all(axis=0).any():
-        raise InputError(f"runs {', '.join(repr(str(r.name)) for r in runs)} have no query in common")
     # one array per run (a tuple: no concatenated copy of the inputs)
     didx = tuple(_readonly(r.doc_idx if dm.size == D else dm[r.doc_idx], np.int64) for dm, r in zip(dmaps, runs))
     scores = tuple(_readonly(r.scores, np.float64) for r in runs)
@@ -195,7 +193,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
         out_doc = remap[out_doc]
         if isinstance(doc_ids, np.ndarray):
             doc_ids = doc_ids[used]
-        else:  # an Arrow-backed table (run.LazyIds)
+        else:  # an Arrow-backed table (mmfuse.runs.LazyIds)
             import pyarrow as pa
 
             doc_ids = type(doc_ids)(doc_ids.arrow.filter(pa.array(used)))

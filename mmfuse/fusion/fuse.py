@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mmfuse.errors import InputError, ParameterError
+from mmfuse.runs import Run
 
 from .align import FusionInput, align, order_pairs
 from .norm import NORM_PARAMS, norm_name, normalize_entries
@@ -36,19 +37,24 @@ def check_weights(weights: Sequence[float] | None, n_runs: int) -> np.ndarray | 
 
 
 def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequence[float] | None = None,
-         depth: int | None = None, _use_fast: bool = True, **params: Any):
+         depth: int | None = None, *, queries: Sequence[str] | None = None, _use_fast: bool = True, **params: Any):
     """Fuse several Runs into one, vectorised over all queries.
 
     ``method``: a registered name (``mmfuse.fusion.methods()``); None = the library default. ``norm``: one of
     ``NORMS``; None = the method's default (min-max for score-based methods, none for rank-based). ``weights``: one
     per run, for weighted methods. ``depth``: each input list is cut to its top ``depth`` before fusing and the fused
     lists are cut to ``depth``. ``params``: the method's parameters; ``norm_temperature`` goes to the softmax norm.
-    Queries are the union over runs (an absent query is an empty list for that run); the output is ordered by score
-    desc, then doc id desc. Methods registered with a ``fast`` spec run as one compiled pass
-    (``mmfuse.fusion.fast``); ``_use_fast=False`` forces the general path (tests compare the two).
-    """
-    from mmfuse.runs.run import Run
+    The output is ordered by score desc, then doc id desc. Methods registered with a ``fast`` spec run as one
+    compiled pass (``mmfuse.fusion.fast``); ``_use_fast=False`` forces the general path (tests compare the two).
 
+    Coverage, the one rule of the engine for queries that only some runs answered: each query is fused over the
+    runs that returned something for it, and a run with no entries for a query contributes nothing to it (ranx's
+    convention: an absent query is an empty list). So a query answered by a single run still gets the method's
+    fused score, on the same scale as every other query, never that run's raw score. ``queries`` fixes the output's
+    queries and their order (queries no run answered get no entries; runs' other queries are ignored); by default
+    it is the union of the runs' queries, in first-seen order. Runs with no entries at all are allowed (a retriever
+    that found nothing).
+    """
     if isinstance(runs, Run) or runs is None:
         raise ParameterError("fuse expects a list of runs")
     runs = list(runs)
@@ -57,8 +63,18 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     for r in runs:
         if not isinstance(r, Run):
             raise ParameterError(f"fuse expects Run objects, got {type(r).__name__}")
-        if len(r) == 0:
-            raise InputError(f"run {r.name!r} is empty (no entries)")
+    qtable = None
+    if queries is not None:
+        if isinstance(queries, str):
+            raise ParameterError("fuse: queries must be a list of query ids, not one string")
+        qlist = [str(q) for q in queries]
+        if len(set(qlist)) != len(qlist):
+            dup = next(q for q in qlist if qlist.count(q) > 1)
+            raise ParameterError(f"fuse: query id {dup!r} is listed twice in queries")
+        want = set(qlist)
+        runs = [r if want.issuperset(r.query_ids.tolist()) else r.subset([q for q in r.query_ids.tolist() if q in want])
+                for r in runs]
+        qtable = np.asarray(qlist, dtype=object)
     m = get_method(method)
     norm_kw = {k[5:]: params.pop(k) for k in list(params) if k.startswith("norm_")}
     nname = norm_name(norm if norm is not None else (m.default_norm or "none"))
@@ -87,12 +103,10 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     if m.fast is not None and nname != "borda" and _use_fast:
         from .fast import fast_fuse
 
-        out = fast_fuse(runs, m.fast, nname, norm_kw, w, resolved, depth, m.name)
+        out = fast_fuse(runs, m.fast, nname, norm_kw, w, resolved, depth, m.name, qtable)
         if out is not None:
             return out
-    a = align(runs, depth)
-    if a.n_runs > 1 and not (a.n_ret > 0).all(axis=0).any():
-        raise InputError(f"runs {', '.join(repr(n) for n in a.names)} have no query in common")
+    a = align(runs, depth, qtable)
     run, pair, qidx, value, rank = normalize_entries(a, nname, **norm_kw)
     ctx = FusionInput(a, run, pair, qidx, value, rank, w if w is not None else np.ones(a.n_runs))
     scores = np.asarray(m.fn(ctx, **resolved), dtype=np.float64)

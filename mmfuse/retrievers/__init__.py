@@ -128,14 +128,16 @@ def retrievers_for_index(
 
     An index folder is data and may come from anyone, so the plug-in modules it names are imported only
     when they are installed as entry points of group ``mmfuse.retrievers`` or named again by the user:
-    in ``plugins`` (``mmfuse search --retriever REF``) or ``modalities``. Other plug-in modalities are
-    skipped with a warning that says how to enable them.
+    in ``plugins`` (``mmfuse search --retriever REF``: allowed, picked as ``modalities`` says) or as a
+    reference in ``modalities`` (allowed and picked). Other plug-in modalities are skipped with a warning
+    that says how to enable them.
     """
     warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
     specs = store.specs()
     eps = entry_points()
     want = set(modalities) if modalities else None
-    named = {_canonical(r, eps) for r in [*plugins, *(modalities or [])]}
+    picked = {_canonical(r, eps) for r in modalities or []}
+    named = picked | {_canonical(r, eps) for r in plugins}
     refs = {m: _canonical(s["ref"], eps) for m, s in specs.items() if s["kind"] == "plugin"}
     for ref in sorted({_canonical(r, eps) for r in plugins} - set(refs.values())):
         have = ", ".join(f"{m} = {s['ref']}" for m, s in specs.items() if s["kind"] == "plugin") or "none"
@@ -144,7 +146,7 @@ def retrievers_for_index(
     out: list[Any] = []
 
     def wanted(m: str) -> bool:
-        return m in specs and (want is None or m in want or m.split("_")[0] in want or refs.get(m) in named)
+        return m in specs and (want is None or m in want or m.split("_")[0] in want or refs.get(m) in picked)
 
     kw = {"aggregation": aggregation}
     if wanted("visual"):

@@ -14,19 +14,20 @@ import numpy as np
 from mmfuse.encoders import encoder_from_spec, load_encoder
 from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import InputError, ModelError, ParameterError
+from mmfuse.runs import Run
 from mmfuse.store import ann
 from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
 
-from .base import IndexedRetriever, empty_run, ensure_queries, normalize_queries, segment_run, top_k_dense
+from .base import IndexedRetriever, normalize_queries, segment_run, top_k_dense
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmfuse.runs.run import Run
     from mmfuse.store.lance import IndexStore
 
 # Approximate search (see _VectorSearch) re-scores the segments of this many candidate videos per requested video,
-# re-ranks this many times its row limit of PQ candidates on their full vectors, and widens the row limit (x4 per
-# step, at most this many steps) for queries whose rows came from too few videos. The first two were chosen on
-# benchmarks/ann_speed.py's development data (1M rows of another seed, other queries than the reported ones).
+# re-ranks this many times its row limit of PQ candidates on their full vectors, asks the index for about this many
+# rows per candidate video, and asks again (at most this many times) for the queries whose rows held fewer than k
+# videos. The first three were chosen on benchmarks/ann_speed.py's development data (1M rows of another seed, other
+# queries than the reported ones).
 ANN_CANDIDATES_PER_VIDEO = 2
 ANN_REFINE_FACTOR = 2
 ANN_ROWS_PER_VIDEO = 3
@@ -130,7 +131,7 @@ class _VectorSearch(IndexedRetriever):
             return super().search(queries, k)
         qids, texts = normalize_queries(queries)
         if not texts:
-            return empty_run(self.name, qids)
+            return Run.empty(qids, name=self.name)
         return self._ann_search(qids, self._encode(texts), int(k), n_rows)
 
     def _hits(self, q: np.ndarray, n_videos: int, need: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,7 +185,7 @@ class _VectorSearch(IndexedRetriever):
             spans = spans.result()
         seg_ids, first, owner = np.unique(cols["segment_id"], return_index=True, return_inverse=True)
         if seg_ids.size == 0:
-            return empty_run(self.name, qids)
+            return Run.empty(qids, name=self.name)
         scores = self._pooled_scores(q, rows, owner, seg_ids.size)
         # Each query is scored on its own candidates only, so its result does not depend on the other queries.
         seg_video = np.asarray(cols["video_id"])[first]
@@ -342,7 +343,10 @@ class AudioRetriever(VectorRetriever):
 
 
 class _Bm25Retriever(IndexedRetriever):
-    """BM25 (bm25s) over one text column; ``squash=True`` uses character n-grams (OCR)."""
+    """BM25 (bm25s) over one text column; ``squash=True`` uses character n-grams (OCR).
+
+    Scores are relative to each query's self-match (``Bm25Index.search(relative=True)``): about 1 for a segment
+    that holds the whole query, a small fraction for a partial match, comparable across queries and retrievers."""
 
     squash = False
 
@@ -361,7 +365,7 @@ class _Bm25Retriever(IndexedRetriever):
         if data["bm25"] is None:
             e = np.empty(0, dtype=np.int64)
             return e, e.copy(), np.empty(0)
-        idx, sc = data["bm25"].search(texts, n_hits)
+        idx, sc = data["bm25"].search(texts, n_hits, relative=True)
         idx = np.asarray(idx, dtype=np.int64).reshape(len(texts), -1)
         sc = np.asarray(sc, dtype=np.float64).reshape(len(texts), -1)
         qidx = np.repeat(np.arange(len(texts)), idx.shape[1])
@@ -405,12 +409,13 @@ class MetadataRetriever(_Bm25Retriever):
 class DenseTextRetriever(VectorRetriever):
     """Dense sentence embeddings (bundled all-MiniLM-L6-v2) of ASR or metadata text: ``asr_dense``, ``meta_dense``.
 
-    ``min_score`` (cosine, default 0.4) drops non-matches: on the sample corpus MiniLM gives unrelated
-    query/transcript pairs 0.05-0.34 and matching ones 0.53-0.98; a list holding every segment
-    would otherwise drown the lexical lists in fusion.
+    Scores are cosine similarities, and the list is the top ``k`` by cosine with no cut: a threshold would be a
+    constant fitted to some corpus and model (unrelated MiniLM pairs score 0.05-0.35 on the sample corpus, other
+    models sit elsewhere). Telling a real match from the best of the unrelated ones is the fusion's job, from the
+    shape of this list next to the others. ``min_score`` still cuts when a caller wants it.
     """
 
-    def __init__(self, store: "IndexStore", modality: str, encoder: Any = None, min_score: float | None = 0.4,
+    def __init__(self, store: "IndexStore", modality: str, encoder: Any = None, min_score: float | None = None,
                  **kw: Any) -> None:
         super().__init__(store, modality, encoder, min_score=min_score, **kw)
 
@@ -435,8 +440,6 @@ class PrecomputedRetriever:
     @classmethod
     def from_file(cls, path: str | os.PathLike, name: str | None = None, modality: str = "precomputed",
                   format: str | None = None) -> "PrecomputedRetriever":
-        from mmfuse.runs.run import Run
-
         p = Path(path)
         if not p.exists():
             raise InputError(f"{p}: run file does not exist")
@@ -445,16 +448,12 @@ class PrecomputedRetriever:
     @classmethod
     def from_matrix(cls, scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], name: str = "precomputed",
                     modality: str = "precomputed", depth: int | None = None) -> "PrecomputedRetriever":
-        from mmfuse.runs.run import Run
-
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (len(query_ids), len(doc_ids)):
             raise InputError(f"{name}: score matrix shape {scores.shape} does not match {len(query_ids)} queries x {len(doc_ids)} docs")
         return cls(Run.from_matrix(scores, list(query_ids), list(doc_ids), depth=depth).with_name(name), name=name, modality=modality)
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
-        from mmfuse.runs.run import Run
-
         qids, texts = normalize_queries(queries)
         run = self.run
         known = {str(q): i for i, q in enumerate(run.query_ids.tolist())}
@@ -477,7 +476,7 @@ class PrecomputedRetriever:
         out = Run.from_arrays(
             np.repeat(qids, take), run.doc_ids[run.doc_idx[rows]], run.scores[rows], name=self.name, evidence=ev,
         )
-        return ensure_queries(out, qids)
+        return out.ensure_queries(qids)
 
 
 def clip_from_spec(spec: Mapping[str, Any]) -> Any:

@@ -108,13 +108,26 @@ class Bm25Index:
     ``search`` returns ``(doc_indices int64 [Q, k], scores float32 [Q, k])`` with ``k = min(k, n_docs)``, rows
     sorted by score descending; slots whose score is 0 (no shared term) hold index -1, so callers keep
     ``doc_indices >= 0``.
+
+    ``search(..., relative=True)`` divides each query's scores by its *self-match*: the BM25 score the query would
+    get against a document that is the query itself, in this collection (same idf and average length; query terms
+    the collection lacks count with the idf of an unseen term). Raw BM25 grows with the query's length and the rarity
+    of its terms, so it says nothing comparable across queries; the ratio does: about 1 for a segment holding the
+    whole query, and a small fraction for one sharing a single character n-gram of one word (an OCR partial match).
+    It can pass 1 slightly (a segment repeating a query term, or shorter than the query). No collection statistic
+    is fitted: it is BM25's own formula evaluated twice.
     """
 
+    FORMAT = 2  # 2: the average document length is saved (the self-match needs it)
+
     def __init__(self, analyzer: Analyzer | None = None, *, k1: float = 1.5, b: float = 0.75, method: str = "lucene"):
+        if method != "lucene":
+            raise ParameterError(f"Bm25Index: method {method!r} is not supported; mmfuse uses 'lucene'")
         self.analyzer = analyzer or OCR_ANALYZER
         self.k1, self.b, self.method = float(k1), float(b), method
         self._bm25 = None
         self.n_docs = 0
+        self.avgdl = 0.0
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -145,6 +158,7 @@ class Bm25Index:
             raise InputError("Bm25Index: docs must be a list of strings, got one string")
         tokens = [self.analyzer(d if isinstance(d, str) else "" if d is None else str(d)) for d in docs]
         self.n_docs = len(tokens)
+        self.avgdl = float(np.mean([len(t) for t in tokens])) if tokens else 0.0
         if self.n_docs == 0:
             self._bm25 = None
             return
@@ -158,7 +172,10 @@ class Bm25Index:
         vocab = self._bm25.vocab_dict
         return [[t for t in self.analyzer(q) if t in vocab] for q in queries]
 
-    def search(self, queries: Sequence[str] | str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Sequence[str] | str, k: int = 10, *,
+               relative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` documents per query; ``relative=True`` gives scores as a fraction of each query's self-match
+        (see the class docstring)."""
         if isinstance(queries, str):
             queries = [queries]
         if k < 1:
@@ -177,7 +194,32 @@ class Bm25Index:
             scores[rows] = np.asarray(s, dtype=np.float32).reshape(len(rows), kk)
         docs[scores <= 0] = -1
         scores[scores <= 0] = 0.0
+        if relative:
+            scores = (scores / self.self_scores(queries)[:, None]).astype(np.float32)
         return docs, scores
+
+    def self_scores(self, queries: Sequence[str]) -> np.ndarray:
+        """Each query's BM25 score against itself taken as a document of this collection, float64 [Q] (> 0 for
+        any query with a term; 1.0 where it has none, so dividing by it is always safe)."""
+        out = np.ones(len(queries))
+        if self._bm25 is None:
+            return out
+        vocab = self._bm25.vocab_dict
+        indptr = np.asarray(self._bm25.scores["indptr"])
+        n, k1, b = float(self.n_docs), self.k1, self.b
+        avgdl = self.avgdl if self.avgdl > 0 else 1.0
+        for i, q in enumerate(queries):
+            terms = self.analyzer(q)
+            if not terms:
+                continue
+            uniq, counts = np.unique(np.asarray(terms, dtype=object), return_counts=True)
+            ids = [vocab.get(t) for t in uniq.tolist()]
+            df = np.asarray([indptr[j + 1] - indptr[j] if j is not None else 0 for j in ids], dtype=np.float64)
+            idf = np.log1p((n - df + 0.5) / (df + 0.5))  # Lucene's idf, as bm25s computes it
+            tfc = counts / (k1 * ((1 - b) + b * len(terms) / avgdl) + counts)
+            # a query term occurring c times is summed c times by bm25s, each time with the document's tf part
+            out[i] = float(np.sum(counts * idf * tfc)) or 1.0
+        return out
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of ``query`` against every document, float32 [n_docs] (for hybrids and tests)."""
@@ -202,7 +244,7 @@ class Bm25Index:
         try:
             if self._bm25 is not None:
                 self._bm25.save(str(tmp), show_progress=False)
-            meta = {"format": 1, "n_docs": self.n_docs, **self.spec, "stamp": stamp}
+            meta = {"format": self.FORMAT, "n_docs": self.n_docs, "avgdl": self.avgdl, **self.spec, "stamp": stamp}
             (tmp / _META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             old = None
             if directory.exists():
@@ -227,10 +269,13 @@ class Bm25Index:
             raise IndexError_(f"{directory}: not a BM25 index (missing {_META})")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != cls.FORMAT:
+                raise IndexError_(f"{directory}: BM25 index format {meta.get('format')} is not {cls.FORMAT}; rebuild it")
             if stamp is not None and meta.get("stamp") != stamp:
                 raise IndexError_(f"{directory}: BM25 index is stale (built from {meta.get('stamp')}, want {stamp})")
             self = cls(Analyzer.from_spec(meta["analyzer"]), k1=meta["k1"], b=meta["b"], method=meta["method"])
             self.n_docs = int(meta["n_docs"])
+            self.avgdl = float(meta["avgdl"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError, ParameterError) as e:
             raise IndexError_(f"{meta_path}: unreadable BM25 index metadata: {e!r}") from None
         if self.n_docs:

@@ -12,12 +12,11 @@ from mmfuse.errors import InputError, ParameterError
 from mmfuse.fusion import default_method, fuse, get_method, methods
 from mmfuse.fusion.norm import norm_name
 from mmfuse.fusion.streaming import fuse_stream
-from mmfuse.runs import Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Run
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
-from .common import app, console, err_console
+from .common import app, console, err_console, warn
 
 DUPLICATES = ("error", "max", "first")
 
@@ -59,12 +58,19 @@ def fuse_cmd(
     out = Path(output)
     if stream:
         stats = fuse_stream(runs, out, method=method, norm=norm, weights=weights, depth=depth, block_rows=block_rows,
-                            on_duplicate=on_duplicate, **params)
+                            on_duplicate=on_duplicate, force=force, **params)
         err_console.print(f"fused {len(runs)} runs block by block -> {out} "
                           + ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str))),
                           highlight=False)
         return
     loaded = [Run.read(p, format=fmt, name=Path(p).stem, on_duplicate=on_duplicate) for p in runs]
+    for p, r in zip(runs, loaded):
+        if len(r) == 0:
+            raise InputError(f"{p}: empty run (no entries)")
+    common = set.intersection(*(set(r.query_ids.tolist()) for r in loaded))
+    if len(loaded) > 1 and not common:
+        warn("the runs share no query id: each query is fused over the runs that have it (check that the files use "
+             "the same query ids)")
     fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, **params)
     try:
         fused.write(out, tag=tag or fused.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,9 +19,13 @@ from rich.table import Table
 
 from mmfuse.config import AGGREGATIONS, POOLINGS
 from mmfuse.encoders import load_encoder
+from mmfuse.errors import ParameterError
 from mmfuse.fusion import get_method
 from mmfuse.ingest import IndexConfig, index_folder
 from mmfuse.ingest.ray_engine import index_with_ray
+from mmfuse.pipeline import searcher
+from mmfuse.rerankers import load_queries
+from mmfuse.store.lance import IndexStore
 
 from .args import Checked, Choice, Csv, Float, Int
 from .common import (
@@ -76,8 +82,6 @@ def index_cmd(
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
     )
     if repair:
-        from mmfuse.store.lance import IndexStore
-
         for line in IndexStore.repair(index):
             err_console.print(f"repair: {line}", highlight=False, soft_wrap=True)
     bar = progress_bar(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
@@ -121,9 +125,14 @@ def index_cmd(
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="Text query."),
+    query: Optional[str] = typer.Argument(None, help="Text query (or --queries FILE for a batch)."),
     index: Optional[str] = typer.Option(None, "--index", help="Index directory built by `mmfuse index`."),
-    k: int = typer.Option(10, "--k", parser=Int(min=1), help="Videos to return."),
+    queries: Optional[str] = typer.Option(None, "--queries", help="Batch: query file, TSV 'qid<TAB>text' or JSON {qid: text}."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Batch: fused run to write (.trec, .parquet or .json)."),
+    per_modality_dir: Optional[str] = typer.Option(None, "--per-modality-dir", help="Batch: also write each retriever's run here (NAME.trec)."),
+    k: int = typer.Option(10, "--k", parser=Int(min=1), help="Videos to return per query."),
+    depth: Optional[int] = typer.Option(None, "--depth", parser=Int(min=1),
+                                        help="Candidates each retriever contributes to fusion (default max(k, 100))."),
     fusion: Optional[str] = typer.Option(None, "--fusion", parser=Checked(get_method),
                                          help="Fusion method (default: the library default)."),
     per_modality: bool = typer.Option(False, "--per-modality", help="Also print each modality's own list."),
@@ -140,23 +149,21 @@ def search_cmd(
     retriever: list[str] = typer.Option([], "--retriever", help="Plug-in the index names that may be imported: "
                                         "module:Class or entry-point name (repeatable)."),
 ) -> None:
-    """Search an index: fused ranking with each modality's rank and score per hit."""
-    import json as _json
-
-    import numpy as _np
-    from rich.table import Table
-
-    from mmfuse.errors import ParameterError
-    from mmfuse.pipeline import search_index
-
+    """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
+    queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    batch = queries is not None
+    if batch == (query is not None):
+        raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
     cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
     v = apply_defaults(ctx, locals(), cfg)
     index = required(v["index"], "--index", "[index] path")
     k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
     clip_model, clip_pretrained, clip_checkpoint, clap_model = (
         v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
-    if k < 1:
-        raise ParameterError(f"--k must be >= 1, got {k}")
+    if batch and output is None:
+        raise ParameterError("--queries needs -o/--output FILE for the fused run")
+    if not batch and (output is not None or per_modality_dir is not None):
+        raise ParameterError("-o/--output and --per-modality-dir go with --queries FILE (batch search)")
     clip = clap = None
     if clip_model or clip_checkpoint:
         clip = load_encoder("clip", clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint, lazy=True)
@@ -170,54 +177,50 @@ def search_cmd(
             extra["norm"] = cfg["fusion_norm"]
         extra.update(cfg.get("fusion_params") or {})
         if cfg.get("fusion_weights"):
-            err_console.print("warning: \\[fusion] weights are not applied by `mmfuse search` (the modalities an "
-                              "index answers with vary); use mmfuse.Pipeline for weighted fusion")
-    res = search_index(index, {"q": query}, k=k, fusion=fusion, modalities=split_csv(modalities),
-                       aggregation=aggregation, pooling=pooling, clip_encoder=clip, clap_encoder=clap,
-                       depth=cfg.get("depth"), fusion_params=extra, plugins=v["retriever"])
-
-    def entries(run):
-        i = int(_np.flatnonzero(run.query_ids == "q")[0]) if "q" in run else -1
-        if i < 0:
-            return []
-        lo, hi = int(run.offsets[i]), int(run.offsets[i + 1])
-        ev = run.evidence or {}
-        out = []
-        for r, j in enumerate(range(lo, hi), 1):
-            e = {"rank": r, "video_id": str(run.doc_ids[run.doc_idx[j]]), "score": float(run.scores[j])}
-            for c in ("segment_id", "start", "end"):
-                if c in ev:
-                    v = ev[c][j]
-                    e[c] = float(v) if c != "segment_id" else str(v)
-            out.append(e)
-        return out
-
-    per = {r.name: entries(r) for r in res.runs}
-    lookup = {m: {e["video_id"]: e for e in lst} for m, lst in per.items()}
-    hits = []
-    for e in entries(res.fused):
-        e = {"rank": e["rank"], "video_id": e["video_id"], "score": e["score"], "modalities": {}}
-        for m in per:
-            h = lookup[m].get(e["video_id"])
-            if h is not None:
-                e["modalities"][m] = {kk: h[kk] for kk in ("rank", "score", "segment_id", "start", "end") if kk in h}
-        hits.append(e)
-    for w in res.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    if json_out:
-        doc = {"query": query, "fusion": fusion or "default", "hits": hits, "warnings": res.warnings}
-        if per_modality:
-            doc["per_modality"] = {m: lst[:k] for m, lst in per.items()}
-        typer.echo(_json.dumps(doc, indent=1))
+            warn("[fusion] weights are not applied by `mmfuse search` (the modalities an index answers with vary); "
+                 "use mmfuse.Pipeline for weighted fusion")
+    pipe = searcher(index, fusion=fusion, modalities=split_csv(modalities), aggregation=aggregation, pooling=pooling,
+                    clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or max(k, 100),
+                    fusion_params=extra, plugins=v["retriever"])
+    if batch:
+        texts = load_queries(queries)
+        with progress_bar(TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
+                          TimeElapsedColumn()) as bar:
+            task = bar.add_task("search", total=len(texts))
+            res = pipe.run(texts, k, progress=lambda d, t, label: bar.update(task, completed=d, total=t),
+                           batch_size=256)
+        for w in res.warnings:
+            warn(w)
+        res.final.with_name("fused").write(output, tag=f"mmfuse-{res.fusion}")
+        written = [output]
+        if per_modality_dir is not None:
+            d = Path(per_modality_dir)
+            if d.exists() and not d.is_dir():
+                raise ParameterError(f"--per-modality-dir {d}: exists and is not a folder")
+            d.mkdir(parents=True, exist_ok=True)
+            for r in res.runs:
+                path = d / f"{r.name}.trec"
+                r.write(path, tag=r.name)
+                written.append(str(path))
+        answered = int((res.final.counts() > 0).sum())
+        err_console.print(f"searched {len(texts)} queries ({answered} with results) with {len(res.runs)} retrievers, "
+                          f"fused with {res.fusion}: wrote {', '.join(written)}", highlight=False, soft_wrap=True)
         return
-    names = list(per)
-    table = Table(title=f"{query!r}: fused ({fusion or 'default'})")
+    res = pipe.run({"q": query}, k)
+    for w in res.warnings:
+        warn(w)
+    doc = res.as_dict("q", per_modality=per_modality, k=k)
+    if json_out:
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    names = [r.name for r in res.runs]
+    table = Table(title=f"{query!r}: fused ({res.fusion})")
     table.add_column("#", justify="right")
     table.add_column("video")
     table.add_column("score", justify="right")
     for m in names:
         table.add_column(f"{m} rank/score", justify="right")
-    for h in hits:
+    for h in doc["hits"]:
         cells = []
         for m in names:
             x = h["modalities"].get(m)
@@ -225,11 +228,12 @@ def search_cmd(
         table.add_row(str(h["rank"]), h["video_id"], f"{h['score']:.4g}", *cells)
     console.print(table)
     if per_modality:
-        for m, lst in per.items():
+        for m, lst in doc["per_modality"].items():
             t = Table(title=f"{m}")
-            for c in ("#", "video", "score", "segment", "time"):
+            for c in ("#", "video", "score", "segment", "time", "text"):
                 t.add_column(c)
-            for e in lst[:k]:
+            for e in lst:
                 span = f"{e['start']:.1f}-{e['end']:.1f}s" if "start" in e else ""
-                t.add_row(str(e["rank"]), e["video_id"], f"{e['score']:.4g}", e.get("segment_id", ""), span)
+                t.add_row(str(e["rank"]), e["video_id"], f"{e['score']:.4g}", e.get("segment_id", ""), span,
+                          (e.get("text") or "")[:60])
             console.print(t)
