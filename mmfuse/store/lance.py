@@ -141,6 +141,8 @@ class IndexStore:
     Writers hold an exclusive lock file (``.lock``) for their lifetime (use as a context manager or
     call :meth:`close`); a second writer gets :class:`IndexError_` naming the directory. Opening a damaged
     index raises :class:`IndexError_` naming what is damaged (``check=False`` skips that, for :meth:`repair`).
+    A reader keeps the table versions it opened (one consistent state per store); open a new one to see later
+    commits.
     """
 
     def __init__(self, path: str | os.PathLike, *, write: bool = False, check: bool = True) -> None:
@@ -445,13 +447,6 @@ class IndexStore:
         with self._reading(name):
             t = tbl.search().where(where).select(list(columns)).limit(None).to_arrow()
         return self._visible(t)
-
-    def refresh(self) -> None:
-        """See what writers committed since this store was opened (or last refreshed): readers otherwise keep the
-        table versions they first read, so one search sees one consistent state of the index."""
-        for name, tbl in self._tables.items():
-            with self._reading(name):
-                tbl.checkout_latest()
 
     def version_stamp(self, names: Sequence[str]) -> str:
         parts = []
