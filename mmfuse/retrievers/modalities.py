@@ -23,11 +23,11 @@ from .base import IndexedRetriever, normalize_queries, segment_run, top_k_dense
 if TYPE_CHECKING:  # pragma: no cover
     from mmfuse.store.lance import IndexStore
 
-# Approximate search (see _VectorSearch) re-scores the segments of this many candidate videos per requested video,
-# re-ranks this many times its row limit of PQ candidates on their full vectors, asks the index for about this many
-# rows per candidate video, and asks again (at most this many times) for the queries whose rows held fewer than k
-# videos. The first three were chosen on benchmarks/ann_speed.py's development data (1M rows of another seed, other
-# queries than the reported ones).
+# Approximate search (see _VectorSearch) re-scores the segments of this many candidate videos per requested video
+# (and per row of a segment: frames), re-ranks this many times its row limit of PQ candidates on their full
+# vectors, asks the index for about this many rows per candidate video, and asks again (at most this many times)
+# for the queries whose rows held fewer than k videos. The first three were chosen on benchmarks/ann_speed.py's
+# development data (1M rows of other seeds than the reported ones, other queries).
 ANN_CANDIDATES_PER_VIDEO = 2
 ANN_REFINE_FACTOR = 2
 ANN_ROWS_PER_VIDEO = 3
@@ -82,7 +82,7 @@ class _VectorSearch(IndexedRetriever):
     1. the store's approximate index (IVF-PQ, built by ``mmfuse index``; ``nprobes`` partitions per query, the best
        ``refine_factor`` x as many PQ candidates re-ranked on their full vectors) returns each query's best rows
        (frames, for the visual table), enough of them to hold ``candidates`` distinct videos (default 2 per
-       requested video);
+       requested video and frame per segment);
     2. those videos are the candidates: for ``max`` aggregation the segments the index returned for them, for
        mean/sum/topn (which need every segment of a video) all their segments, have all their rows fetched by id
        and re-scored exactly with the exact scan's pooling;
@@ -163,7 +163,10 @@ class _VectorSearch(IndexedRetriever):
 
     def _ann_search(self, qids: np.ndarray, q: np.ndarray, k: int, n_rows: int) -> "Run":
         store = self.store
-        n_cand = int(self.candidates or ANN_CANDIDATES_PER_VIDEO * k)
+        # The index ranks rows (frames); a segment's pooled score can rank it above segments with a better single
+        # frame, so the margin of candidates grows with the rows per segment.
+        rows_per_segment = max(1.0, n_rows / max(store.segment_count(), 1))
+        n_cand = int(self.candidates or np.ceil(ANN_CANDIDATES_PER_VIDEO * k * rows_per_segment))
         qi, vid, seg = self._hits(q, n_cand, min(k, n_cand), n_rows)
         first = _first_distinct(qi, vid, n_cand)
         cq, cvid = qi[first], vid[first]  # each query's candidate videos
