@@ -110,8 +110,15 @@ def test_bad_input_is_refused_before_writing(runs, tmp_path):
         fuse_stream([bad], out)
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"query_id": ["zz"], "doc_id": ["x"], "score": [1.0]}), other)
-    with pytest.raises(InputError, match="no query in common"):
-        fuse_stream([sorted_paths[0], other], out)
+    disjoint = tmp_path / "disjoint.parquet"  # the coverage rule of fuse(): the same as in memory
+    stats = fuse_stream([sorted_paths[0], other], disjoint, method="rrf")
+    assert stats["shared_queries"] == 0
+    want = fuse([Run.read(sorted_paths[0]), Run.read(other)], method="rrf")
+    got = Run.read(disjoint)
+    assert sorted(got.query_ids) == sorted(want.query_ids)
+    for q in want.query_ids:
+        assert dict(got.query(q)) == pytest.approx(dict(want.query(q)))
+    disjoint.unlink()
     nan = tmp_path / "nan.parquet"
     pq.write_table(pa.table({"query_id": ["a", "a"], "doc_id": ["x", "y"], "score": [1.0, float("nan")]}), nan)
     with pytest.raises(InputError, match="NaN"):
@@ -124,7 +131,7 @@ def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
     from mmfuse.app.cli import main
 
     _, sorted_paths, _ = runs
-    args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--k", "20", "--depth", "10"]
+    args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--rrf-k", "20", "--depth", "10"]
     main(["fuse", *args, "--stream", "--block-rows", "100", "-o", str(tmp_path / "s.parquet")])
     main(["fuse", *args, "-o", str(tmp_path / "m.parquet")])
     streamed, memory = Run.read(tmp_path / "s.parquet"), Run.read(tmp_path / "m.parquet")

@@ -18,6 +18,7 @@ import numpy as np
 
 from mmfuse.errors import InputError
 from mmfuse.runs import LazyIds
+from mmfuse.runs.fastio import union_sorted
 
 from ._kernels import kernels as _kernels
 
@@ -180,8 +181,6 @@ def _union_sorted(tables: list, lazy: bool = False) -> tuple:
         return out(first), [ident] * len(tables)
     arrays = [t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t if a else pa.array(t, type=pa.string())
               for t, a in zip(tables, is_arrow)]
-    from mmfuse.runs.fastio import union_sorted
-
     got = union_sorted(arrays)
     if got is not None:
         return out(got[0]), got[1]
@@ -260,11 +259,24 @@ def query_union(runs: list, queries: np.ndarray | None = None) -> tuple[np.ndarr
     return table, maps[1:]
 
 
-def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None) -> Aligned:
+RANKS = ("input", "score")
+
+
+def input_ranks(run, ranks: str) -> np.ndarray | None:
+    """The ranks a rank-based method reads for ``run``'s entries: its input order when ``ranks="input"`` and the run
+    records one (a TREC file's order: pyserini's semantics), else None (the score order, trec_eval's)."""
+    if ranks == "score":
+        return None
+    got = run.input_ranks()
+    return None if got is None or np.array_equal(got, run.ranks()) else got
+
+
+def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None, ranks: str = "input") -> Aligned:
     """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring.
-    ``queries`` leads the query table (see ``query_union``)."""
+    ``queries`` leads the query table (see ``query_union``); ``ranks`` says where entries' ranks come from (see
+    ``input_ranks``; the depth cut follows the same order)."""
     if depth is not None:
-        runs = [r.cut(depth) for r in runs]
+        runs = [r.cut(depth, by=ranks) for r in runs]
     names = [str(r.name) for r in runs]
     query_ids, qmaps = query_union(runs, queries)
     doc_ids, dmaps = _union_sorted(doc_tables(runs))
@@ -292,6 +304,12 @@ def align(runs: list, depth: int | None = None, queries: np.ndarray | None = Non
         rank = np.tile(np.arange(1, int(seg_counts[0]) + 1, dtype=np.int32), seg_counts.size)
     else:
         rank = (np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1).astype(np.int32)
+    given = [input_ranks(r, ranks) for r in runs]
+    if any(g is not None for g in given):
+        base = np.cumsum([0] + [len(r) for r in runs])
+        for i, g in enumerate(given):
+            if g is not None:
+                rank[base[i]:base[i + 1]] = g
     score = _finite(score, seg_offsets, names, run)
 
     k = _kernels()

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mmfuse.errors import InputError, ParameterError
 from mmfuse.runs import Run
@@ -34,7 +33,6 @@ __all__ = ["fuse_stream", "DEFAULT_BLOCK_ROWS"]
 Progress = Callable[[int, int, str], None]
 # ~1M input rows per block keeps the working set of one block (ids, align tables, output) to a few hundred MB.
 DEFAULT_BLOCK_ROWS = 1_000_000
-_SENTINEL_DOC = ""
 
 
 def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike, method: str | None = None,
@@ -64,9 +62,8 @@ def fuse_stream(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     refuse_input_overwrite(out_path, paths, force)
     scratch = Path(os.path.realpath(os.fspath(out_path))).parent if os.fspath(out_path) != "-" else None
     with RunBlocks(paths, block_rows=block_rows, block_queries=block_queries, scratch=scratch) as src:
-        if len(paths) > 1 and not (src.coverage == len(paths)).any():
-            raise InputError(f"runs {', '.join(repr(n) for n in src.names)} have no query in common")
         stats: dict[str, Any] = {"rows_in": src.rows, "rows_out": 0, "queries": int(len(src.queries)),
+                                 "shared_queries": int((src.coverage == len(paths)).sum()),
                                  "blocks": src.n_blocks, "sorted_inputs": src.sorted_inputs}
         done = 0
         with RunStreamWriter(out_path) as out:
@@ -87,26 +84,13 @@ def _fuse_block(tables, src: RunBlocks, method, norm, weights, depth, on_duplica
 
     Every run of the block is built on ONE shared doc table and ONE sorted query table, so that alignment inside
     ``fuse`` finds identical tables (no per-run string conversion) and the output keeps ascending query order.
-    Runs without rows (or without a query shared by all) get a sentinel query, which ``fuse`` needs (it refuses
-    empty runs and runs without a common query) and which, fusion being per query, changes nothing else.
+    Queries only some runs hold follow ``fuse``'s coverage rule, exactly as in memory.
     """
     if not any(t is not None and t.num_rows for t in tables):
         return None
     qcols = [t.column("query_id").combine_chunks() if t is not None else pa.array([], pa.string()) for t in tables]
     dcols = [t.column("doc_id").combine_chunks() if t is not None else pa.array([], pa.string()) for t in tables]
     scols = [t.column("score").to_numpy() if t is not None else np.zeros(0) for t in tables]
-    uq = [pc.unique(q) for q in qcols]
-    qtab = pc.unique(pa.chunked_array(uq, type=pa.string()))
-    counts = pa.chunked_array(uq, type=pa.string()).value_counts().field("counts")
-    common = bool(pc.any(pc.equal(counts, len(uq))).as_py())
-    sentinel = None
-    if not common or any(len(q) == 0 for q in qcols):
-        sentinel = "\x00mmfuse-sentinel"
-        while pc.any(pc.equal(qtab, sentinel)).as_py():
-            sentinel += "\x00"
-        qcols = [pa.concat_arrays([q, pa.array([sentinel])]) for q in qcols]
-        dcols = [pa.concat_arrays([d, pa.array([_SENTINEL_DOC])]) for d in dcols]
-        scols = [np.concatenate([x, [0.0]]) for x in scols]
     qcodes, qtab = encode_together(qcols)
     dcodes, dtab = encode_together(dcols)
     q_np = np.asarray(qtab.to_numpy(zero_copy_only=False), dtype=object)
@@ -125,8 +109,6 @@ def _fuse_block(tables, src: RunBlocks, method, norm, weights, depth, on_duplica
         np.cumsum(np.bincount(qc, minlength=n_q), out=offsets[1:])
         runs.append(Run(q_np, d_np, offsets, dc[order], sc[order], name=name))
     fused = fuse(runs, method=method, norm=norm, weights=weights, depth=depth, **params)
-    if sentinel is not None:
-        fused = fused.subset([x for x in fused.query_ids.tolist() if x != sentinel])
     fused = fused.in_natural_order()  # the block's queries are in the stream's order: natural
     qi = pa.array(fused.qidx())
     di = pa.array(fused.doc_idx)

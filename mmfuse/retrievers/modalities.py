@@ -58,6 +58,31 @@ def _segment_table(cols: Mapping[str, np.ndarray], store: "IndexStore") -> tuple
     }, owner.astype(np.int64)
 
 
+class _Embedded(IndexedRetriever):
+    """Search by query vectors: ``embed_queries`` (the texts through the query encoder, unit length) and
+    ``search_embedded`` (vectors from anywhere, e.g. the mean of several texts' embeddings); ``search`` is the two
+    in a row. Subclasses implement ``_encode(texts)`` and ``_score_vectors(q, data, n_hits)``."""
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """[Q, d] unit query vectors of ``texts``, as ``search`` computes them."""
+        return self._encode(list(texts))
+
+    def search_embedded(self, query_ids: Sequence[str], vectors: np.ndarray, k: int = 100) -> "Run":
+        """The run of query vectors (one row per id of ``query_ids``; rows are scaled to unit length)."""
+        qids = np.asarray([str(q) for q in query_ids], dtype=str)
+        q = _unit(vectors) if len(qids) else np.zeros((0, 1), dtype=np.float32)
+        return self._search_with(qids, k, lambda data, n_hits: self._score_vectors(q, data, n_hits))
+
+    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
+        return self._score_vectors(self._encode(texts), data, n_hits)
+
+
 def _first_distinct(groups: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
     """Indices of the first ``n`` distinct ``keys`` of each group, in order of appearance (rows come best first)."""
     if groups.size == 0:
@@ -73,7 +98,7 @@ def _first_distinct(groups: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
     return first[rank < n]
 
 
-class _VectorSearch(IndexedRetriever):
+class _VectorSearch(_Embedded):
     """Search mechanics of the retrievers over a ``vec_<modality>`` table, exact or approximate by its size.
 
     Below ``ann_min_rows`` rows (default :data:`mmfuse.store.ann.DEFAULT_MIN_ROWS`) every vector is loaded once and
@@ -117,22 +142,25 @@ class _VectorSearch(IndexedRetriever):
         n = self.store.vector_count(self.table)
         return n if n >= max(self.ann_min_rows, 1) else 0
 
-    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
         """Exact [Q, n] scores of ``n`` segments from their rows (``owner[i]`` is row i's segment): the exact scan's
         scoring, applied to the fetched candidates."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
-        n_rows = self._ann_rows()
-        if not n_rows:
+        if not self._ann_rows():
             return super().search(queries, k)
         qids, texts = normalize_queries(queries)
-        if not texts:
+        return self.search_embedded(qids, self._encode(texts) if texts else np.zeros((0, 1), np.float32), k)
+
+    def search_embedded(self, query_ids: Sequence[str], vectors: np.ndarray, k: int = 100) -> "Run":
+        n_rows = self._ann_rows()
+        if not n_rows:
+            return super().search_embedded(query_ids, vectors, k)
+        qids = np.asarray([str(q) for q in query_ids], dtype=str)
+        if not len(qids):
             return Run.empty(qids, name=self.name)
-        return self._ann_search(qids, self._encode(texts), int(k), n_rows)
+        return self._ann_search(qids, _unit(vectors), int(k), n_rows)
 
     def _hits(self, q: np.ndarray, n_videos: int, need: int, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query index, video_id, segment_id) of each query's approximate best rows, best first: about
@@ -227,8 +255,7 @@ def _sum_pool(rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
 
 
 class VectorRetriever(_VectorSearch):
-    """Cosine similarity between encoded queries and one vector per segment in ``vec_<modality>``
-    (several rows of one segment are mean-pooled).
+    """Cosine similarity between encoded queries and one vector per segment in ``vec_<modality>``.
 
     ``query_encoder`` is anything with ``encode_text(list[str])`` or ``encode_queries(list[str])``
     returning [Q, d]. Below ``ann_min_rows`` rows: exact search (one [Q, d] x [d, S] product for all
@@ -259,8 +286,7 @@ class VectorRetriever(_VectorSearch):
     def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
         return q @ _sum_pool(rows, owner, n).T
 
-    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
-        q = self._encode(texts)
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):
         sims = (data["vectors"] @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
         qidx, col = top_k_dense(sims, n_hits)
         sc = sims[qidx, col]
@@ -296,15 +322,15 @@ class VisualRetriever(_VectorSearch):
             self._encoder = clip_from_spec(self.store.specs().get("visual", {}).get("spec", {}))
         return self._encoder
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return _unit(np.asarray(self.encoder.encode_text(texts)))
-
     def _load(self) -> dict[str, Any]:
         cols, mat = self.store.vectors("visual")
         seg, owner = _segment_table(cols, self.store)
         seg["frames"] = _unit(mat) if len(mat) else mat
         seg["owner"] = owner
         return seg
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return _unit(np.asarray(self.encoder.encode_text(texts)))
 
     def _pooled_scores(self, q: np.ndarray, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
         frames = _unit(rows) if len(rows) else rows
@@ -326,9 +352,8 @@ class VisualRetriever(_VectorSearch):
             return (pooled @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
         return np.asarray(visual.score(q, frames, owner, self.pooling, n_owners=n), dtype=np.float64)
 
-    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
-        sims = self._frame_scores(self._encode(texts), data["frames"], data["owner"], len(data["segment_id"]),
-                                  cache=data)
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):
+        sims = self._frame_scores(q, data["frames"], data["owner"], len(data["segment_id"]), cache=data)
         qidx, col = top_k_dense(sims, n_hits)
         return qidx, col, sims[qidx, col]
 

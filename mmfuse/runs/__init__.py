@@ -5,8 +5,8 @@ runs read and written block by block (``stream``) and the compiled parsing kerne
 from __future__ import annotations
 
 from .ids import LazyIds
-from .model import Qrels, RankedList, Run
+from .model import INPUT_ORDER, Qrels, RankedList, Run
 from .queries import read_queries
 from .readers import FORMATS
 
-__all__ = ["FORMATS", "LazyIds", "Qrels", "RankedList", "Run", "read_queries"]
+__all__ = ["FORMATS", "INPUT_ORDER", "LazyIds", "Qrels", "RankedList", "Run", "read_queries"]

@@ -40,7 +40,10 @@ from .readers import (
 )
 from .writers import arrow_ids, check_tag, check_trec_ids, trec_number, write_json, write_parquet, write_trec
 
-__all__ = ["Run", "Qrels", "RankedList"]
+__all__ = ["Run", "Qrels", "RankedList", "INPUT_ORDER"]
+
+# Evidence column of runs read from TREC files: each entry's position in the file (see Run.input_ranks).
+INPUT_ORDER = "input_order"
 
 _DUP_MODES = ("error", "max", "first")
 
@@ -525,7 +528,10 @@ class Run(_Ranked):
     def from_trec(cls, path: str | os.PathLike, name: str | None = None, on_duplicate: str = "error") -> Run:
         """Read a TREC run: ``qid Q0 docid rank score [tag]`` per line, any whitespace between columns.
 
-        The file's rank column is ignored (order comes from scores, as in trec_eval); the name defaults to the tag.
+        The run's order comes from the scores (score desc, then doc id desc, as in trec_eval); the file's own order
+        is kept as evidence, which rank-based fusion uses as each document's rank (``Run.input_ranks``: pyserini's
+        semantics, which differ from the score order only inside groups of tied scores). The file's rank column is
+        ignored; the name defaults to the tag.
         """
         path = Path(path)
         check_readable(path)
@@ -547,11 +553,15 @@ class Run(_Ranked):
     @classmethod
     def _from_trec_columns(cls, cols: dict[str, Any], lines, name: str, on_duplicate: str, path: Path) -> Run:
         q, d, s = cols["qid"], cols["doc"], cols["score"]
+        n = len(s)
+        # the file's order, kept as evidence: rank-based fusion reads it as each document's rank (Run.input_ranks)
+        evidence = {INPUT_ORDER: np.asarray(lines, dtype=np.int64) if lines is not None else np.arange(n)}
         if isinstance(q, tuple):  # the compiled reader encoded the query column already (first-seen order)
             dcodes, dtable = encode(d, sort=True, column="doc_id", where=str(path))
             return cls._from_encoded(q[0], q[1], dcodes, dtable, s, name=name, on_duplicate=on_duplicate,
-                                     evidence=None, where=str(path), _lines=lines)
-        return cls.from_arrays(q, d, s, name=name, on_duplicate=on_duplicate, source=str(path), _lines=lines)
+                                     evidence=evidence, where=str(path), _lines=lines)
+        return cls.from_arrays(q, d, s, name=name, on_duplicate=on_duplicate, source=str(path), _lines=lines,
+                               evidence=evidence)
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike, name: str | None = None, on_duplicate: str = "error") -> Run:
@@ -653,13 +663,33 @@ class Run(_Ranked):
             self.to_trec(path, tag=tag)
 
     # -- transformations ------------------------------------------------------------------------------------------
-    def cut(self, depth: int | None) -> Run:
-        """Keep the top ``depth`` entries of each query."""
+    def input_ranks(self) -> np.ndarray | None:
+        """Per entry, its 1-based position in its query's list *as the input listed it* (a TREC file's line order),
+        or None when the run records no input order (built from arrays, dicts, matrices, Parquet or JSON).
+
+        Within a group of equal scores the Run itself is ordered by doc id (trec_eval's tie-break); the input order
+        is what pyserini and the fused TREC runs made with it use as each document's rank."""
+        order = (self.evidence or {}).get(INPUT_ORDER)
+        if order is None:
+            return None
+        seg = self.qidx()
+        by_input = np.lexsort((np.asarray(order), seg))
+        ranks = np.empty(len(self), dtype=np.int64)
+        ranks[by_input] = np.arange(len(self)) - self.offsets[seg[by_input]] + 1
+        return ranks
+
+    def cut(self, depth: int | None, by: str = "score") -> Run:
+        """Keep the top ``depth`` entries of each query: the highest scored (``by="score"``) or the first ones in
+        input order (``by="input"``, as pyserini's depth does; the score order when the run records no input
+        order)."""
         if depth is None or (len(self) and self.counts().max(initial=0) <= depth):
             return self
         if depth < 1:
             raise ParameterError(f"depth must be >= 1, got {depth}")
-        parts = self._take(self.ranks() <= depth)
+        if by not in ("score", "input"):
+            raise unknown("cut order", by, ["score", "input"])
+        ranks = self.input_ranks() if by == "input" else None
+        parts = self._take((self.ranks() if ranks is None else ranks) <= depth)
         return Run(self._query_ids, self._doc_ids, parts["offsets"], parts["doc_idx"], parts["values"], self.name,
                    parts["evidence"])
 

@@ -6,12 +6,15 @@ of ``index``/``search``/``rerank``, applied where the user did not pass the flag
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
+from rich.table import Table
 
 import mmfuse
 from mmfuse.config import load_config
@@ -26,6 +29,10 @@ app = typer.Typer(
 )
 console = Console(emoji=False)  # ":x:" in a file name or id stays text
 err_console = Console(stderr=True, emoji=False)
+
+# The one convention for metric values in every command and report: fractions of 1, as trec_eval and ranx print
+# them (a percent in one place and a fraction in another would be misread; trec_eval's format allows only this).
+FRACTIONS = "values are fractions of 1"
 
 
 def _print_version(value: bool) -> None:
@@ -55,6 +62,38 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def narrow_table(title: str, caption: str | None = None) -> Table:
+    """The house style of result tables, made to fit 80 columns: a rule under the header, no side borders, one
+    space between columns, title and caption (units, legends) left-aligned. Both are markup: escape user text."""
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
+                 pad_edge=False, collapse_padding=True)
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """A short, unique code per name for narrow table columns, printed with a legend: the initial when that is
+    unique (``clip4clip`` C, ``ocr_bm25`` O), else the initials of the name's parts (``asr_dense`` AD), else more
+    letters of its first part (``asr`` AS, ``audio`` AU)."""
+    parts = {n: [p for p in re.split(r"[^0-9A-Za-z]+", n) if p] or [n] for n in names}
+
+    def code(n: str, step: int) -> str:
+        first, rest = parts[n][0], parts[n][1:]
+        if step == 0:
+            return first[0].upper()
+        return (first[:step] + "".join(p[0] for p in rest)).upper()
+
+    out = {n: code(n, 0) for n in names}
+    for step in range(1, 2 + max((len(p[0]) for p in parts.values()), default=0)):
+        clash = {n for n in names if list(out.values()).count(out[n]) > 1}
+        if not clash:
+            return out
+        out.update({n: code(n, step) for n in clash})
+    return {n: n for n in names}  # names that differ only past their first part's letters: keep them whole
+
+
+def legend(codes: dict[str, str]) -> str:
+    return " ".join(f"{c}={n}" for n, c in sorted(codes.items(), key=lambda kv: kv[1]))
+
+
 def required(value, flag: str, key: str):
     if value is None:
         raise ParameterError(f"{flag} is required (or set {key} in --config)")
@@ -82,7 +121,9 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
     ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
     ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
-    ``mode``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
+    ``mode``, the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
+    ``llm_base_url``, ``llm_cache``, ``llm_timeout``, ``llm_retries``, ``llm_concurrency`` and its other settings as
+    ``expand_options``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
     "rerank") picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent
     config (None) gives ``{}``. Callers apply a value only where the user did not pass the flag.
     """
@@ -129,6 +170,21 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "cache": cfg.resolve(cfg.rerank.cache, base),
         "cache_dir": cfg.resolve(cfg.rerank.cache, base),
         "mode": cfg.rerank.mode,
+        "expand": cfg.expand.method,
+        "expand_n": cfg.expand.n,
+        "expand_fusion": cfg.expand.fusion,
+        "expand_template": cfg.resolve(cfg.expand.template, base),
+        "llm_model": (cfg.resolve(cfg.expand.model, base) if cfg.expand.model and _looks_local(cfg.expand.model, base)
+                      else cfg.expand.model),
+        "llm_base_url": cfg.expand.base_url,
+        "llm_cache": cfg.resolve(cfg.expand.cache, base),
+        "llm_timeout": cfg.expand.timeout,
+        "llm_retries": cfg.expand.retries,
+        "llm_concurrency": cfg.expand.concurrency,
+        # [expand] settings without a flag, as build_expander arguments
+        "expand_options": {"fusion_params": dict(cfg.expand.fusion_params), "candidates": cfg.expand.candidates,
+                           "max_tokens": cfg.expand.max_tokens, "temperature": cfg.expand.temperature,
+                           "api_key": os.environ.get(cfg.expand.api_key_env) if cfg.expand.api_key_env else None},
     }
     out["window"] = cfg.rerank.window if command == "rerank" else cfg.index.window
     return out

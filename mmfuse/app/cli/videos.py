@@ -20,12 +20,15 @@ from rich.table import Table
 from mmfuse.config import AGGREGATIONS, POOLINGS
 from mmfuse.encoders import load_encoder
 from mmfuse.errors import ParameterError
+from mmfuse.expand import METHODS as EXPAND_METHODS
+from mmfuse.expand import build_expander
 from mmfuse.fusion import get_method
 from mmfuse.ingest import IndexConfig, index_folder
 from mmfuse.ingest.ray_engine import index_with_ray
 from mmfuse.pipeline import searcher
 from mmfuse.rerankers import load_queries
 from mmfuse.store.lance import IndexStore
+from mmfuse.utils.files import atomic_write
 
 from .args import Checked, Choice, Csv, Float, Int
 from .common import (
@@ -34,9 +37,12 @@ from .common import (
     config_defaults,
     console,
     err_console,
+    legend,
     load_config_defaults,
+    narrow_table,
     progress_bar,
     required,
+    short_names,
     split_csv,
     warn,
 )
@@ -122,6 +128,23 @@ def index_cmd(
         raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
 
 
+def _expander(v: dict, cfg: dict):
+    """The query expander the search options ask for (None without --expand); the model loads on the first query."""
+    if v["expand"] in (None, "none"):
+        given = [f for f, n in (("--expand-n", "expand_n"), ("--expand-fusion", "expand_fusion"),
+                                ("--expand-template", "expand_template")) if v[n] is not None]
+        if given:
+            raise ParameterError(f"{', '.join(given)} go(es) with --expand q2e|hyde|lamer")
+        return None
+    opts = dict(cfg.get("expand_options") or {})
+    if v["expand_fusion"] != cfg.get("expand_fusion"):  # the config's parameters belong to the config's method
+        opts.pop("fusion_params", None)
+    return build_expander(v["expand"], model=v["llm_model"], base_url=v["llm_base_url"], n=v["expand_n"],
+                          template=v["expand_template"], fusion=v["expand_fusion"],
+                          cache=True if v["llm_cache"] is None else v["llm_cache"], timeout=v["llm_timeout"],
+                          retries=v["llm_retries"], concurrency=v["llm_concurrency"], **opts)
+
+
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
@@ -146,11 +169,30 @@ def search_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    expand: Optional[str] = typer.Option(None, "--expand", parser=Choice(("none", *EXPAND_METHODS)),
+                                         help="Expand queries with a language model: q2e | hyde | lamer "
+                                              "(none: not even when --config says so)."),
+    expand_n: Optional[int] = typer.Option(None, "--expand-n", parser=Int(min=1, max=20),
+                                           help="Sub-queries (q2e) or passages (hyde, lamer) per query."),
+    expand_fusion: Optional[str] = typer.Option(None, "--expand-fusion", parser=Checked(get_method),
+                                                help="Fusion of each retriever's q2e sub-query lists (e.g. entropy)."),
+    expand_template: Optional[str] = typer.Option(None, "--expand-template", help="Prompt template file for --expand."),
+    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url",
+                                               help="OpenAI-compatible server (env MMFUSE_LLM_BASE_URL, OPENAI_BASE_URL)."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model",
+                                            help="Served model name, or a local model folder (env MMFUSE_LLM_MODEL)."),
+    llm_cache: Optional[str] = typer.Option(None, "--llm-cache", help="Answer cache (default ~/.cache/mmfuse/llm; '' = none)."),
+    llm_timeout: float = typer.Option(60.0, "--llm-timeout", parser=Float(min=0, open_min=True), help="Seconds per request."),
+    llm_retries: int = typer.Option(2, "--llm-retries", parser=Int(min=0), help="Retries on timeouts, 429 and 5xx."),
+    llm_concurrency: int = typer.Option(4, "--llm-concurrency", parser=Int(min=1), help="Requests in flight at once."),
     retriever: list[str] = typer.Option([], "--retriever", help="Plug-in the index names that may be imported: "
                                         "module:Class or entry-point name (repeatable)."),
 ) -> None:
-    """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
-    queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    """Search an index: one query, or a batch of queries written as run files.
+
+    One query prints the fused ranking with each retriever's rank and score per hit; a batch (--queries) writes
+    run files that `mmfuse eval`, `bench` and `rerank` read. With --expand, a language model rewrites each query and
+    every retriever also searches with its answers (runs named e.g. asr@q2e)."""
     batch = queries is not None
     if batch == (query is not None):
         raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
@@ -181,7 +223,7 @@ def search_cmd(
                  "use mmfuse.Pipeline for weighted fusion")
     pipe = searcher(index, fusion=fusion, modalities=split_csv(modalities), aggregation=aggregation, pooling=pooling,
                     clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or max(k, 100),
-                    fusion_params=extra, plugins=v["retriever"])
+                    fusion_params=extra, expand=_expander(v, cfg), plugins=v["retriever"])
     if batch:
         texts = load_queries(queries)
         with progress_bar(TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
@@ -191,6 +233,8 @@ def search_cmd(
                            batch_size=256)
         for w in res.warnings:
             warn(w)
+        if res.expansion is not None:
+            err_console.print(res.expansion.summary(), highlight=False, soft_wrap=True)
         res.final.with_name("fused").write(output, tag=f"mmfuse-{res.fusion}")
         written = [output]
         if per_modality_dir is not None:
@@ -201,6 +245,11 @@ def search_cmd(
             for r in res.runs:
                 path = d / f"{r.name}.trec"
                 r.write(path, tag=r.name)
+                written.append(str(path))
+            if res.expansion is not None:  # what the model answered, and the prompt that asked it
+                path = d / "expansion.json"
+                with atomic_write(path) as fh:
+                    json.dump(res.expansion.as_dict(), fh, indent=1, ensure_ascii=False)
                 written.append(str(path))
         answered = int((res.final.counts() > 0).sum())
         err_console.print(f"searched {len(texts)} queries ({answered} with results) with {len(res.runs)} retrievers, "
@@ -213,27 +262,38 @@ def search_cmd(
     if json_out:
         typer.echo(json.dumps(doc, indent=1))
         return
+    if res.expansion is not None:
+        err_console.print(res.expansion.summary(), highlight=False, soft_wrap=True)
+        for t in doc["expansion"]["texts"]:
+            err_console.print(f"  {escape(t)}", highlight=False, soft_wrap=True)
     names = [r.name for r in res.runs]
-    table = Table(title=f"{query!r}: fused ({res.fusion})")
-    table.add_column("#", justify="right")
-    table.add_column("video")
-    table.add_column("score", justify="right")
+    codes = short_names(names)
+    table = narrow_table(escape(f"{query!r}: fused ({res.fusion})"),
+                         escape(f"per retriever: rank, then score ({legend(codes)})"))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("video", overflow="fold", ratio=1)
+    table.add_column("score", justify="right", no_wrap=True)
     for m in names:
-        table.add_column(f"{m} rank/score", justify="right")
+        table.add_column(escape(codes[m]), justify="right", no_wrap=True)
     for h in doc["hits"]:
         cells = []
         for m in names:
             x = h["modalities"].get(m)
-            cells.append(f"{x['rank']} / {x['score']:.3g}" if x else "-")
-        table.add_row(str(h["rank"]), h["video_id"], f"{h['score']:.4g}", *cells)
+            cells.append(f"{x['rank']}\n{x['score']:.3g}" if x else "-")
+        table.add_row(str(h["rank"]), escape(h["video_id"]), f"{h['score']:.4g}", *cells)
     console.print(table)
     if per_modality:
         for m, lst in doc["per_modality"].items():
-            t = Table(title=f"{m}")
-            for c in ("#", "video", "score", "segment", "time", "text"):
-                t.add_column(c)
+            if not lst:
+                console.print(f"{escape(m)}: no hits", highlight=False)
+                continue
+            t = narrow_table(escape(m))
+            for c in ("#", "video", "score", "segment", "time"):
+                t.add_column(c, no_wrap=c != "video", overflow="fold",
+                             justify="right" if c in ("#", "score") else "left")
+            t.add_column("text", overflow="fold", ratio=1)
             for e in lst:
                 span = f"{e['start']:.1f}-{e['end']:.1f}s" if "start" in e else ""
-                t.add_row(str(e["rank"]), e["video_id"], f"{e['score']:.4g}", e.get("segment_id", ""), span,
-                          (e.get("text") or "")[:60])
+                t.add_row(str(e["rank"]), escape(e["video_id"]), f"{e['score']:.4g}",
+                          escape(str(e.get("segment_id", ""))), span, escape((e.get("text") or "")[:60]))
             console.print(t)
