@@ -162,3 +162,14 @@ def test_knobs_are_checked(index, knob, value, message):
 
     with pytest.raises(ParameterError, match=message):
         VisualRetriever(IndexStore.open(index["path"]), encoder=Lookup({}), **{knob: value})
+
+
+def test_search_by_vectors_takes_the_approximate_path_too(index, monkeypatch):
+    """Query expansion searches with vectors (``search_embedded``): past the threshold that is approximate as well."""
+    from mmfuse.store.lance import IndexStore
+
+    ann, exact = _pair(index, lambda s, e, **kw: VisualRetriever(s, encoder=e, **kw))
+    qids, vectors = list(index["queries"]), np.stack(list(index["queries"].values()))
+    want = exact.search_embedded(qids, vectors, 10)
+    monkeypatch.setattr(IndexStore, "vectors", lambda *a, **k: pytest.fail("the exact scan's whole-table read"))
+    _same(ann.search_embedded(qids, vectors, 10), want, 10)
