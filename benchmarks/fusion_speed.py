@@ -45,7 +45,7 @@ def make_runs(n_q: int, n_c: int, n_runs: int, layout: str, seed: int = 0):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from mmfuse.runs.run import LazyIds
+        from mmfuse.runs import LazyIds
 
         # an Arrow-backed table, as Run.read gives: 20M Python strings would dominate the memory figure
         n_docs = n_q * 2 * n_c

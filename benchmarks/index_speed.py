@@ -37,55 +37,33 @@ STAGES = ("decode", "probe", "hash", "visual", "audio", "ocr", "asr", "dense", "
 
 def make_long_video(path: Path, minutes: float, fps: int = 25) -> Path:
     """Concatenate the corpus clips (frames resampled to ``fps`` at 320x240, audio at 16 kHz) until ``minutes``."""
-    import fractions
-
-    import av
-
     from mmfuse.ingest.audio import load_audio
     from mmfuse.ingest.frames import sample_frames
     from mmfuse.ingest.probe import probe
+    from mmfuse.ingest.synth import MediaWriter
 
     clips = [p for p in sorted(CORPUS.glob("*.mp4")) if probe(p).has_audio]
-    c = av.open(str(path), "w")
-    vs = c.add_stream("libx264", rate=fps)
-    vs.width, vs.height, vs.pix_fmt = 320, 240, "yuv420p"
-    vs.options = {"preset": "veryfast"}
-    a = c.add_stream("aac", rate=16000)
-    a.layout = "mono"
-    t_video = t_audio = 0
+    n_video = 0
     target = minutes * 60
     i = 0
-    while t_video / fps < target:
-        clip = clips[i % len(clips)]
-        i += 1
-        info = probe(clip)
-        times = list(np.arange(0, info.duration - 1e-3, 1 / fps))
-        frames = sample_frames(clip, times=times)
-        for f in frames:
-            if f.shape[:2] != (240, 320):
-                from PIL import Image
+    with MediaWriter(path, size=(320, 240), fps=fps, video_options={"preset": "veryfast"}, audio_rate=16000,
+                     faststart=False) as out:
+        while n_video / fps < target:
+            clip = clips[i % len(clips)]
+            i += 1
+            info = probe(clip)
+            times = list(np.arange(0, info.duration - 1e-3, 1 / fps))
+            frames = sample_frames(clip, times=times)
+            for f in frames:
+                if f.shape[:2] != (240, 320):
+                    from PIL import Image
 
-                f = np.asarray(Image.fromarray(f).resize((320, 240)))
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts, vf.time_base = t_video, fractions.Fraction(1, fps)
-            t_video += 1
-            for p in vs.encode(vf):
-                c.mux(p)
-        audio = load_audio(clip, 16000)
-        want = int(round(len(frames) / fps * 16000))
-        audio = np.pad(audio, (0, max(0, want - len(audio))))[:want]
-        for s in range(0, len(audio), 1024):
-            chunk = audio[s:s + 1024]
-            af = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
-            af.sample_rate, af.pts, af.time_base = 16000, t_audio, fractions.Fraction(1, 16000)
-            t_audio += len(chunk)
-            for p in a.encode(af):
-                c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    for p in a.encode(None):
-        c.mux(p)
-    c.close()
+                    f = np.asarray(Image.fromarray(f).resize((320, 240)))
+                out.frame(f)
+                n_video += 1
+            audio = load_audio(clip, 16000)
+            want = int(round(len(frames) / fps * 16000))
+            out.write_audio(np.pad(audio, (0, max(0, want - len(audio))))[:want])
     return path
 
 

@@ -19,7 +19,8 @@ import warnings
 _MEDIA = ("mmfuse.ingest.probe", "mmfuse.ingest.frames", "mmfuse.ingest.audio", "mmfuse.ingest.segments")
 # old module -> the modules that now hold its public names, searched in order
 MOVED: dict[str, tuple[str, ...]] = {
-    "mmfuse.run": ("mmfuse.runs.run",),
+    "mmfuse.run": ("mmfuse.runs",),
+    "mmfuse.runs.run": ("mmfuse.runs",),
     "mmfuse.index": ("mmfuse.store.lance",),
     "mmfuse.vector_index": ("mmfuse.store.ann",),
     "mmfuse.media": _MEDIA,

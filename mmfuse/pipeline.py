@@ -17,7 +17,6 @@ from mmfuse.errors import ConfigError, InputError, ModelError, ParameterError, s
 from mmfuse.fusion import fuse, get_method
 from mmfuse.rerankers import build_reranker
 from mmfuse.retrievers import VectorRetriever, load_retriever, retrievers_for_index
-from mmfuse.retrievers.base import ensure_queries
 from mmfuse.runs import Run
 from mmfuse.store.lance import IndexStore
 
@@ -296,7 +295,7 @@ class Pipeline:
             runs.append(run.with_name(name))
         if not runs:
             raise InputError("pipeline: no retriever could search" + (f" ({'; '.join(warnings)})" if warnings else ""))
-        runs = [ensure_queries(r, qids) for r in self._unique_names(runs)]
+        runs = [r.ensure_queries(qids) for r in self._unique_names(runs)]
         if progress:
             progress(len(rets), stages, "fuse")
         t0 = time.perf_counter()
@@ -387,7 +386,7 @@ class Pipeline:
         """One fusion call over every retriever's run; queries only some retrievers answered follow the coverage
         rule of :func:`mmfuse.fusion.fuse` (fused over the runs that answered them, on the method's scale)."""
         if callable(self.fusion):
-            return ensure_queries(self.fusion(runs), query_ids)
+            return self.fusion(runs).ensure_queries(query_ids)
         weights = self.weights
         if weights is not None and len(weights) != len(runs):
             raise ParameterError(f"fusion weights: {len(weights)} given for {len(runs)} retrievers "

@@ -7,7 +7,6 @@ own index, so a test can tell exactly which frame a decoder returned.
 
 from __future__ import annotations
 
-import fractions
 import os
 import shutil
 from collections.abc import Sequence
@@ -38,62 +37,36 @@ def make_video(
     """Write a clip whose frame i shows i in binary (12 black/white blocks across the top half).
 
     ``times`` gives explicit presentation times in seconds (variable frame rate); otherwise frames are
-    at i/fps. The audio track (when ``audio_rate``) is a stereo sine at ``tone_hz`` with amplitude 0.5.
+    at i/fps. The audio track (when ``audio_rate``) is a stereo sine at ``tone_hz`` with amplitude 0.5,
+    ``seconds`` long whatever ``times`` says. ``rotation`` is display metadata only: the frames are stored
+    as drawn.
     """
-    import av
+    from mmfuse.ingest.synth import write_media
 
-    path = Path(path)
     w, h = size
-    opts = {"movflags": "+faststart"} if faststart and path.suffix in (".mp4", ".mov", ".m4a") else {}
-    c = av.open(str(path), "w", options=opts)
     vfr = times is not None
-    tb = fractions.Fraction(1, 1000) if vfr else fractions.Fraction(1, fps)
     if times is None:
         times = [i / fps for i in range(int(round(seconds * fps)))]
-    vs = c.add_stream(codec, rate=fps)
-    vs.width, vs.height = w, h
-    vs.pix_fmt = "yuv444p" if (w % 2 or h % 2) and codec == "libx264" else "yuv420p"
-    o = {"g": str(gop)} if gop else {}
-    if codec == "libx264":
-        o.update({"preset": "ultrafast", "crf": "23"})
-    vs.options = o
-    if vfr:
-        vs.codec_context.time_base = tb
-    if rotation:
-        vs.set_display_rotation(rotation)
-    as_ = None
-    if audio_rate:
-        as_ = c.add_stream("aac", rate=audio_rate)
-        as_.layout = "stereo"
     bw = w // _BITS
-    for i, t in enumerate(times):
-        img = np.zeros((h, w, 3), np.uint8)
-        for b in range(_BITS):
-            if (i >> b) & 1:
-                img[: h // 2, b * bw:(b + 1) * bw] = 255
-        img[h // 2:, : w // 4] = (255, 0, 0)  # a red block at the bottom left shows orientation
-        f = av.VideoFrame.from_ndarray(img, format="rgb24")
-        f.pts = int(round(t * 1000)) if vfr else i
-        f.time_base = tb
-        for p in vs.encode(f):
-            c.mux(p)
-    for p in vs.encode(None):
-        c.mux(p)
-    if as_ is not None:
-        total = int(round(seconds * audio_rate))
-        for pos in range(0, total, 1024):
-            k = min(1024, total - pos)
-            x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(pos, pos + k) / audio_rate)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.stack([x, x]), format="fltp", layout="stereo")
-            af.sample_rate = audio_rate
-            af.pts = pos
-            af.time_base = fractions.Fraction(1, audio_rate)
-            for p in as_.encode(af):
-                c.mux(p)
-        for p in as_.encode(None):
-            c.mux(p)
-    c.close()
-    return path
+
+    def frames():
+        for i in range(len(times)):
+            img = np.zeros((h, w, 3), np.uint8)
+            for b in range(_BITS):
+                if (i >> b) & 1:
+                    img[: h // 2, b * bw:(b + 1) * bw] = 255
+            img[h // 2:, : w // 4] = (255, 0, 0)  # a red block at the bottom left shows orientation
+            yield img
+
+    audio = None
+    if audio_rate:
+        n = int(round(seconds * audio_rate))
+        x = (0.5 * np.sin(2 * np.pi * tone_hz * np.arange(n) / audio_rate)).astype(np.float32)
+        audio = np.stack([x, x])
+    opts = {"preset": "ultrafast", "crf": "23"} if codec == "libx264" else {}
+    return write_media(path, frames(), audio, times=times if vfr else None, upright=False, size=size, fps=fps,
+                       rotation=rotation, video_codec=codec, video_options=opts, gop=gop,
+                       audio_rate=audio_rate or None, audio_channels=2, audio_codec="aac", faststart=faststart)
 
 
 def frame_index(img: np.ndarray) -> int:

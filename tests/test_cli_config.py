@@ -71,7 +71,9 @@ def test_search_applies_config_fusion_norm_params_and_depth(config, tmp_path, mo
         seen.append(kw)
         return FakePipeline()
 
-    monkeypatch.setattr(pipeline, "searcher", fake_searcher)
+    import mmfuse.app.cli.videos as videos
+
+    monkeypatch.setattr(videos, "searcher", fake_searcher)
     main(["search", "red ball", "--config", str(config), "--json"])
     assert seen[-1]["fusion"] == "rrf" and seen[-1]["k"] == 10 and seen[-1]["depth"] == 7
     assert seen[-1]["fusion_params"] == {"k": 5}

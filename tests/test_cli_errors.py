@@ -93,7 +93,7 @@ USAGE = [
     (["bench", "ds", "--workerz", "2"], ["did you mean '--workers'?"]),
     (["rerank", "a.trec", "--queries", "q.tsv", "-o", "o.trec", "--top"], ["--top", "requires an argument"]),
     (["grid", "v.mp4"], ["Missing option", "--output"]),
-    (["search"], ["Missing argument"]),
+    (["search"], ["give one QUERY, or --queries FILE"]),
 ]
 
 

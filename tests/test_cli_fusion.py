@@ -217,3 +217,43 @@ def test_fuse_matches_pyserini_fusion_semantics(tmp_path, method, args):
         assert mine[t].keys() == want[t].keys()
         for d, s in want[t].items():
             assert mine[t][d] == pytest.approx(s * scale, rel=1e-12), (t, d)
+
+
+def _tied_runs(tmp_path, n_runs=3, topics=15, per=40, seed=11):
+    """TREC files as ranking tools write them: sorted by score, with many tied scores whose order in the file is
+    the tool's (random here), rank column = line position within the topic."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n_runs):
+        lines = []
+        for t in range(topics):
+            docs = rng.choice(120, per, replace=False)
+            scores = np.round(rng.uniform(0, 1, size=per), 1)  # ~10 distinct values: ties everywhere
+            order = np.lexsort((rng.random(per), -scores))     # score desc, ties in a random (the tool's) order
+            lines += [f"t{t} Q0 d{docs[j]} {r} {scores[j]:.1f} run{i}" for r, j in enumerate(order, 1)]
+        paths.append(tmp_path / f"tied{i}.trec")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+def test_rrf_on_tied_runs_reproduces_pyserini(tmp_path):
+    # pyserini ranks each document by its line in the run file; mmfuse's default (--ranks input) does the same, so
+    # every fused score equals the oracle's and the ranking is the oracle's under trec_eval's tie order
+    paths = _tied_runs(tmp_path)
+    depth = 30  # pyserini's depth keeps the first lines in file order; so does mmfuse's in input-rank mode
+    out = tmp_path / "fused.trec"
+    assert cli("fuse", *paths, "--method", "rrf", "--param", "k=60", "--depth", str(depth), "-o", out) == 0
+    want = _pyserini_style_fusion(paths, "rrf", depth)
+    got = Run.read(out, name="x")
+    for t, scores in want.items():
+        oracle = sorted(sorted(scores.items(), reverse=True), key=lambda x: -x[1])  # score desc, doc id desc
+        assert got.query(t) == oracle[:depth], t  # exact scores, same positions
+    # the score order (trec_eval's ranks) is not pyserini's on such files: the test can tell the two apart
+    out2 = tmp_path / "score.trec"
+    assert cli("fuse", *paths, "--method", "rrf", "--param", "k=60", "--depth", str(depth), "--ranks", "score",
+               "-o", out2) == 0
+    by_score = Run.read(out2)
+    differ = sum(by_score.query(t) != got.query(t) for t in want)
+    assert differ > len(want) // 2

@@ -183,7 +183,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import mmfuse, mmfuse.runs.run, sys; assert 'torch' not in sys.modules and 'ranx' not in sys.modules, sorted(sys.modules)"
+    code = "import mmfuse, mmfuse.runs, sys; assert 'torch' not in sys.modules and 'ranx' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

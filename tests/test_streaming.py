@@ -46,8 +46,7 @@ def runs(tmp_path_factory):
 
 
 def _in_memory(paths, **kw) -> Run:
-    fused = fuse([Run.read(p) for p in paths], **kw)
-    return fused.subset(sorted(fused.query_ids.tolist()))
+    return fuse([Run.read(p) for p in paths], **kw).in_natural_order()
 
 
 CASES = [
@@ -71,7 +70,7 @@ def test_stream_equals_in_memory_fuse(runs, tmp_path, kw, layout):
     assert stats["blocks"] == 9 and stats["queries"] == 60
     got = Run.read(out)
     want = _in_memory(sorted_paths, **kw)
-    assert got.query_ids.tolist() == want.query_ids.tolist()  # ascending query order
+    assert got.query_ids.tolist() == want.query_ids.tolist()  # natural query order
     assert got.equals(want, rtol=1e-12)
     table = pq.read_table(out)
     assert table.column_names == ["query_id", "doc_id", "score", "rank"]
@@ -111,8 +110,15 @@ def test_bad_input_is_refused_before_writing(runs, tmp_path):
         fuse_stream([bad], out)
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"query_id": ["zz"], "doc_id": ["x"], "score": [1.0]}), other)
-    with pytest.raises(InputError, match="no query in common"):
-        fuse_stream([sorted_paths[0], other], out)
+    disjoint = tmp_path / "disjoint.parquet"  # the coverage rule of fuse(): the same as in memory
+    stats = fuse_stream([sorted_paths[0], other], disjoint, method="rrf")
+    assert stats["shared_queries"] == 0
+    want = fuse([Run.read(sorted_paths[0]), Run.read(other)], method="rrf")
+    got = Run.read(disjoint)
+    assert sorted(got.query_ids) == sorted(want.query_ids)
+    for q in want.query_ids:
+        assert dict(got.query(q)) == pytest.approx(dict(want.query(q)))
+    disjoint.unlink()
     nan = tmp_path / "nan.parquet"
     pq.write_table(pa.table({"query_id": ["a", "a"], "doc_id": ["x", "y"], "score": [1.0, float("nan")]}), nan)
     with pytest.raises(InputError, match="NaN"):
@@ -129,7 +135,7 @@ def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
     main(["fuse", *args, "--stream", "--block-rows", "100", "-o", str(tmp_path / "s.parquet")])
     main(["fuse", *args, "-o", str(tmp_path / "m.parquet")])
     streamed, memory = Run.read(tmp_path / "s.parquet"), Run.read(tmp_path / "m.parquet")
-    assert streamed.to_dict() == memory.subset(sorted(memory.query_ids.tolist())).to_dict()
+    assert streamed.to_dict() == memory.to_dict() and streamed.query_ids.tolist() == memory.query_ids.tolist()
     assert len(streamed) > 0
 
 
@@ -141,3 +147,50 @@ def test_cli_index_unknown_engine(tmp_path, capsys):
     assert exc.value.code != 0
     err = capsys.readouterr().err
     assert "--engine" in err and "'spark' is not one of local, ray" in err
+
+
+def _natural_ids_run(tmp_path, name, seed, order):
+    rng = np.random.default_rng(seed)
+    ids = [f"q{i}" for i in range(1, 25)]  # q1 q2 ... q10 ...: byte order and natural order differ
+    data = {q: {f"d{j}": float(rng.normal()) for j in rng.choice(30, int(rng.integers(1, 9)), replace=False)}
+            for q in ids}
+    run = Run.from_dict(data, name=name)
+    t = run.to_arrow()
+    if order == "bytes":
+        t = t.sort_by("query_id")
+    elif order == "shuffled":
+        t = t.take(pa.array(rng.permutation(t.num_rows)))
+    p = tmp_path / f"{name}.parquet"
+    pq.write_table(t, p, row_group_size=7)
+    return p
+
+
+@pytest.mark.parametrize("block_rows", [1, 2, 5, 1000])
+def test_natural_order_blocks_smaller_than_a_list_and_every_layout(tmp_path, block_rows):
+    paths = [_natural_ids_run(tmp_path, "natural", 1, "natural"), _natural_ids_run(tmp_path, "bytes", 2, "bytes"),
+             _natural_ids_run(tmp_path, "shuffled", 3, "shuffled")]
+    out = tmp_path / "out.trec"
+    stats = fuse_stream(paths, out, method="rrf", block_rows=block_rows)
+    assert stats["sorted_inputs"] == [True, False, False]  # Run.to_parquet's natural order streams directly
+    want = _in_memory(paths, method="rrf")
+    got = Run.read(out)
+    assert got.query_ids.tolist() == want.query_ids.tolist() == [f"q{i}" for i in range(1, 25)]
+    assert got.equals(want, rtol=1e-12)
+    if block_rows == 1:
+        assert stats["blocks"] == 24  # every query is a block of its own, none is split
+
+
+def test_stream_refuses_to_overwrite_an_input_unless_forced(runs, tmp_path):
+    _, sorted_paths, _ = runs
+    a = tmp_path / "a.parquet"
+    a.write_bytes(sorted_paths[0].read_bytes())
+    before = a.read_bytes()
+    link = tmp_path / "link.parquet"
+    link.symlink_to(a)
+    for out in (a, link):
+        with pytest.raises(InputError, match="is also an input"):
+            fuse_stream([a, sorted_paths[1]], out, method="combsum")
+    assert a.read_bytes() == before
+    want = _in_memory([a, sorted_paths[1]], method="combsum")
+    fuse_stream([a, sorted_paths[1]], a, method="combsum", force=True)  # read fully before the output lands
+    assert Run.read(a).equals(want, rtol=1e-12)

@@ -24,8 +24,7 @@ from mmfuse.ingest.plan import walk
 from mmfuse.ingest.probe import content_hash
 from mmfuse.pipeline import Pipeline, index_subtitles
 from mmfuse.rerankers import build_reranker
-from mmfuse.rerankers.reranker import load_queries
-from mmfuse.runs import Qrels
+from mmfuse.runs import Qrels, read_queries
 from mmfuse.store.lance import IndexStore
 
 from .report import write_report
@@ -259,9 +258,9 @@ def _query_views(res: Any, qrels: Any, queries: dict[str, str], k: int, snippets
         for run in res.runs:
             if qid not in run:
                 continue
-            one = run.subset([qid]).cut(k)
-            docs = one.entry_doc_ids().tolist()
-            segs = one.evidence["segment_id"].tolist() if one.evidence and "segment_id" in one.evidence else [None] * len(docs)
+            view = run.list(qid)
+            docs = view.doc_ids[:k].tolist()
+            segs = view.evidence["segment_id"][:k].tolist() if "segment_id" in view.evidence else [None] * len(docs)
             family = run.name.split("_")[0]
             for r, (d, s) in enumerate(zip(docs, segs), 1):
                 snip = snippets.get(str(s), {}).get(family, "") if s is not None else ""
@@ -284,7 +283,7 @@ def run_demo(options: DemoOptions | None = None, progress: Progress | None = Non
     warnings: list[str] = []
     opts = _drop_unloadable(opts, warnings)
     index = _index_dir(cache, opts)
-    queries = load_queries(corpus / "queries.tsv")
+    queries = read_queries(corpus / "queries.tsv")
     qrels = Qrels.read(corpus / "qrels.txt")
 
     def report(stage: str, done: int, total: int, detail: str) -> None:

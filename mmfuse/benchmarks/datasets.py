@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from mmfuse.errors import InputError, unknown
-from mmfuse.runs.run import Qrels, Run
+from mmfuse.runs import Qrels, Run
 
 __all__ = ["Dataset", "load_dataset", "load_matrix_dataset", "load_run_dataset", "fill_mask", "CANDIDATES"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mmfuse.errors import InputError
+from mmfuse.fusion import default_method
 from mmfuse.utils.files import atomic_path
 
 from .report import is_default, label, sensitivity
@@ -16,7 +17,8 @@ __all__ = ["plot_all", "KEY_METHODS"]
 
 # (method, norm, params) shown in the per-subset plots: the classical baselines and the default
 KEY_METHODS = [("combsum", "min-max", ()), ("combsum", "zmuv", ()), ("rrf", None, (("k", 60),)),
-               ("combmnz", "min-max", ()), ("entropy", "min-max", None), ("sef", "none", None)]
+               ("combmnz", "min-max", ()), ("entropy", "min-max", None), ("sef", "none", None),
+               ("auto", "none", None)]
 
 
 def _plt():
@@ -33,9 +35,16 @@ def _pick(res: Sequence[Result], method, norm, params, sub):
              and (norm is None or r.config.norm == norm)]
     if params is not None:
         cands = [r for r in cands if all(dict(r.config.params).get(k) == v for k, v in params)]
-    elif method == "sef":
-        cands = [r for r in cands if is_default(r)] or cands
+    elif method in ("sef", "auto"):  # their default parameters (sef's miss=0.25 is auto's too)
+        cands = [r for r in cands if not r.config.params or is_default(r)
+                 or dict(r.config.params).get("miss") == 0.25] or cands
     return max(cands, key=lambda r: r.metrics["R@1"]) if cands else None
+
+
+def _name(method: str, r: Result | None) -> str:
+    if method == default_method():
+        return f"{method} (default)"
+    return method if r is None or method == "sef" else label(r)
 
 
 def _short(sub: tuple[str, ...]) -> str:
@@ -66,7 +75,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
         vals = [_pick(res, method, norm, params, s) for s in subs]
         if not any(vals):
             continue
-        labels.append(label(next(v for v in vals if v)) if method != "sef" else "sef (default)")
+        labels.append(_name(method, next(v for v in vals if v)))
         rows.append([v.metrics["R@1"] if v else float("nan") for v in vals])
     if rows and subs:
         import numpy as np
@@ -103,7 +112,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
                 continue
             v0 = next((_pick(res, method, norm, params, s) for s in subs if _pick(res, method, norm, params, s)), None)
             ax.bar(np.arange(len(subs)) + (k - len(KEY_METHODS) / 2) * width + width / 2, g, width,
-                   label="sef (default)" if method == "sef" else label(v0))
+                   label=_name(method, v0))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(subs)), [_short(s) for s in subs], rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("R@1 gain over best single (points)")
@@ -124,7 +133,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
             for i, m in enumerate(methods):
                 rs = [r for r in pts if r.config.method == m]
                 ax.scatter([r.ms_per_query for r in rs], [r.metrics["R@1"] for r in rs], s=18, color=cmap(i % 20),
-                           label=m, marker="*" if m == "sef" else "o")
+                           label=m, marker="*" if m == default_method() else "o")
             ax.set_xscale("log")
             ax.set_xlabel("fusion time (ms per query, log)")
             ax.set_ylabel("R@1 (%)")
@@ -138,7 +147,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
     param, curve = sensitivity(res)
     if curve:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
-        ax.plot([v for v, _ in curve], [s for _, s in curve], "o-", label="sef (default)")
+        ax.plot([v for v, _ in curve], [s for _, s in curve], "o-", label="sef")
         cs = [r.metrics["R@1"] for r in res if r.config.method == "combsum" and subs and r.config.retrievers == subs[0]]
         if cs:
             ax.axhline(max(cs), color="gray", ls="--", label=f"best CombSUM {max(cs):.1f}")

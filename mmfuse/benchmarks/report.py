@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from mmfuse.eval.significance import compare
-from mmfuse.fusion import fuse, get_method
+from mmfuse.fusion import default_method, fuse, get_method
 from mmfuse.utils.files import atomic_write
 
 from .sweep import SENSITIVITY, Result
@@ -22,7 +22,7 @@ from .sweep import SENSITIVITY, Result
 __all__ = ["to_json", "write_json", "markdown", "write_markdown", "label", "DEFAULT_LABEL", "combsum_variants",
            "default_vs_combsum", "sensitivity", "is_default", "escape_md", "dataset_note", "write_report"]
 
-DEFAULT_LABEL = "sef"
+DEFAULT_LABEL = "auto"  # what `fuse(runs)` uses (mmfuse.fusion.default_method()); the report names whatever it is
 # what Markdown (and GFM tables) would read as syntax inside a line; a backslash makes any of them literal
 _MD_SYNTAX = re.compile(r"([\\`*_{}\[\]<>()#+!|~&$])")
 
@@ -74,17 +74,72 @@ def label(r: Result) -> str:
 
 
 def _default_params() -> dict:
-    m = get_method(DEFAULT_LABEL)
+    m = get_method(default_method())
     return {p.name: p.default for p in m.params}
 
 
 def is_default(r: Result) -> bool:
     """The library's default fusion method with its default parameters."""
     c = r.config
-    if c.method != DEFAULT_LABEL:
+    if c.method != default_method():
         return False
     d = _default_params()
     return all(d.get(k) == v for k, v in c.params)
+
+
+def method_table(results: Sequence[Result]) -> list[Result]:
+    """Every fusion method on the full retriever set, each with its best measured parameters (the default at its
+    defaults), sorted by R@1: the "which method wins here" view of a dataset."""
+    full = max((r.config.retrievers for r in results), key=len, default=())
+    best: dict[str, Result] = {}
+    for r in results:
+        c = r.config
+        if c.method == "single" or c.retrievers != full:
+            continue
+        key = c.method
+        if is_default(r):
+            key = "__default__"
+        elif c.method == default_method():
+            continue
+        if key not in best or r.metrics["R@1"] > best[key].metrics["R@1"]:
+            best[key] = r
+    return sorted(best.values(), key=lambda r: (-r.metrics["R@1"], not is_default(r), label(r)))
+
+
+def default_rank(rows: Sequence[Result]) -> int | None:
+    """1-based rank of the default among ``rows`` by R@1 (ties share the better rank)."""
+    d = next((r for r in rows if is_default(r)), None)
+    if d is None:
+        return None
+    return 1 + sum(1 for r in rows if r.metrics["R@1"] > d.metrics["R@1"])
+
+
+def regime_summary(results: Mapping[str, Sequence[Result]]) -> list[str]:
+    """One table over every dataset: each method's R@1 (best parameters, all retrievers) and the default's rank."""
+    tables = {name: method_table(res) for name, res in results.items()}
+    if not any(tables.values()):
+        return []
+    names = list(tables)
+    methods: dict[str, None] = {}
+    for rows in tables.values():
+        for r in rows:
+            methods.setdefault("default" if is_default(r) else r.config.method, None)
+    head = "| method | " + " | ".join(escape_md(n) for n in names) + " |"
+    out = ["## Every method on every dataset (R@1 %, all retrievers, best measured parameters)", "", head,
+           "|---|" + "---|" * len(names)]
+    for m in methods:
+        cells = []
+        for n in names:
+            r = next((r for r in tables[n] if ("default" if is_default(r) else r.config.method) == m), None)
+            cells.append("" if r is None else f"{r.metrics['R@1']:.1f}" + (f" ({_fmt_params(r.config.param_dict)})"
+                                                                           if r.config.params and m != "default"
+                                                                           else ""))
+        name = f"**{default_method()} (default)**" if m == "default" else m
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    ranks = [default_rank(tables[n]) for n in names]
+    out.append("| rank of the default | " + " | ".join(f"{k} of {len(tables[n])}" if k else "" for k, n in
+                                                     zip(ranks, names)) + " |")
+    return out + [""]
 
 
 def combsum_variants(results: Sequence[Result], sub: tuple[str, ...]) -> list[Result]:
@@ -109,7 +164,7 @@ def default_vs_combsum(results: Sequence[Result], min_size: int = 3) -> list[dic
     return rows
 
 
-def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple[str, list[tuple[float, float]]]:
+def sensitivity(results: Sequence[Result], method: str = "sef") -> tuple[str, list[tuple[float, float]]]:
     """(parameter, [(value, R@1)]) of ``method`` on the largest retriever subset, other parameters at default."""
     param = SENSITIVITY.get(method)
     rs = [r for r in results if r.config.method == method]
@@ -122,30 +177,28 @@ def sensitivity(results: Sequence[Result], method: str = DEFAULT_LABEL) -> tuple
 
 
 def significance_lines(dataset, results: Sequence[Result], n_permutations: int = 10000) -> list[str]:
-    """Paired tests (Student t and Fisher randomization, per query) of the default fusion against the best CombSUM
-    variant on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
+    """Paired tests (Student t and Fisher randomization, per query) of the default fusion against RRF (k=60) and
+    CombSUM with z-scores on the dataset's full retriever set, on R@1 (hit@1) and MRR@10."""
     full = max((r.config.retrievers for r in results), key=len, default=())
     if len(full) < 2:
         return []
-    cs = combsum_variants(results, full)
-    dflt = [r for r in results if r.config.retrievers == full and is_default(r)]
-    if not cs or not dflt:
-        return []
-    best = max(cs, key=lambda r: r.metrics["R@1"])
     runs = [dataset.runs[n] for n in full]
-    base = fuse(runs, method="combsum", norm=best.config.norm).with_name("combsum")
-    ours = fuse(runs).with_name("sef")
+    name = default_method()
+    ours = fuse(runs).with_name(name)
     metrics = ["hit_rate@1", "mrr@10"]
-    t = compare(dataset.qrels, [base, ours], metrics, test="student")
-    f = compare(dataset.qrels, [base, ours], metrics, test="fisher", n_permutations=n_permutations)
-    out = [f"### Significance: default `sef` vs CombSUM/{best.config.norm} ({escape_md('+'.join(full))})", "",
-           "| metric (per query) | CombSUM | sef | paired t p-value | Fisher randomization p-value |",
-           "|---|---|---|---|---|"]
-    for m in metrics:
-        pf = f["sef"][m]["p_value"]
-        pf_s = f"< {1 / n_permutations:.0e}" if pf == 0 else f"{pf:.2g}"
-        out.append(f"| {m} | {t['combsum'][m]['mean']:.3f} | {t['sef'][m]['mean']:.3f} | "
-                   f"{t['sef'][m]['p_value']:.2g} | {pf_s} |")
+    out = [f"### Significance: the default `{name}` vs RRF and CombSUM/zmuv ({escape_md('+'.join(full))})", "",
+           f"| baseline | metric (per query) | baseline | {name} | paired t p-value | Fisher randomization p-value |",
+           "|---|---|---|---|---|---|"]
+    for label_, base in (("RRF (k=60)", fuse(runs, method="rrf", k=60)),
+                         ("CombSUM/zmuv", fuse(runs, method="combsum", norm="zmuv"))):
+        base = base.with_name("baseline")
+        t = compare(dataset.qrels, [base, ours], metrics, test="student")
+        f = compare(dataset.qrels, [base, ours], metrics, test="fisher", n_permutations=n_permutations)
+        for m in metrics:
+            pf = f[name][m]["p_value"]
+            pf_s = f"< {1 / n_permutations:.0e}" if pf == 0 else f"{pf:.2g}"
+            out.append(f"| {label_} | {m} | {t['baseline'][m]['mean']:.3f} | {t[name][m]['mean']:.3f} | "
+                       f"{t[name][m]['p_value']:.2g} | {pf_s} |")
     return out + [""]
 
 
@@ -169,8 +222,9 @@ def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
 def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int], command: str | None = None,
              plots: Mapping[str, Mapping[str, str]] | None = None, top: int | None = None,
              notes: Mapping[str, str] | None = None, extra: Mapping[str, Sequence[str]] | None = None) -> str:
-    """The Markdown report: per dataset, default vs CombSUM per subset, the sensitivity curve, and every measured
-    configuration sorted by R@1 (``top`` limits the full table)."""
+    """The Markdown report: every method on every dataset with the default's rank, then per dataset: default vs
+    CombSUM per subset, significance, the sensitivity curve, and every measured configuration sorted by R@1 (``top``
+    limits the full table)."""
     lines = ["# mmfuse fusion benchmark", ""]
     if command:
         lines += ["Reproduce with:", "", _fence(command), command, _fence(command), ""]
@@ -178,6 +232,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
               "favour, as in the usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant "
               "item; MRR@10, nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned "
               "runs.", ""]
+    lines += regime_summary(results)
     for name, res in results.items():
         res = list(res)
         lines += [f"## {escape_md(name)} ({n_queries[name]} queries)", ""]
@@ -191,7 +246,8 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
         cmp_rows = default_vs_combsum(res)
         if cmp_rows:
             lines += ["### Default fusion vs the best CombSUM variant (subsets of >= 3 retrievers)", "",
-                      "| retrievers | best single R@1 | best CombSUM (R@1) | default `sef` R@1 | difference |",
+                      f"| retrievers | best single R@1 | best CombSUM (R@1) | default `{default_method()}` R@1 | "
+                      "difference |",
                       "|---|---|---|---|---|"]
             for row in cmp_rows:
                 bs = row["best_single"]
@@ -212,7 +268,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
             lines += list(extra[name])
         param, pts = sensitivity(res)
         if pts:
-            lines += [f"### Sensitivity of the default (`sef`) to `{param}` (all retrievers)", "",
+            lines += [f"### Sensitivity of `sef` (the default's standardizing path) to `{param}` (all retrievers)", "",
                       f"| {param} | " + " | ".join(f"{v:g}" for v, _ in pts) + " |",
                       "|---|" + "---|" * len(pts),
                       "| R@1 | " + " | ".join(f"{s:.1f}" for _, s in pts) + " |", ""]

@@ -28,7 +28,8 @@ SUBSET_MODES = ("all", "singles", "pairs", "every")
 # The default grid: every non-transductive registered method (q2e_entropy is transductive: asked for by name only).
 # Norm lists give the normalizations swept for score-based methods; other keys are method parameters.
 DEFAULT_GRID: dict[str, dict[str, list]] = {
-    "combsum": {"norm": ["min-max", "zmuv", "sum", "rank", "borda"]},
+    "auto": {},
+    "combsum": {"norm": ["none", "min-max", "zmuv", "sum", "rank", "borda"]},
     "combmnz": {"norm": ["min-max", "zmuv"]},
     "combmax": {"norm": ["min-max"]},
     "combmed": {"norm": ["min-max"]},

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+
+BIG = 2.0 ** 500  # lists past this magnitude are scaled exactly before normalising (see mmfuse.fusion.norm)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -11,7 +15,9 @@ def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
     """Contributions of one (run, query) list ``score[s:s+m]`` into ``buf[:m]``; False if a score is not finite.
 
     Same formulas and 1e-9 floors as norm.py / the method functions, one branch per list, not per entry. Rank
-    contributions never read the scores (an infinite score does not change a rank).
+    contributions never read the scores (an infinite score does not change a rank). Like norm.py, min-max, zmuv and
+    sum work on the list times an exact power of two ``f`` (1 unless the list exceeds ``BIG``, so the usual lists
+    get exactly the unscaled arithmetic).
     """
     mn = score[s]
     mx = score[s]
@@ -23,6 +29,17 @@ def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
         mn = min(mn, v)
         mx = max(mx, v)
         tot += v
+    f = 1.0
+    if contrib == 0 and 1 <= norm <= 4:
+        amax = max(abs(mn), abs(mx))
+        if amax > BIG:  # differences, sums and squares of such scores overflow
+            f = math.ldexp(1.0, -math.frexp(amax)[1])
+            mn *= f
+            mx *= f
+            tot = 0.0
+            for e in range(s, s + m):
+                tot += score[e] * f
+    eps = 1e-9 * f
     if contrib == 1:
         for i in range(m):
             buf[i] = 1.0 / (p1 + (i + 1)) * wr
@@ -39,9 +56,9 @@ def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
         for i in range(m):
             buf[i] = (1.0 - i / m) * wr
     elif norm == 2:
-        den = max(mx - mn, 1e-9)
+        den = max(mx - mn, eps)
         for i in range(m):
-            buf[i] = (mx - score[s + i]) / den * wr
+            buf[i] = (mx - score[s + i] * f) / den * wr
     elif norm == 7:
         z = 0.0
         for i in range(m):
@@ -51,20 +68,20 @@ def list_values(score, s, m, norm, temp, contrib, p1, wr, buf):
             buf[i] = buf[i] / z * wr
     else:
         if norm == 1:
-            a, b = mn, max(mx - mn, 1e-9)
+            a, b = mn, max(mx - mn, eps)
         elif norm == 3:
             a = tot / m
             ss = 0.0
             for e in range(s, s + m):
-                d = score[e] - a
+                d = score[e] * f - a
                 ss += d * d
-            b = max(np.sqrt(ss / m), 1e-9)
+            b = max(np.sqrt(ss / m), eps)
         elif norm == 4:
-            a, b = mn, max(tot - m * mn, 1e-9)
+            a, b = mn, max(tot - m * mn, eps)
         else:  # 5: max
-            a, b = 0.0, max(mx, 1e-9)
+            a, b = 0.0, max(mx, eps)
         for i in range(m):
-            buf[i] = (score[s + i] - a) / b * wr
+            buf[i] = (score[s + i] * f - a) / b * wr
     return True
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfuse.errors import InputError
+from mmfuse.runs import LazyIds
 
 from ._kernels import kernels as _kernels
 
@@ -143,20 +144,16 @@ def _union_first_seen(tables: list[np.ndarray]) -> tuple[np.ndarray, list[np.nda
 
 def doc_tables(runs: list) -> list:
     """The runs' doc tables without turning Arrow-backed (lazy) ones into Python strings."""
-    from mmfuse.runs.run import LazyIds
-
-    return [r._doc_ids.arrow if isinstance(r._doc_ids, LazyIds) else r._doc_ids for r in runs]
+    return [r.doc_table() for r in runs]
 
 
 def _union_sorted(tables: list, lazy: bool = False) -> tuple:
     """Sorted union of sorted doc tables (numpy object or Arrow string arrays) and each table's positions in it.
 
     Identical tables cost nothing; otherwise the compiled key merge of ``mmfuse.runs.fastio`` runs, with Arrow's
-    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``run.LazyIds`` (no Python strings).
+    hash-and-sort as the fallback. ``lazy=True`` returns the union as ``mmfuse.runs.LazyIds`` (no Python strings).
     """
     import pyarrow as pa
-
-    from mmfuse.runs.run import LazyIds
 
     first = tables[0]
     is_arrow = [isinstance(t, (pa.Array, pa.ChunkedArray)) for t in tables]
@@ -263,11 +260,24 @@ def query_union(runs: list, queries: np.ndarray | None = None) -> tuple[np.ndarr
     return table, maps[1:]
 
 
-def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None) -> Aligned:
+RANKS = ("input", "score")
+
+
+def input_ranks(run, ranks: str) -> np.ndarray | None:
+    """The ranks a rank-based method reads for ``run``'s entries: its input order when ``ranks="input"`` and the run
+    records one (a TREC file's order: pyserini's semantics), else None (the score order, trec_eval's)."""
+    if ranks == "score":
+        return None
+    got = run.input_ranks()
+    return None if got is None or np.array_equal(got, run.ranks()) else got
+
+
+def align(runs: list, depth: int | None = None, queries: np.ndarray | None = None, ranks: str = "input") -> Aligned:
     """Put ``runs`` (each optionally cut to its top ``depth``) on shared tables; see the module docstring.
-    ``queries`` leads the query table (see ``query_union``)."""
+    ``queries`` leads the query table (see ``query_union``); ``ranks`` says where entries' ranks come from (see
+    ``input_ranks``; the depth cut follows the same order)."""
     if depth is not None:
-        runs = [r.cut(depth) for r in runs]
+        runs = [r.cut(depth, by=ranks) for r in runs]
     names = [str(r.name) for r in runs]
     query_ids, qmaps = query_union(runs, queries)
     doc_ids, dmaps = _union_sorted(doc_tables(runs))
@@ -295,6 +305,12 @@ def align(runs: list, depth: int | None = None, queries: np.ndarray | None = Non
         rank = np.tile(np.arange(1, int(seg_counts[0]) + 1, dtype=np.int32), seg_counts.size)
     else:
         rank = (np.arange(score.size, dtype=np.int64) - np.repeat(seg_offsets[:-1], seg_counts) + 1).astype(np.int32)
+    given = [input_ranks(r, ranks) for r in runs]
+    if any(g is not None for g in given):
+        base = np.cumsum([0] + [len(r) for r in runs])
+        for i, g in enumerate(given):
+            if g is not None:
+                rank[base[i]:base[i + 1]] = g
     score = _finite(score, seg_offsets, names, run)
 
     k = _kernels()

@@ -1,4 +1,24 @@
-"""mmfuse's default fusion: standardized evidence with a miss penalty (SEF), inductive and per query.
+"""mmfuse's default fusion, ``auto``: per query, CombSUM of the scores when every list holds similarities on a shared
+scale, else standardized evidence fusion (``sef``). Both are inductive (one query's lists only), zero-shot and have
+no parameter fitted to a dataset.
+
+``auto`` chooses by the *score type* of each query's lists, which it reads off the scores themselves:
+
+- **similarities** - every score of every list of the query lies in [-1, 1], and no list is a probability
+  distribution (>= 3 non-negative scores summing to 1). Cosines of embedding retrievers are such scores, and so are
+  mmfuse's lexical scores, which are fractions of the query's BM25 self-match (``mmfuse.store.bm25``): for both,
+  0 means unrelated and 1 a perfect match, whatever the query or retriever. Their sum is the total evidence of match
+  a video shows, on one scale for every query: a doc a retriever did not return adds nothing (0 = unrelated), so a
+  single strong hit of one retriever counts in full, a partial n-gram match of unrelated words counts a few
+  hundredths, and two half matches in two modalities add up. Standardizing such lists (``sef``) throws their scale
+  away: a one-hit list has no spread, and a flat list of unrelated cosines gets the same z-scores as a real match.
+- **anything else** (logits, raw BM25, distances, probabilities: the dense score matrices of the benchmarks,
+  run files from other systems) - ``sef`` below: the scores' own scale says nothing across retrievers, so each list
+  is standardized.
+
+The rule is per query, so a query's ranking never depends on the other queries of the batch.
+
+Standardized evidence fusion (SEF):
 
 For each query q and retriever r, r's *real* candidates are standardized over r's own list,
 ``z = (s - mean_rq) / std_rq``: this is a per-query, per-retriever weight ``1 / std_rq`` on the centred scores, so a
@@ -30,7 +50,7 @@ import numpy as np
 
 from .registry import Param, register_method
 
-__all__ = ["sef", "padding_mask", "DEFAULT_MISS"]
+__all__ = ["auto", "sef", "padding_mask", "similarity_queries", "DEFAULT_MISS"]
 
 DEFAULT_MISS = 0.25
 # a list whose scores are non-negative and sum to 1 within this tolerance is a probability distribution
@@ -75,10 +95,9 @@ def padding_mask(score: np.ndarray, seg_offsets: np.ndarray) -> np.ndarray:
     ],
     default_norm="none",
     weighted=True,
-    aliases=("standardized", "default"),
-    doc="Standardized evidence fusion (mmfuse default): per-query z-scores over each retriever's real candidates "
-        "(weight 1/std), docs a retriever missed scored `miss` std below its last candidate.",
-    default=True,
+    aliases=("standardized",),
+    doc="Standardized evidence fusion: per-query z-scores over each retriever's real candidates (weight 1/std), "
+        "docs a retriever missed scored `miss` std below its last candidate.",
 )
 def sef(ctx, miss: float = DEFAULT_MISS, detect_padding: bool = True, log_probs: bool = True) -> np.ndarray:
     """Standardized evidence fusion; returns one fused score per (query, doc) pair of ``ctx``."""
@@ -129,3 +148,54 @@ def sef(ctx, miss: float = DEFAULT_MISS, detect_padding: bool = True, log_probs:
     base = np.bincount(a.seg_q, weights=fill_seg * wseg, minlength=a.n_queries)  # "missed by every retriever"
     gain = np.where(keep, (z - fill_seg[seg_id]) * wseg[seg_id], 0.0)
     return base[a.pair_q] + np.bincount(a.pair, weights=gain, minlength=a.n_pairs)
+
+
+def similarity_queries(ctx) -> np.ndarray:
+    """[Q] bool: every list of the query holds similarity scores (see the module docstring): each score in [-1, 1],
+    and no list of >= 3 entries is a probability distribution. A query without lists counts as similarities."""
+    a = ctx.aligned
+    score, seg_off = a.score, a.seg_offsets
+    counts = np.diff(seg_off)
+    S = counts.size
+    nonempty = counts > 0
+    amax = np.zeros(S)
+    smin = np.zeros(S)
+    ssum = np.zeros(S)
+    if nonempty.any():
+        starts = seg_off[:-1][nonempty]
+        amax[nonempty] = np.maximum.reduceat(np.abs(score), starts)
+        smin[nonempty] = np.minimum.reduceat(score, starts)
+        ssum[nonempty] = np.add.reduceat(score, starts)
+    prob = (counts >= 3) & (smin >= 0) & (np.abs(ssum - 1.0) <= PROB_TOL)
+    ok = (amax <= SIMILARITY_BOUND) & ~prob
+    bad = np.bincount(a.seg_q, weights=~ok, minlength=a.n_queries)
+    return bad == 0
+
+
+# similarities are bounded by 1 in theory; float32 storage and rounding put a few ulps on top
+SIMILARITY_BOUND = 1.0 + 1e-6
+
+
+@register_method(
+    "auto",
+    kind="adaptive",
+    params=[
+        Param("miss", DEFAULT_MISS, float, "sef's penalty (queries whose lists are not similarities)", min=0.0),
+        Param("detect_padding", True, bool, "sef: treat a block of >= 2 entries tied at a list's minimum as padding"),
+        Param("log_probs", True, bool, "sef: standardize probability-distribution lists on the log scale"),
+    ],
+    default_norm="none",
+    weighted=True,
+    aliases=("default",),
+    doc="mmfuse default: per query, CombSUM of the scores when every list holds similarities in [-1, 1] "
+        "(cosines, mmfuse's lexical scores), else sef.",
+    default=True,
+)
+def auto(ctx, miss: float = DEFAULT_MISS, detect_padding: bool = True, log_probs: bool = True) -> np.ndarray:
+    """One fused score per (query, doc) pair of ``ctx``: the weighted sum of similarities, or sef (module docs)."""
+    out = sef(ctx, miss=miss, detect_padding=detect_padding, log_probs=log_probs)
+    sim = similarity_queries(ctx)
+    if sim.any():
+        summed = ctx.pair_sum(ctx.aligned.score * ctx.weights[ctx.run])
+        out = np.where(sim[ctx.pair_q], summed, out)
+    return out

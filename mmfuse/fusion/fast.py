@@ -114,7 +114,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     if k is None or norm not in NORM_CODE:
         return None
     from mmfuse.errors import InputError, ParameterError
-    from mmfuse.runs.run import Run
+    from mmfuse.runs import Run
 
     from .align import _union_sorted, doc_tables, query_union
 
@@ -193,7 +193,7 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
         out_doc = remap[out_doc]
         if isinstance(doc_ids, np.ndarray):
             doc_ids = doc_ids[used]
-        else:  # an Arrow-backed table (run.LazyIds)
+        else:  # an Arrow-backed table (mmfuse.runs.LazyIds)
             import pyarrow as pa
 
             doc_ids = type(doc_ids)(doc_ids.arrow.filter(pa.array(used)))

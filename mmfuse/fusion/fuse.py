@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from mmfuse.errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.runs import Run
 
-from .align import FusionInput, align, order_pairs
+from .align import RANKS, FusionInput, align, input_ranks, order_pairs
 from .norm import NORM_PARAMS, norm_name, normalize_entries
 from .registry import get_method
 
@@ -37,7 +37,8 @@ def check_weights(weights: Sequence[float] | None, n_runs: int) -> np.ndarray | 
 
 
 def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequence[float] | None = None,
-         depth: int | None = None, *, queries: Sequence[str] | None = None, _use_fast: bool = True, **params: Any):
+         depth: int | None = None, *, queries: Sequence[str] | None = None, ranks: str = "input",
+         _use_fast: bool = True, **params: Any):
     """Fuse several Runs into one, vectorised over all queries.
 
     ``method``: a registered name (``mmfuse.fusion.methods()``); None = the library default. ``norm``: one of
@@ -54,6 +55,12 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     queries and their order (queries no run answered get no entries; runs' other queries are ignored); by default
     it is the union of the runs' queries, in first-seen order. Runs with no entries at all are allowed (a retriever
     that found nothing).
+
+    Ranks, for rank-based methods and the ``rank``/``borda`` norms: ``ranks="input"`` (the default) reads each
+    document's rank from its run's input order when the run records one - a TREC file's line order, which is how
+    pyserini (and the official fused TREC runs made with it) rank, and which differs from the score order only
+    inside groups of tied scores; ``ranks="score"`` always ranks by score desc, then doc id desc (trec_eval's order).
+    Runs built in memory record no input order, so for them the two agree. ``depth`` cuts in the same order.
     """
     if isinstance(runs, Run) or runs is None:
         raise ParameterError("fuse expects a list of runs")
@@ -75,6 +82,8 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
         runs = [r if want.issuperset(r.query_ids.tolist()) else r.subset([q for q in r.query_ids.tolist() if q in want])
                 for r in runs]
         qtable = np.asarray(qlist, dtype=object)
+    if ranks not in RANKS:
+        raise unknown("ranks", ranks, RANKS)
     m = get_method(method)
     norm_kw = {k[5:]: params.pop(k) for k in list(params) if k.startswith("norm_")}
     nname = norm_name(norm if norm is not None else (m.default_norm or "none"))
@@ -83,8 +92,6 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     allowed = NORM_PARAMS.get(nname, {})
     for k in norm_kw:
         if k not in allowed:
-            from mmfuse.errors import unknown
-
             raise unknown(f"parameter for normalization {nname!r}", "norm_" + k,
                           ["norm_" + a for a in allowed] or ["(none)"])
     try:
@@ -100,13 +107,16 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
             raise ParameterError(f"depth must be an integer >= 1, got {depth!r}")
         depth = int(depth)
 
+    uses_ranks = m.kind == "rank" or nname in ("rank", "borda")
+    if uses_ranks and any(input_ranks(r, ranks) is not None for r in runs):
+        _use_fast = False  # the compiled pass ranks by position; input order takes the general path
     if m.fast is not None and nname != "borda" and _use_fast:
         from .fast import fast_fuse
 
         out = fast_fuse(runs, m.fast, nname, norm_kw, w, resolved, depth, m.name, qtable)
         if out is not None:
             return out
-    a = align(runs, depth, qtable)
+    a = align(runs, depth, qtable, ranks if uses_ranks else "score")
     run, pair, qidx, value, rank = normalize_entries(a, nname, **norm_kw)
     ctx = FusionInput(a, run, pair, qidx, value, rank, w if w is not None else np.ones(a.n_runs))
     scores = np.asarray(m.fn(ctx, **resolved), dtype=np.float64)

@@ -51,7 +51,7 @@ def interleave(runs, keep: str = "all", depth: int | None = None) -> dict[str, l
 
 def interleave_run(runs, depth: int | None = None, name: str = "interleave"):
     """The ``keep="first"`` interleaving as a Run; the score of the item at 1-based position i is 1 / i."""
-    from mmfuse.runs.run import Run
+    from mmfuse.runs import Run
 
     a, order, offsets = _order(runs, "first", depth)
     counts = np.diff(offsets)

@@ -18,6 +18,12 @@ softmax(temperature)    exp((s - max) / T) / sum(...)      (mmfuse only)
 
 Borda is the only normalisation that gives a run's *missing* docs a score (as ranx does); with all others a doc
 missing from a run has no entry there, and each method says how it treats that (see ``mmfuse.fusion``).
+
+Huge scores: min-max, zmuv and sum compute differences, sums and squares that overflow for scores past ~1e154
+(zmuv of scores near 1e200 used to give all zeros, min-max of +-1e308 NaN). A list whose largest |score| exceeds
+2^500 is first multiplied by a power of two that brings it into [0.5, 1), and the floors with it. Scaling by a
+power of two is exact, so every list gets the value the formula has in exact arithmetic wherever the unscaled
+computation did not overflow: results below the threshold are bit for bit what they were (and what ranx gives).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
+from mmfuse.runs import Run
 
 from .align import Aligned, segment_reduce
 
@@ -35,6 +42,8 @@ _ALIASES = {"min_max": "min-max", "minmax": "min-max", "min_max_inverted": "min-
             "zscore": "zmuv", "z_score": "zmuv", "standard": "zmuv", "identity": "none", "": "none"}
 NORM_PARAMS = {"softmax": {"temperature": 1.0}}
 _EPS = 1e-9
+BIG = 2.0 ** 500  # past this magnitude a list is scaled before normalising (see the module docstring)
+_SCALED = ("min-max", "min-max-inverted", "zmuv", "sum")
 
 
 def norm_name(norm: str | None) -> str:
@@ -54,30 +63,48 @@ def _seg_stats(score: np.ndarray, seg_offsets: np.ndarray):
     return counts, n
 
 
+def _list_scale(score: np.ndarray, seg_offsets: np.ndarray) -> np.ndarray | None:
+    """Per list an exact power-of-two factor bringing its largest |score| into [0.5, 1) where that exceeds ``BIG``
+    (1 elsewhere); None when no list needs one."""
+    if not score.size or max(score.max(), -score.min()) <= BIG:
+        return None
+    amax = segment_reduce(np.maximum, np.abs(score), seg_offsets, empty=0.0)
+    f = np.ones(amax.size)
+    big = (amax > BIG) & np.isfinite(amax)
+    f[big] = np.ldexp(1.0, -np.frexp(amax[big])[1])
+    return f
+
+
 def normalize_values(norm: str, score: np.ndarray, rank: np.ndarray, seg_offsets: np.ndarray,
                      temperature: float = 1.0) -> np.ndarray:
     """Normalise per-entry ``score`` within segments (every norm except borda, which needs the other runs)."""
     norm = norm_name(norm)
     counts, n = _seg_stats(score, seg_offsets)
+    scale = _list_scale(score, seg_offsets) if norm in _SCALED else None
+    eps: float | np.ndarray = _EPS  # per list: the floors scale with the scores
+    if scale is not None:
+        score = score * np.repeat(scale, counts)
+        eps = _EPS * scale
     if counts.size and norm not in ("none", "rank") and counts[0] > 0 and (counts == counts[0]).all():
-        return _normalize_uniform(norm, score.reshape(counts.size, int(counts[0])), temperature).reshape(-1)
-    rep = lambda x: np.repeat(x, counts)  # noqa: E731
+        m = score.reshape(counts.size, int(counts[0]))
+        return _normalize_uniform(norm, m, temperature, eps if scale is None else eps[:, None]).reshape(-1)
+    rep = lambda x: np.repeat(x, counts) if np.ndim(x) else x  # noqa: E731
     if norm == "none":
         return score.astype(np.float64, copy=True)
     if norm in ("min-max", "min-max-inverted"):
         lo = rep(segment_reduce(np.minimum, score, seg_offsets))
         hi = rep(segment_reduce(np.maximum, score, seg_offsets))
-        den = np.maximum(hi - lo, _EPS)
+        den = np.maximum(hi - lo, rep(eps))
         return (score - lo) / den if norm == "min-max" else (hi - score) / den
     if norm == "zmuv":
         mean = rep(segment_reduce(np.add, score, seg_offsets) / np.maximum(n, 1))
         dev = score - mean
         std = np.sqrt(rep(segment_reduce(np.add, dev * dev, seg_offsets) / np.maximum(n, 1)))
-        return dev / np.maximum(std, _EPS)
+        return dev / np.maximum(std, rep(eps))
     if norm == "sum":
         lo = segment_reduce(np.minimum, score, seg_offsets)
         total = segment_reduce(np.add, score, seg_offsets)
-        den = np.maximum(total - lo * n, _EPS)
+        den = np.maximum(total - lo * n, eps)
         return (score - rep(lo)) / rep(den)
     if norm == "max":
         return score / np.maximum(rep(segment_reduce(np.maximum, score, seg_offsets)), _EPS)
@@ -87,30 +114,32 @@ def normalize_values(norm: str, score: np.ndarray, rank: np.ndarray, seg_offsets
         if not temperature > 0:
             raise ParameterError(f"softmax normalization: temperature must be > 0, got {temperature}")
         hi = rep(segment_reduce(np.maximum, score, seg_offsets))
-        e = np.exp((score - hi) / temperature)
+        with np.errstate(over="ignore"):  # s - max may pass -1.8e308: -inf, whose exp is the right 0
+            e = np.exp((score - hi) / temperature)
         return e / rep(segment_reduce(np.add, e, seg_offsets))
     raise ParameterError(f"normalization {norm!r} needs all runs; use normalize_entries")
 
 
-def _normalize_uniform(norm: str, m: np.ndarray, temperature: float) -> np.ndarray:
+def _normalize_uniform(norm: str, m: np.ndarray, temperature: float, eps: float | np.ndarray = _EPS) -> np.ndarray:
     """Same formulas on a (segments x length) matrix: every list has the same length (the common top-k case)."""
     if norm in ("min-max", "min-max-inverted"):
         lo, hi = m.min(axis=1, keepdims=True), m.max(axis=1, keepdims=True)
-        den = np.maximum(hi - lo, _EPS)
+        den = np.maximum(hi - lo, eps)
         return (m - lo) / den if norm == "min-max" else (hi - m) / den
     if norm == "zmuv":
         dev = m - m.mean(axis=1, keepdims=True)
-        dev /= np.maximum(m.std(axis=1, keepdims=True), _EPS)
+        dev /= np.maximum(m.std(axis=1, keepdims=True), eps)
         return dev
     if norm == "sum":
         lo = m.min(axis=1, keepdims=True)
-        return (m - lo) / np.maximum(m.sum(axis=1, keepdims=True) - lo * m.shape[1], _EPS)
+        return (m - lo) / np.maximum(m.sum(axis=1, keepdims=True) - lo * m.shape[1], eps)
     if norm == "max":
         return m / np.maximum(m.max(axis=1, keepdims=True), _EPS)
     if norm == "softmax":
         if not temperature > 0:
             raise ParameterError(f"softmax normalization: temperature must be > 0, got {temperature}")
-        e = np.exp((m - m.max(axis=1, keepdims=True)) / temperature)
+        with np.errstate(over="ignore"):
+            e = np.exp((m - m.max(axis=1, keepdims=True)) / temperature)
         return e / e.sum(axis=1, keepdims=True)
     raise ParameterError(f"normalization {norm!r} has no matrix form")
 
@@ -139,8 +168,6 @@ def normalize_entries(a: Aligned, norm: str | None, temperature: float = 1.0):
 
 def normalize(run, norm: str, temperature: float = 1.0):
     """Return a copy of one Run with its scores normalised per query ('borda' needs several runs: use fuse)."""
-    from mmfuse.runs.run import Run
-
     norm = norm_name(norm)
     if norm == "borda":
         raise ParameterError("normalization 'borda' scores each run against the union of several runs; use fuse()")

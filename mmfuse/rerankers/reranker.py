@@ -18,12 +18,14 @@ import numpy as np
 
 from mmfuse.errors import InputError, ParameterError
 from mmfuse.ingest.probe import VIDEO_EXTENSIONS
+from mmfuse.runs import RankedList, Run, read_queries
 
 from .grid import GridCache, GridSpec, draw_label, placeholder
 from .parsing import ParseStats, repair_order
 from .prompts import Candidate, truncate_words
 from .strategies import fusion_lists, sliding_window
 
+load_queries = read_queries  # the query-file reader lives in mmfuse.runs; this name is kept for compatibility
 log = logging.getLogger("mmfuse.rerankers")
 log.addHandler(logging.NullHandler())  # the CLI reports failures from RerankStats; apps may add handlers
 Progress = Callable[[int, int, str], None]
@@ -60,33 +62,6 @@ class RerankStats:
         if self.missing_videos:
             s += f"; {len(self.missing_videos)} videos missing or unreadable (placeholder grids)"
         return s
-
-
-def load_queries(path: str | os.PathLike) -> dict[str, str]:
-    """Query texts from TSV ``qid<TAB>text`` (TREC/pyserini topics) or JSON ``{qid: text}``."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: query file does not exist")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{p}: expected a JSON object {{qid: text}}")
-        return {str(k): str(v) for k, v in data.items()}
-    out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        qid, sep, q = line.rstrip("\r\n").partition("\t")
-        if not sep or not qid.strip() or not q.strip():
-            raise InputError(f"{p}:{n}: expected 'qid<TAB>query text'")
-        out[qid.strip()] = q.strip()
-    if not out:
-        raise InputError(f"{p}: no queries")
-    return out
 
 
 def load_subtitles(src: str | os.PathLike | Mapping[str, str]) -> dict[str, str]:
@@ -390,28 +365,20 @@ class VLMReranker:
         ``checkpoint``: a JSONL file that records each finished query; with ``resume=True`` finished
         queries are taken from it instead of being reranked again.
         """
-        from mmfuse.runs.run import Run
-
         paths = index_videos(videos)
-        qids = [str(q) for q in run.query_ids.tolist()]
-        docs_all = run.doc_ids
-        off = run.offsets
-        lists = {q: [str(d) for d in docs_all[run.doc_idx[off[i]:off[i + 1]]]] for i, q in enumerate(qids)}
+        views = list(run.lists())
+        lists = {v.query_id: [str(d) for d in v.doc_ids.tolist()] for v in views}
         ranks = self._ranks_from(retriever_runs, lists) if retriever_runs else None
         results = self._run_all(query_texts, lists, paths, ranks, None, progress, checkpoint, resume)
 
-        # permute each query's entries in place so evidence columns follow their documents
-        perm = np.empty(len(run), dtype=np.int64)
-        for i, q in enumerate(qids):
-            a, b = int(off[i]), int(off[i + 1])
-            pos = {d: a + j for j, d in enumerate(lists[q])}
-            perm[a:b] = [pos[d] for d in results[q]]
-        counts = np.diff(off)
-        within = np.arange(len(run)) - np.repeat(off[:-1], counts)
-        scores = (np.repeat(counts, counts) - within).astype(np.float64)
-        evidence = {k: np.asarray(v)[perm] for k, v in run.evidence.items()} if run.evidence else None
-        return Run(run.query_ids, run.doc_ids, run.offsets, run.doc_idx[perm], scores,
-                   name=f"{run.name}+vlm" if run.name else "vlm", evidence=evidence)
+        # each query's entries in the model's order (evidence follows its documents), scored n, n-1, ... 1
+        def reordered(v: RankedList) -> RankedList:
+            pos = {d: j for j, d in enumerate(lists[v.query_id])}
+            perm = np.asarray([pos[d] for d in results[v.query_id]], dtype=np.int64)
+            return RankedList(v.query_id, v.doc_ids[perm], np.arange(perm.size, 0, -1, dtype=np.float64),
+                              {k: np.asarray(e)[perm] for k, e in v.evidence.items()})
+
+        return Run.from_lists((reordered(v) for v in views), name=f"{run.name}+vlm" if run.name else "vlm")
 
     def rerank_fusion(self, query_texts: Mapping[str, str], runs: Sequence, videos, *, depth: int | None = None,
                       names: Sequence[str] | None = None, progress: Progress | None = None,
@@ -421,8 +388,6 @@ class VLMReranker:
         The model sees each candidate's rank in every run and the interleaved order (repeats = consensus).
         The output holds the union; beyond ``top`` the first-appearance interleaved order is kept.
         """
-        from mmfuse.runs.run import Run
-
         if len(runs) < 1:
             raise ParameterError("fusion reranking needs at least one run")
         paths = index_videos(videos)
@@ -445,13 +410,7 @@ class VLMReranker:
             names = [f"{n}#{i + 1}" for i, n in enumerate(names)]
         per_run = []
         for r in runs:
-            table: dict[str, dict[str, int]] = {}
-            docs = r.doc_ids
-            for qi, q in enumerate(r.query_ids.tolist()):
-                q = str(q)
-                if q in lists:
-                    a, b = int(r.offsets[qi]), int(r.offsets[qi + 1])
-                    table[q] = {str(d): k for k, d in enumerate(docs[r.doc_idx[a:b]].tolist(), 1)}
-            per_run.append(table)
+            per_run.append({v.query_id: {str(d): k for k, d in enumerate(v.doc_ids.tolist(), 1)}
+                            for v in r.lists() if v.query_id in lists})
         return {q: {d: {n: t.get(q, {}).get(d) for n, t in zip(names, per_run)} for d in docs[: self.top]}
                 for q, docs in lists.items()}

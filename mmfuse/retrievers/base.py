@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mmfuse.runs.run import Run
+from mmfuse.runs import Run
 
 AGGREGATIONS = ("max", "mean", "sum", "topn")
 
@@ -144,8 +142,6 @@ def segment_run(
     ``segments`` holds per-segment columns ``video_id``, ``segment_id``, ``start``, ``end`` (aligned
     with ``seg_idx``). Queries without hits simply have no entries.
     """
-    from mmfuse.runs.run import Run
-
     if "_video_codes" in segments:  # precomputed by IndexedRetriever: no per-query string sort
         vids, seg_video = segments["_videos"], segments["_video_codes"]
     else:
@@ -176,34 +172,6 @@ def segment_run(
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     return Run(qids, np.asarray(vids)[used].astype(object), offsets, doc_idx.reshape(-1).astype(np.int64), sc,
                name=name, evidence=evidence)
-
-
-def ensure_queries(run: "Run", query_ids: Sequence[str] | np.ndarray) -> "Run":
-    """The run with exactly ``query_ids``, in that order; queries without hits get zero entries."""
-    from mmfuse.runs.run import Run
-
-    qids = np.asarray(query_ids).astype(str)
-    if run.n_queries == 0:
-        return empty_run(run.name, qids)
-    pos = {q: i for i, q in enumerate(np.asarray(run.query_ids).astype(str).tolist())}
-    src = np.asarray([pos.get(q, -1) for q in qids.tolist()], dtype=np.int64)
-    ok = src >= 0
-    starts = np.where(ok, run.offsets[np.maximum(src, 0)], 0) if src.size else src
-    counts = np.where(ok, run.offsets[np.maximum(src, 0) + 1] - starts, 0) if src.size else src
-    total = int(counts.sum())
-    take = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total)
-    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    ev = {c: np.asarray(v)[take] for c, v in run.evidence.items()} if run.evidence else None
-    return Run(qids, run.doc_ids, offsets, run.doc_idx[take], run.scores[take], name=run.name, evidence=ev)
-
-
-def empty_run(name: str, query_ids: np.ndarray) -> "Run":
-    """A Run with the given queries and no entries (a retriever with nothing indexed yet)."""
-    from mmfuse.runs.run import Run
-
-    qids = np.asarray(query_ids).astype(str)
-    e = np.empty(0, dtype=np.int64)
-    return Run(qids, np.empty(0, dtype=object), np.zeros(qids.size + 1, dtype=np.int64), e, np.empty(0), name=name)
 
 
 def describe(obj: Any) -> str:
@@ -255,7 +223,7 @@ class IndexedRetriever:
         data = self.data
         n_seg = len(data["segment_id"])
         if n_seg == 0 or not texts:
-            return empty_run(self.name, qids)
+            return Run.empty(qids, name=self.name)
         # Max: the k-th best video's best segment ranks at most (k-1)*S+1, S = most segments of one
         # video, so k*S segment hits give the exact top k. mean/sum/topn need every segment.
         depth = self.segment_depth or (int(k) * data["_max_per_video"] if self.aggregation == "max" else n_seg)

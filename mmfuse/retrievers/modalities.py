@@ -14,10 +14,10 @@ from mmfuse.encoders import encoder_from_spec, load_encoder
 from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import InputError, ModelError
 
-from .base import IndexedRetriever, ensure_queries, normalize_queries, top_k_dense
+from .base import IndexedRetriever, normalize_queries, top_k_dense
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmfuse.runs.run import Run
+    from mmfuse.runs import Run
     from mmfuse.store.lance import IndexStore
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -265,7 +265,7 @@ class PrecomputedRetriever:
     @classmethod
     def from_file(cls, path: str | os.PathLike, name: str | None = None, modality: str = "precomputed",
                   format: str | None = None) -> "PrecomputedRetriever":
-        from mmfuse.runs.run import Run
+        from mmfuse.runs import Run
 
         p = Path(path)
         if not p.exists():
@@ -275,7 +275,7 @@ class PrecomputedRetriever:
     @classmethod
     def from_matrix(cls, scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str], name: str = "precomputed",
                     modality: str = "precomputed", depth: int | None = None) -> "PrecomputedRetriever":
-        from mmfuse.runs.run import Run
+        from mmfuse.runs import Run
 
         scores = np.asarray(scores, dtype=np.float64)
         if scores.shape != (len(query_ids), len(doc_ids)):
@@ -283,7 +283,7 @@ class PrecomputedRetriever:
         return cls(Run.from_matrix(scores, list(query_ids), list(doc_ids), depth=depth).with_name(name), name=name, modality=modality)
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
-        from mmfuse.runs.run import Run
+        from mmfuse.runs import Run
 
         qids, texts = normalize_queries(queries)
         run = self.run
@@ -307,7 +307,7 @@ class PrecomputedRetriever:
         out = Run.from_arrays(
             np.repeat(qids, take), run.doc_ids[run.doc_idx[rows]], run.scores[rows], name=self.name, evidence=ev,
         )
-        return ensure_queries(out, qids)
+        return out.ensure_queries(qids)
 
 
 def clip_from_spec(spec: Mapping[str, Any]) -> Any:

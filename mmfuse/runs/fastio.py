@@ -12,11 +12,23 @@ to pack) returns a "no" and the callers take their general path, which also prod
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pyarrow as pa
 
 from mmfuse.utils.compiled import LazyKernels, threads
 
-__all__ = ["tokenize_columns", "encode_sorted", "union_sorted", "kernels"]
+__all__ = ["tokenize_columns", "encode_sorted", "union_sorted", "kernels", "ascii_float"]
+
+# TREC scores: ASCII decimal/exponent floats, inf and nan. Python's float() also takes "1_000" and non-ASCII digits
+# ("١٢٣", "１２"), which no other TREC tool reads: every token the compiled parser declines is checked against this.
+_FLOAT = re.compile(rb"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.IGNORECASE)
+
+
+def ascii_float(token: bytes) -> float | None:
+    """The float of a score token in TREC syntax, or None when it is not one."""
+    return float(token) if _FLOAT.fullmatch(token) else None
 
 
 def _build() -> dict:
@@ -34,8 +46,6 @@ _PARTS = 2  # pieces a large text is tokenized in (threads), split at newlines
 
 def _string_buffers(arr) -> tuple[np.ndarray, np.ndarray]:
     """(offsets int64, data uint8) numpy views of a null-free Arrow (large_)string array."""
-    import pyarrow as pa
-
     _, ob, db = arr.buffers()
     odt = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     offsets = np.frombuffer(ob, dtype=odt)[arr.offset:arr.offset + len(arr) + 1]
@@ -97,8 +107,6 @@ def encode_sorted(arr):
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
     codes, first = k["codes_from_sorted"](keys, order, idx_bits, packed)
-    import pyarrow as pa
-
     return codes, arr.take(pa.array(first))  # Arrow's take: ~2.5x faster than a numba byte loop here
 
 
@@ -112,8 +120,6 @@ def union_sorted(tables: list) -> tuple | None:
     k = kernels()
     if k is None or any(t.null_count for t in tables) or any(len(t) == 0 for t in tables):
         return None
-    import pyarrow as pa
-
     bufs = [_string_buffers(t) for t in tables]
     plan = _key_plan(k, [(o, d, 0, len(t)) for (o, d), t in zip(bufs, tables)], 0)
     if plan is None:
@@ -148,9 +154,10 @@ def union_sorted(tables: list) -> tuple | None:
 
 
 def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col: int = -1, tag_col: int = -1,
-                     group_col: int = -1, float_col: int = -1):
-    """Columns of a whitespace-separated text (bytes or mmap): ``cols`` as Arrow string arrays, ``group_col``
-    dictionary-encoded in first-seen order, ``float_col`` parsed to float64, and the first line's ``tag_col``.
+                     group_col: int = -1, float_col: int = -1, start: int = 0):
+    """Columns of a whitespace-separated text (bytes or mmap, read from byte ``start`` on): ``cols`` as Arrow string
+    arrays, ``group_col`` dictionary-encoded in first-seen order, ``float_col`` parsed to float64, and the first
+    line's ``tag_col``.
 
     Returns (arrays, (codes, table) or None, floats or None, tag or None), or None when the text needs the
     line-by-line reader (see the module docstring); a text with no non-blank line gives ([], None, None, None).
@@ -159,8 +166,6 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
     k = kernels()
     if k is None:
         return None
-    import pyarrow as pa
-
     data = np.frombuffer(raw, dtype=np.uint8)
     size = data.size
     C = len(cols)
@@ -168,14 +173,14 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
     for row, c in enumerate(cols):
         colmap[c] = row
     # A line that counts has at least n_min one-byte columns and their separators: this bounds the line count.
-    max_lines = size // max(2 * n_min, 2) + 2
+    max_lines = (size - start) // max(2 * n_min, 2) + 2
     # Scratch sized for the worst case: np.empty does not touch memory, only what is filled gets paged in.
     bufs = np.empty((C, max(size, 1)), dtype=np.uint8)
     # parts split at newlines, one thread each (measured on 2 cores: 1 part 185 ms, 2: 128, 4: 131, 8: 134)
-    n_parts = 1 if size < 1 << 22 else _PARTS
-    cuts = [0]
+    n_parts = 1 if size - start < 1 << 22 else _PARTS
+    cuts = [start]
     for i in range(1, n_parts):
-        nl = raw.find(b"\n", max(cuts[-1], size * i // n_parts))
+        nl = raw.find(b"\n", max(cuts[-1], start + (size - start) * i // n_parts))
         if nl >= 0 and nl + 1 < size:
             cuts.append(nl + 1)
     cuts.append(size)
@@ -190,9 +195,9 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
     high = np.zeros((P, C), dtype=np.bool_)
 
     def run(i: int):
-        lo, hi = parts[i]
+        lo, hi = parts[i]  # each part fills the scratch rows from its own offset (relative to ``start``)
         return k["tokenize"](data, lo, hi, n_min, n_max, colmap, int_col, tag_col, group_col, float_col, fbits[i],
-                             fallback[i], nfb[i], offs[i], bufs, lo, tags[i], groups[i], high[i])
+                             fallback[i], nfb[i], offs[i], bufs, lo - start, tags[i], groups[i], high[i])
 
     res = threads(run, P)
     counts = [r[0] for r in res]
@@ -207,7 +212,7 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
         pieces = [offs[0][row, :counts[0] + 1]]
         end = int(pieces[0][-1])
         for i in range(1, P):  # move each part's strings next to the previous part's
-            lo, n_i = parts[i][0], int(offs[i][row, counts[i]])
+            lo, n_i = parts[i][0] - start, int(offs[i][row, counts[i]])
             bufs[row, end:end + n_i] = bufs[row, lo:lo + n_i]
             pieces.append(offs[i][row, 1:counts[i] + 1] + end)
             end += n_i
@@ -243,10 +248,10 @@ def tokenize_columns(raw, n_min: int, n_max: int, cols: tuple[int, ...], int_col
         for i in range(P):  # the rare tokens the compiled parser leaves to Python (same syntax as the slow reader)
             base = int(line_base[i])
             for line, s, e in fallback[i][:int(nfb[i, 0])].tolist():
-                try:
-                    floats[base + line] = float(bytes(data[s:e]).decode("utf-8"))
-                except (ValueError, UnicodeDecodeError):
+                value = ascii_float(bytes(data[s:e]))
+                if value is None:
                     return None
+                floats[base + line] = value
     t = next((tags[i] for i in range(P) if counts[i]), tags[-1])
     tag_text = bytes(data[t[0]:t[1]]).decode("utf-8", "replace") if t[0] >= 0 else None
     return arrays, encoded, floats, tag_text

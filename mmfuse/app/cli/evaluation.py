@@ -11,8 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmfuse.eval.metrics import evaluate, parse_metric
-from mmfuse.runs import Qrels, Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Qrels, Run
 from mmfuse.utils.files import distinct_names
 
 from .args import Checked, Choice, Csv

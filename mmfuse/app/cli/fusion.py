@@ -10,16 +10,18 @@ from rich.table import Table
 
 from mmfuse.errors import InputError, ParameterError
 from mmfuse.fusion import default_method, fuse, get_method, methods
+from mmfuse.fusion.align import RANKS
 from mmfuse.fusion.norm import norm_name
 from mmfuse.fusion.streaming import fuse_stream
-from mmfuse.runs import Run
-from mmfuse.runs.run import FORMATS
+from mmfuse.runs import FORMATS, Run
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Float, Int, KeyValue, Numbers, Word
-from .common import app, console, err_console
+from .common import app, console, err_console, warn
 
 DUPLICATES = ("error", "max", "first")
+NO_SHARED_QUERY = ("the runs share no query id: each query is fused over the runs that have it (check that the files "
+                   "use the same query ids)")
 
 
 @app.command("fuse")
@@ -43,6 +45,9 @@ def fuse_cmd(
                                      help="Repeated (query, doc) in a run: error, max or first."),
     tag: Optional[str] = typer.Option(None, "--tag", parser=Word(),
                                       help="Run tag written in TREC output (default: the method name)."),
+    ranks: str = typer.Option("input", "--ranks", parser=Choice(RANKS),
+                              help="Ranks of rank-based methods: input (a TREC file's line order, as pyserini) or "
+                                   "score (score desc, then doc id desc, as trec_eval); they differ only within ties."),
     stream: bool = typer.Option(False, "--stream", help="Parquet runs larger than memory: fuse block by block."),
     block_rows: int = typer.Option(1_000_000, "--block-rows", parser=Int(min=1),
                                    help="With --stream: rows per block (bounds memory)."),
@@ -59,7 +64,9 @@ def fuse_cmd(
     out = Path(output)
     if stream:
         stats = fuse_stream(runs, out, method=method, norm=norm, weights=weights, depth=depth, block_rows=block_rows,
-                            on_duplicate=on_duplicate, **params)
+                            on_duplicate=on_duplicate, force=force, **params)
+        if len(runs) > 1 and stats.get("shared_queries") == 0:
+            warn(NO_SHARED_QUERY)
         err_console.print(f"fused {len(runs)} runs block by block -> {out} "
                           + ", ".join(f"{k}={v}" for k, v in stats.items() if isinstance(v, (int, float, str))),
                           highlight=False)
@@ -70,9 +77,8 @@ def fuse_cmd(
             raise InputError(f"{p}: empty run (no entries)")
     common = set.intersection(*(set(r.query_ids.tolist()) for r in loaded))
     if len(loaded) > 1 and not common:
-        err_console.print("[yellow]warning:[/] the runs share no query id: each query is fused over the runs that "
-                          "have it (check that the files use the same query ids)", highlight=False, soft_wrap=True)
-    fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, **params)
+        warn(NO_SHARED_QUERY)
+    fused = fuse(loaded, method=method, norm=norm, weights=weights, depth=depth, ranks=ranks, **params)
     try:
         fused.write(out, tag=tag or fused.name)
     except OSError as e:

@@ -169,15 +169,13 @@ def search_cmd(
 ) -> None:
     """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
     queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    batch = queries is not None
+    if batch == (query is not None):
+        raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
     cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
     v = apply_defaults(ctx, locals(), cfg)
     index = required(v["index"], "--index", "[index] path")
     k, fusion, modalities = (v[n] for n in ("k", "fusion", "modalities"))
-    if k < 1:
-        raise ParameterError(f"--k must be >= 1, got {k}")
-    batch = queries is not None
-    if batch == (query is not None):
-        raise ParameterError("give one QUERY, or --queries FILE for a batch (not both)")
     if batch and output is None:
         raise ParameterError("--queries needs -o/--output FILE for the fused run")
     if not batch and (output is not None or per_modality_dir is not None):
