@@ -107,7 +107,7 @@ class SearchService:
                 raise Unavailable(f"search failed: {why}") from e
             if default:
                 self.problem = None
-        return {qid: res.as_dict(qid) for qid in queries}
+            return {qid: res.as_dict(qid) for qid in queries}  # reads matched texts from the store: under the lock
 
     def search_one(self, q: str, k: int | None = None, fusion: str | None = None,
                    modalities: Sequence[str] | None = None) -> dict[str, Any]:
