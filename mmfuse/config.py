@@ -73,7 +73,7 @@ aggregation = "max"
 
 [fusion]
 # method = "rrf"             # any name from `mmfuse methods`; unset = the library's adaptive default
-# norm = "minmax"            # unset = the method's default normalization
+# norm = "min-max"           # unset = the method's default (rank methods such as rrf take none)
 # weights = [1.0, 1.0]       # one per retriever, in the order above (weighted methods only)
 depth = 100                  # candidates each retriever contributes
 # params = { k = 60 }        # method parameters

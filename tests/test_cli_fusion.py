@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,8 @@ def cli(*args):
 
 def test_fuse_trec_matches_library_and_ranx(files, capsys):
     out = files / "fused.trec"
-    assert cli("fuse", files / "a.trec", files / "b.trec", "--method", "rrf", "--k", "60", "-o", out, "--tag", "T") == 0
+    assert cli("fuse", files / "a.trec", files / "b.trec", "--method", "rrf", "--rrf-k", "60", "-o", out,
+               "--tag", "T") == 0
     lines = out.read_text().splitlines()
     assert lines[0].split() == ["q1", "Q0", "b", "1", str(1 / 61 + 1 / 62), "T"]
     got = Run.read(out)
@@ -176,19 +178,10 @@ def _pyserini_style_fusion(paths, method, depth, alpha=0.5):
     return fused
 
 
-@pytest.mark.parametrize("method, args", [
-    ("rrf", ["--method", "rrf", "--k", "60"]),
-    ("average", ["--method", "combsum", "--norm", "none"]),
-    ("normalize", ["--method", "combsum", "--norm", "min-max"]),
-    ("interpolation", ["--method", "wsum", "--norm", "none", "--weights", "0.3,0.7"]),
-])
-def test_fuse_matches_pyserini_fusion_semantics(tmp_path, method, args):
-    # pyserini's fusion methods map onto mmfuse methods (README: "Coming from pyserini"); its averages are CombSUM
-    # divided by the number of runs (same ranking)
+def _pyserini_runs(tmp_path, n_runs):
     import numpy as np
 
     rng = np.random.default_rng(8)
-    n_runs = 2 if method == "interpolation" else 3
     paths = []
     for i in range(n_runs):
         lines = []
@@ -198,25 +191,70 @@ def test_fuse_matches_pyserini_fusion_semantics(tmp_path, method, args):
             lines += [f"t{t} Q0 d{d} {r} {float(s)!r} run{i}" for r, (d, s) in enumerate(zip(docs, scores), 1)]
         paths.append(tmp_path / f"r{i}.trec")
         paths[-1].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+@pytest.mark.parametrize("method, args", [
+    ("rrf", ["--method", "rrf", "--rrf-k", "60"]),
+    ("average", ["--method", "combsum", "--norm", "none"]),
+    ("normalize", ["--method", "combsum", "--norm", "min-max"]),
+    ("interpolation", ["--method", "wsum", "--norm", "none", "--weights", "0.3,0.7"]),
+])
+def test_fuse_matches_pyserini_fusion_semantics(tmp_path, method, args):
+    # pyserini's fusion methods map onto mmfuse methods (README: "Coming from pyserini"); its averages are CombSUM
+    # divided by the number of runs (same ranking). --depth cuts the inputs, --k the output, as in pyserini: with
+    # --k 1000 every fused doc is written, which is more than --depth when the runs differ
+    n_runs = 2 if method == "interpolation" else 3
+    paths = _pyserini_runs(tmp_path, n_runs)
     depth = 20
     out = tmp_path / "fused.trec"
-    cut = tmp_path / "cut"
-    cut.mkdir()
-    for p in paths:  # pyserini's depth keeps the first lines of each run: cut the inputs the same way
-        rows = {}
-        for line in p.read_text().splitlines():
-            rows.setdefault(line.split()[0], []).append(line)
-        (cut / p.name).write_text("\n".join(x for r in rows.values() for x in r[:depth]) + "\n")
-    assert cli("fuse", *[cut / p.name for p in paths], *args, "-o", out) == 0
+    assert cli("fuse", *paths, *args, "--depth", depth, "--k", 1000, "-o", out) == 0
     got = Run.read(out)
     want = _pyserini_style_fusion(paths, method, depth, alpha=0.3)
     scale = n_runs if method in ("average", "normalize") else 1
     mine = got.to_dict()
     assert mine.keys() == want.keys()
+    assert max(len(v) for v in mine.values()) > depth
     for t in want:
         assert mine[t].keys() == want[t].keys()
         for d, s in want[t].items():
             assert mine[t][d] == pytest.approx(s * scale, rel=1e-12), (t, d)
+
+
+def script(*args) -> subprocess.CompletedProcess:
+    """The installed console script, as users run it."""
+    p = subprocess.run([str(Path(sys.executable).parent / "mmfuse"), *map(str, args)], capture_output=True, text=True)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+def test_fuse_k_is_the_output_depth_and_runs_output_are_pyserinis_spelling(tmp_path):
+    # python -m pyserini.fusion --runs A B C --output X --method rrf --rrf.k 60 --depth 20 --k 7: the same fused
+    # lists, cut to the best 7 per topic (ties: doc id descending, trec_eval's order)
+    paths = _pyserini_runs(tmp_path, 3)
+    out = tmp_path / "fused.trec"
+    assert script("fuse", "--runs", *paths, "--output", out, "--method", "rrf", "--rrf.k", 60, "--depth", 20,
+                  "--k", 7, "--runtag", "mine").returncode == 0
+    want = _pyserini_style_fusion(paths, "rrf", 20)
+    lines = out.read_text().splitlines()
+    assert {line.split()[5] for line in lines} == {"mine"}
+    mine = Run.read(out)
+    for t, scores in want.items():
+        top = sorted(scores, key=lambda d: (-round(scores[d], 12), [-ord(c) for c in d]))[:7]
+        assert [d for d, _ in mine.query(t)] == top, t
+    # without --k the output keeps the top --depth, as before --k existed
+    out2 = tmp_path / "fused2.trec"
+    assert script("fuse", *paths, "-o", out2, "--method", "rrf", "--depth", 5).returncode == 0
+    assert Run.read(out2).counts().max() == 5
+
+
+def test_rrf_k_and_param_k_name_the_same_constant(files):
+    runs = [files / "a.trec", files / "b.trec"]
+    for i, args in enumerate([["--rrf-k", "10"], ["--rrf.k", "10"], ["--param", "k=10"],
+                              ["--rrf-k", "10", "--param", "k=10.0"]]):
+        out = files / f"k{i}.trec"
+        assert script("fuse", *runs, "--method", "rrf", *args, "-o", out).returncode == 0, args
+        assert Run.read(out)["q1"]["b"] == pytest.approx(1 / 11 + 1 / 12)  # b: rank 2 in a, rank 1 in b
 
 
 def _tied_runs(tmp_path, n_runs=3, topics=15, per=40, seed=11):
@@ -257,3 +295,16 @@ def test_rrf_on_tied_runs_reproduces_pyserini(tmp_path):
     by_score = Run.read(out2)
     differ = sum(by_score.query(t) != got.query(t) for t in want)
     assert differ > len(want) // 2
+
+
+def test_more_results_than_depth_on_tied_runs_reproduce_pyserini(tmp_path):
+    # --k above --depth: the inputs are still cut at --depth in file order (pyserini's depth), every fused doc is
+    # written, with pyserini's scores at pyserini's positions
+    paths = _tied_runs(tmp_path)
+    out = tmp_path / "fused.trec"
+    assert script("fuse", *paths, "--method", "rrf", "--rrf-k", 60, "--depth", 10, "--k", 1000, "-o", out).returncode == 0
+    want = _pyserini_style_fusion(paths, "rrf", 10)
+    got = Run.read(out, name="x")
+    assert got.counts().max() > 10
+    for t, scores in want.items():
+        assert got.query(t) == sorted(sorted(scores.items(), reverse=True), key=lambda x: -x[1]), t

@@ -118,7 +118,7 @@ def test_msrvtt_target(msrvtt):
         ds = load_dataset(msrvtt, candidates=cand, retrievers=names)
         fused = fuse([ds.runs[n] for n in names])
         r1[cand] = run_video_metrics(ds.qrels, fused, ["R@1"], ties="optimistic")["R@1"]
-    assert r1["all"] >= 85.0
+    assert r1["all"] >= 0.85
     assert r1["real"] == pytest.approx(r1["all"])  # padding detection: same answer whatever the export
 
 

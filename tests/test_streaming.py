@@ -131,7 +131,7 @@ def test_cli_fuse_stream_equals_in_memory_cli(runs, tmp_path):
     from mmfuse.app.cli import main
 
     _, sorted_paths, _ = runs
-    args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--k", "20", "--depth", "10"]
+    args = [str(p) for p in sorted_paths] + ["--method", "rrf", "--rrf-k", "20", "--depth", "10"]
     main(["fuse", *args, "--stream", "--block-rows", "100", "-o", str(tmp_path / "s.parquet")])
     main(["fuse", *args, "-o", str(tmp_path / "m.parquet")])
     streamed, memory = Run.read(tmp_path / "s.parquet"), Run.read(tmp_path / "m.parquet")

@@ -59,8 +59,9 @@ window.addEventListener('load', function () {
 """
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
+def _frac(x: float) -> str:
+    """A metric value as every mmfuse output prints it: a fraction of 1."""
+    return f"{x:.3f}"
 
 
 def _grid_images(result: "DemoResult", paths: Mapping[str, str], cache: Path, out: Path, grid: str,
@@ -113,15 +114,15 @@ def write_chart(result: "DemoResult", dest: Path) -> None:
     colours = ["#4c78a8", "#f58518", "#54a24b"]
     fig, ax = plt.subplots(figsize=(max(6.5, 1.05 * len(names) + 2), 3.6), dpi=110)
     for i, lab in enumerate(labels):
-        vals = [100 * result.metrics[n][lab] for n in names]
+        vals = [result.metrics[n][lab] for n in names]
         bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, vals, width, label=lab, color=colours[i % 3])
-        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
     ax.set_xticks(x, [n + (" *" if n == result.best_single else "") for n in names], fontsize=9)
     for t, n in zip(ax.get_xticklabels(), names):
         if n in ("fused", "reranked"):
             t.set_fontweight("bold")
-    ax.set_ylim(0, 109)
-    ax.set_ylabel("%")
+    ax.set_ylim(0, 1.09)
+    ax.set_ylabel("fraction (0-1)")
     ax.set_title(f"{len(result.queries)} sample queries: each retriever vs fused (* = best single)", fontsize=10)
     ax.legend(ncol=len(labels), fontsize=8, loc="upper left", frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
@@ -150,15 +151,15 @@ def render_html(result: "DemoResult", grid_src: Mapping[str, str], chart_src: st
       f"{result.timings.get('search', 0):.1f} s</p>")
     # headline cards
     w("<div class='cards'>")
-    w(f"<div class='card'><b>{_pct(m['fused']['R@1'])}%</b><span>fused R@1</span></div>")
-    w(f"<div class='card'><b>{_pct(m[result.best_single]['R@1'])}%</b><span>best single R@1 "
+    w(f"<div class='card'><b>{_frac(m['fused']['R@1'])}</b><span>fused R@1</span></div>")
+    w(f"<div class='card'><b>{_frac(m[result.best_single]['R@1'])}</b><span>best single R@1 "
       f"({_E(result.best_single)})</span></div>")
     for lab in labels:
         g = result.gain[lab]
-        w(f"<div class='card {'gain' if g >= 0 else 'loss'}'><b>{'+' if g >= 0 else ''}{100 * g:.1f}</b>"
-          f"<span>fusion gain in {lab} (points)</span></div>")
+        w(f"<div class='card {'gain' if g >= 0 else 'loss'}'><b>{g:+.3f}</b>"
+          f"<span>fusion gain in {lab}</span></div>")
     if result.reranked:
-        w(f"<div class='card'><b>{_pct(m['reranked']['R@1'])}%</b><span>reranked R@1</span></div>")
+        w(f"<div class='card'><b>{_frac(m['reranked']['R@1'])}</b><span>reranked R@1</span></div>")
     w("</div>")
     # metrics table
     w("<h2>Results</h2><table id='results'><thead><tr><th>run</th>")
@@ -167,14 +168,14 @@ def render_html(result: "DemoResult", grid_src: Mapping[str, str], chart_src: st
     for name, vals in m.items():
         cls = name if name in ("fused", "reranked") else ""
         tag = " (best single)" if name == result.best_single else ""
-        cells = "".join(f"<td class='num{' best' if vals[lab] == best_of[lab] else ''}'>{_pct(vals[lab])}</td>"
+        cells = "".join(f"<td class='num{' best' if vals[lab] == best_of[lab] else ''}'>{_frac(vals[lab])}</td>"
                         for lab in labels)
         w(f"<tr class='{cls}'><td>{_E(name)}{tag}</td>{cells}</tr>")
-    gains = "".join(f"<td class='num'>{'+' if result.gain[lab] >= 0 else ''}{100 * result.gain[lab]:.1f}</td>"
-                    for lab in labels)
+    gains = "".join(f"<td class='num'>{result.gain[lab]:+.3f}</td>" for lab in labels)
     w(f"<tr><td>fusion gain over {_E(result.best_single)}</td>{gains}</tr></tbody></table>")
-    w("<p class='sub'>Percent over all sample queries; R@1 = relevant video ranked first; nDCG@10 and MRR@10 over the"
-      " top 10. Underlined: best in the column.</p>")
+    w("<p class='sub'>Fractions of 1 over all sample queries (as trec_eval and ranx print them); R@1 = share of "
+      "queries whose relevant video is ranked first; nDCG@10 and MRR@10 over the top 10. Underlined: best in the "
+      "column.</p>")
     w(f"<img class='chart' id='chart' src='{_E(chart_src)}' alt='bar chart of R@1, nDCG@10 and MRR@10 per run'>")
     if result.missing:
         w("<h2>Not run (optional models)</h2><ul class='missing'>")

@@ -88,9 +88,9 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
         for i in range(arr.shape[0]):
             for j in range(arr.shape[1]):
                 if arr[i, j] == arr[i, j]:
-                    ax.text(j, i, f"{arr[i, j]:.1f}", ha="center", va="center", fontsize=7,
+                    ax.text(j, i, f"{arr[i, j]:.3f}", ha="center", va="center", fontsize=7,
                             color="white" if arr[i, j] < np.nanmean(arr) else "black")
-        fig.colorbar(im, ax=ax, label="R@1 (%)")
+        fig.colorbar(im, ax=ax, label="R@1 (fraction of queries)")
         ax.set_title(f"{name}: R@1 per method and retriever subset")
         _save(fig, out_dir / f"{name}_r1_by_method.png")
         plt.close(fig)
@@ -115,7 +115,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
                    label=_name(method, v0))
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(subs)), [_short(s) for s in subs], rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel("R@1 gain over best single (points)")
+        ax.set_ylabel("R@1 gain over best single (fraction)")
         ax.set_title(f"{name}: gain over the best single retriever")
         ax.legend(fontsize=7, ncol=2)
         _save(fig, out_dir / f"{name}_gain.png")
@@ -136,7 +136,7 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
                            label=m, marker="*" if m == default_method() else "o")
             ax.set_xscale("log")
             ax.set_xlabel("fusion time (ms per query, log)")
-            ax.set_ylabel("R@1 (%)")
+            ax.set_ylabel("R@1 (fraction of queries)")
             ax.set_title(f"{name}: latency vs R@1 ({len(full)} retrievers)")
             ax.legend(fontsize=7, ncol=2)
             _save(fig, out_dir / f"{name}_latency.png")
@@ -150,9 +150,9 @@ def plot_all(name: str, res: Sequence[Result], out_dir: str | Path) -> dict[str,
         ax.plot([v for v, _ in curve], [s for _, s in curve], "o-", label="sef")
         cs = [r.metrics["R@1"] for r in res if r.config.method == "combsum" and subs and r.config.retrievers == subs[0]]
         if cs:
-            ax.axhline(max(cs), color="gray", ls="--", label=f"best CombSUM {max(cs):.1f}")
+            ax.axhline(max(cs), color="gray", ls="--", label=f"best CombSUM {max(cs):.3f}")
         ax.set_xlabel(param)
-        ax.set_ylabel("R@1 (%)")
+        ax.set_ylabel("R@1 (fraction of queries)")
         ax.set_title(f"{name}: sef sensitivity to {param}")
         ax.legend(fontsize=8)
         _save(fig, out_dir / f"{name}_sensitivity.png")

@@ -49,7 +49,7 @@ def dataset_note(dataset) -> str:
 
 
 def to_json(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, int]) -> dict:
-    """``{"datasets": {NAME: {"n_queries": int, "results": [...]}}}`` exactly as documented (recall in percent)."""
+    """``{"datasets": {NAME: {"n_queries": int, "results": [...]}}}`` exactly as documented (R@k, MRR, nDCG as fractions of 1)."""
     return {"datasets": {name: {"n_queries": int(n_queries[name]), "results": [r.to_json() for r in res]}
                          for name, res in results.items()}}
 
@@ -87,58 +87,77 @@ def is_default(r: Result) -> bool:
     return all(d.get(k) == v for k, v in c.params)
 
 
-def method_table(results: Sequence[Result]) -> list[Result]:
-    """Every fusion method on the full retriever set, each with its best measured parameters (the default at its
-    defaults), sorted by R@1: the "which method wins here" view of a dataset."""
+def _at_defaults(r: Result) -> bool:
+    """The configuration uses its method's default parameters (any normalization)."""
+    if r.config.method == "single":
+        return False
+    d = {p.name: p.default for p in get_method(r.config.method).params}
+    return all(d.get(k) == v for k, v in r.config.params)
+
+
+def method_table(results: Sequence[Result]) -> list[tuple[Result, Result]]:
+    """Every fusion method (and normalization) on the full retriever set at its default parameters, with the best
+    configuration of its parameter grid next to it, sorted by R@1 at the defaults: the zero-shot comparison (a
+    parameter picked on the data it is scored on is an upper bound, not a result)."""
     full = max((r.config.retrievers for r in results), key=len, default=())
-    best: dict[str, Result] = {}
+    groups: dict[tuple, list[Result]] = {}
     for r in results:
-        c = r.config
-        if c.method == "single" or c.retrievers != full:
-            continue
-        key = c.method
-        if is_default(r):
-            key = "__default__"
-        elif c.method == default_method():
-            continue
-        if key not in best or r.metrics["R@1"] > best[key].metrics["R@1"]:
-            best[key] = r
-    return sorted(best.values(), key=lambda r: (-r.metrics["R@1"], not is_default(r), label(r)))
+        if r.config.method != "single" and r.config.retrievers == full:
+            groups.setdefault((r.config.method, r.config.norm), []).append(r)
+    rows = []
+    for rs in groups.values():
+        dflt = [r for r in rs if _at_defaults(r)]
+        if dflt:
+            rows.append((dflt[0], max(rs, key=lambda r: r.metrics["R@1"])))
+    return sorted(rows, key=lambda x: (-x[0].metrics["R@1"], not is_default(x[0]), label(x[0])))
 
 
-def default_rank(rows: Sequence[Result]) -> int | None:
-    """1-based rank of the default among ``rows`` by R@1 (ties share the better rank)."""
-    d = next((r for r in rows if is_default(r)), None)
+def default_rank(rows: Sequence[tuple[Result, Result]]) -> int | None:
+    """1-based rank of the default among ``method_table`` rows by R@1 at defaults (ties share the better rank)."""
+    d = next((r for r, _ in rows if is_default(r)), None)
     if d is None:
         return None
-    return 1 + sum(1 for r in rows if r.metrics["R@1"] > d.metrics["R@1"])
+    return 1 + sum(1 for r, _ in rows if r.metrics["R@1"] > d.metrics["R@1"])
+
+
+def _variant(r: Result) -> str:
+    c = r.config
+    return c.method + (f"/{c.norm}" if c.norm and c.norm != "none" and c.method not in ("auto", "sef") else "")
 
 
 def regime_summary(results: Mapping[str, Sequence[Result]]) -> list[str]:
-    """One table over every dataset: each method's R@1 (best parameters, all retrievers) and the default's rank."""
+    """One table over every dataset: each method at its default parameters (R@1 on all retrievers), the best point
+    of its grid in brackets when better, and the default's rank."""
     tables = {name: method_table(res) for name, res in results.items()}
     if not any(tables.values()):
         return []
     names = list(tables)
-    methods: dict[str, None] = {}
+    variants: dict[str, None] = {}
     for rows in tables.values():
-        for r in rows:
-            methods.setdefault("default" if is_default(r) else r.config.method, None)
-    head = "| method | " + " | ".join(escape_md(n) for n in names) + " |"
-    out = ["## Every method on every dataset (R@1 %, all retrievers, best measured parameters)", "", head,
-           "|---|" + "---|" * len(names)]
-    for m in methods:
+        for r, _ in rows:
+            variants.setdefault(_variant(r), None)
+    out = ["## Every method on every dataset", "",
+           "R@1 (a fraction of the queries) on all retrievers, each method at its default parameters; in brackets "
+           "the best point of its "
+           "parameter grid when that is higher (chosen on the very data it is scored on: an upper bound, not a "
+           "zero-shot result).", "",
+           "| method | " + " | ".join(escape_md(n) for n in names) + " |", "|---|" + "---|" * len(names)]
+    for v in variants:
         cells = []
         for n in names:
-            r = next((r for r in tables[n] if ("default" if is_default(r) else r.config.method) == m), None)
-            cells.append("" if r is None else f"{r.metrics['R@1']:.1f}" + (f" ({_fmt_params(r.config.param_dict)})"
-                                                                           if r.config.params and m != "default"
-                                                                           else ""))
-        name = f"**{default_method()} (default)**" if m == "default" else m
+            row = next(((r, b) for r, b in tables[n] if _variant(r) == v), None)
+            if row is None:
+                cells.append("")
+                continue
+            r, b = row
+            cell = f"{r.metrics['R@1']:.3f}"
+            if b.metrics["R@1"] > r.metrics["R@1"]:
+                cell += f" ({b.metrics['R@1']:.3f}: {escape_md(_fmt_params(b.config.param_dict))})"
+            cells.append(cell)
+        name = f"**{v} (default)**" if v == default_method() else escape_md(v)
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    ranks = [default_rank(tables[n]) for n in names]
-    out.append("| rank of the default | " + " | ".join(f"{k} of {len(tables[n])}" if k else "" for k, n in
-                                                     zip(ranks, names)) + " |")
+    out.append("| rank of the default | " + " | ".join(
+        f"{default_rank(tables[n])} of {len(tables[n])}" if default_rank(tables[n]) else "" for n in names) + " |")
     return out + [""]
 
 
@@ -209,7 +228,7 @@ def _table(rows: Sequence[Result], metrics: Sequence[str]) -> list[str]:
         vals = []
         for m in metrics:
             v = r.metrics.get(m)
-            vals.append("" if v is None else (f"{v:.1f}" if m.startswith("R@") or m in ("MdR", "MnR") else f"{v:.3f}"))
+            vals.append("" if v is None else (f"{v:.1f}" if m in ("MdR", "MnR") else f"{v:.3f}"))
         tag = " **(default)**" if is_default(r) else ""
         tag += " *(transductive)*" if r.extra.get("transductive") else ""
         tuned = f" \\[tuned on {escape_md(r.tuned_on)}\\]" if r.tuned_on else ""
@@ -228,10 +247,10 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
     lines = ["# mmfuse fusion benchmark", ""]
     if command:
         lines += ["Reproduce with:", "", _fence(command), command, _fence(command), ""]
-    lines += ["R@k: percent of queries with a relevant item in the top k (a tie with the relevant item counts in its "
-              "favour, as in the usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant "
-              "item; MRR@10, nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned "
-              "runs.", ""]
+    lines += ["Every value but the ranks is a fraction of 1 (as trec_eval and ranx print them). R@k: the fraction of "
+              "queries with a relevant item in the top k (a tie with the relevant item counts in its favour, as in the "
+              "usual video-retrieval evaluation); MdR/MnR: median/mean rank of the best relevant item; MRR@10, "
+              "nDCG@10: ranx definitions. ms/query: measured fusion time per query over pre-aligned runs.", ""]
     lines += regime_summary(results)
     for name, res in results.items():
         res = list(res)
@@ -241,7 +260,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
         singles = sorted((r for r in res if r.config.method == "single"), key=lambda r: -r.metrics["R@1"])
         if singles:
             lines += ["Single retrievers: "
-                      + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.1f}" for r in singles)
+                      + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.3f}" for r in singles)
                       + " (R@1).", ""]
         cmp_rows = default_vs_combsum(res)
         if cmp_rows:
@@ -251,15 +270,15 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       "|---|---|---|---|---|"]
             for row in cmp_rows:
                 bs = row["best_single"]
-                lines.append(f"| {escape_md('+'.join(row['retrievers']))} | {bs.metrics['R@1']:.1f} "
+                lines.append(f"| {escape_md('+'.join(row['retrievers']))} | {bs.metrics['R@1']:.3f} "
                              f"({escape_md(label(bs))}) | "
-                             f"{row['best_combsum'].metrics['R@1']:.1f} ({row['best_combsum'].config.norm}) | "
-                             f"{row['default'].metrics['R@1']:.1f} | {row['delta']:+.1f} |")
+                             f"{row['best_combsum'].metrics['R@1']:.3f} ({row['best_combsum'].config.norm}) | "
+                             f"{row['default'].metrics['R@1']:.3f} | {row['delta']:+.3f} |")
             lost = [r for r in cmp_rows if r["delta"] < 0]
             lines.append("")
             if lost:
                 lines.append("The default does **not** beat the best CombSUM variant on: "
-                             + "; ".join(f"{escape_md('+'.join(r['retrievers']))} ({r['delta']:+.1f} R@1 vs CombSUM/"
+                             + "; ".join(f"{escape_md('+'.join(r['retrievers']))} ({r['delta']:+.3f} R@1 vs CombSUM/"
                                          f"{r['best_combsum'].config.norm})" for r in lost) + ".")
             else:
                 lines.append("The default beats the best CombSUM variant on every subset of >= 3 retrievers.")
@@ -271,7 +290,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
             lines += [f"### Sensitivity of `sef` (the default's standardizing path) to `{param}` (all retrievers)", "",
                       f"| {param} | " + " | ".join(f"{v:g}" for v, _ in pts) + " |",
                       "|---|" + "---|" * len(pts),
-                      "| R@1 | " + " | ".join(f"{s:.1f}" for _, s in pts) + " |", ""]
+                      "| R@1 | " + " | ".join(f"{s:.3f}" for _, s in pts) + " |", ""]
         if plots and name in plots:
             lines += ["### Plots", ""] + [f"![{escape_md(k)}]({_md_link(v)})" for k, v in plots[name].items()] + [""]
         metrics = list(next(iter(res)).metrics) if res else []

@@ -1,4 +1,16 @@
-"""Retrieval metrics, vectorized over all queries: ranx-named IR metrics and video-retrieval R@k/MdR/MnR."""
+"""Retrieval metrics, vectorized over all queries: IR metrics under ranx's and trec_eval's names, and the
+video-retrieval summary R@k/MdR/MnR.
+
+Names. Every IR metric has a ranx name (``ndcg@10``, ``precision@10``, ``recall@100``, ``mrr``, ``map@100``,
+``hit_rate@1``, ``r-precision``) and is also accepted under trec_eval's name (``ndcg_cut_10``, ``P_10``,
+``recall_100``, ``recip_rank``, ``map_cut_100``, ``success_1``, ``Rprec``; ``_`` or ``.`` before the cutoff, as in
+trec_eval's output and its ``-m`` option) and the usual shorthands (``P@10``, ``nDCG@10``, ``AP``, ``RR@10``,
+``MRR@10``, ``Success@1``). Each trec_eval name maps to the ranx metric with the same definition (both divide P@k
+by k, AP by the number of relevant docs, and take nDCG's gain from the relevance level, discounted by
+log2(rank + 1)), so one computation serves both. ``-lN`` after a name sets the minimum relevance level as in ranx,
+nDCG included (trec_eval's ``-l`` leaves nDCG's gains alone). ``R@k`` is refused as ambiguous: recall@k to
+ir_measures, hit_rate@k in video retrieval.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +24,9 @@ from mmfuse.errors import InputError, ParameterError
 
 # ranx metric names this module implements; "@k" optional on each (k=0 / absent means the whole list)
 RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "ndcg", "ndcg_burges")
-# video-retrieval summary metrics (recall in percent, ranks 1-based), the keys of the benchmark JSON
+# video-retrieval summary metrics (R@k, MRR, nDCG, MAP as fractions of 1; ranks 1-based), the benchmark JSON's keys
 VIDEO_METRICS = ("R@1", "R@5", "R@10", "R@50", "R@100", "MdR", "MnR", "MRR@10", "nDCG@10", "MAP")
 DEFAULT_VIDEO_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR", "MRR@10", "nDCG@10")
-
-_METRIC_RE = re.compile(r"^([a-z][a-z0-9_\-]*?)(?:@(\d+))?(?:-l(\d+))?$")
 
 
 @dataclass
@@ -37,14 +47,43 @@ class RelevantRanks:
     n_docs: int
 
 
-def parse_metric(name: str) -> tuple[str, int, int]:
-    """ranx-style name -> (metric, k, rel_lvl); raises ParameterError naming the metric."""
-    m = _METRIC_RE.match(name.strip())
-    if not m or m.group(1) not in RANX_METRICS:
-        from mmfuse.errors import unknown
+# trec_eval measures -> the ranx metric with the same definition; the first group needs a cutoff (P_10, P.10)
+TREC_EVAL_CUT = {"p": "precision", "recall": "recall", "ndcg_cut": "ndcg", "map_cut": "map", "success": "hit_rate"}
+TREC_EVAL_WHOLE = {"map": "map", "ndcg": "ndcg", "recip_rank": "mrr", "rprec": "r-precision", "recall": "recall"}
+# shorthands of papers and ir_measures (lower-cased) -> ranx names; P and Success need a cutoff (P@10)
+SHORTHANDS = {"p": "precision", "ap": "map", "rr": "mrr", "success": "hit_rate", "rprec": "r-precision"}
+_WHOLE_LIST = {**{m: m for m in RANX_METRICS}, **TREC_EVAL_WHOLE, "ap": "map", "rr": "mrr"}
+_TREC_RE = re.compile(r"^([a-z][a-z_]*?)(?:[_.](\d+))?$")
+_LEVEL_RE = re.compile(r"^(.*?)-l(\d+)$")
 
-        raise unknown("metric", name, [f"{x}@10" for x in RANX_METRICS])
-    return m.group(1), int(m.group(2) or 0), int(m.group(3) or 1)
+
+def parse_metric(name: str) -> tuple[str, int, int]:
+    """A metric name (ranx, trec_eval or shorthand; see the module docstring) -> (ranx metric, k, rel_lvl), k=0
+    meaning the whole list; raises ParameterError naming the metric."""
+    text = str(name).strip()
+    level = _LEVEL_RE.match(text)
+    base, lvl = (level.group(1), int(level.group(2))) if level else (text, 1)
+    low = base.lower()
+    if "@" in low:
+        metric, _, cut = low.partition("@")
+        metric = SHORTHANDS.get(metric, metric)
+        if metric == "r":
+            raise ParameterError(f"metric {text!r} is ambiguous: write recall@{cut} (relevant docs found) or hit_rate@"
+                                 f"{cut} (video retrieval's R@k: queries with a relevant doc in the top {cut})")
+        if metric in RANX_METRICS and cut.isdigit():
+            return metric, int(cut), lvl
+    elif low in _WHOLE_LIST:
+        return _WHOLE_LIST[low], 0, lvl
+    else:
+        m = _TREC_RE.match(low)
+        if m and m.group(1) in TREC_EVAL_CUT:
+            if not m.group(2):
+                raise ParameterError(f"metric {text!r} needs a cutoff, such as {base}_10")
+            return TREC_EVAL_CUT[m.group(1)], int(m.group(2)), lvl
+    from mmfuse.errors import unknown
+
+    raise unknown("metric", text, [f"{x}@10" for x in RANX_METRICS if x != "r-precision"]
+                  + ["r-precision", "P_10", "ndcg_cut_10", "recall_100", "recip_rank", "success_1", "Rprec", "P@10"])
 
 
 # ---- ranks -> metrics ------------------------------------------------------------------------------------------
@@ -126,8 +165,9 @@ def best_ranks(rr: RelevantRanks) -> np.ndarray:
 
 
 def video_metrics(rr: RelevantRanks, metrics: Iterable[str] = DEFAULT_VIDEO_METRICS) -> dict[str, float]:
-    """The video-retrieval summary: R@k (percent of queries with a relevant item in the top k), MdR, MnR, and
-    MRR@10 / nDCG@10 / MAP (ranx definitions, as fractions). Queries without any relevant item are excluded."""
+    """The video-retrieval summary: R@k (the fraction of queries with a relevant item in the top k), MdR, MnR, and
+    MRR@10 / nDCG@10 / MAP (ranx definitions); every value but the ranks is a fraction of 1, as trec_eval and ranx
+    print them. Queries without any relevant item are excluded."""
     best = best_ranks(rr)
     valid = np.isfinite(best)
     # R@k counts only retrieved items: an unretrieved relevant doc is a miss at every k
@@ -138,7 +178,7 @@ def video_metrics(rr: RelevantRanks, metrics: Iterable[str] = DEFAULT_VIDEO_METR
     for name in metrics:
         if name.startswith("R@"):
             k = int(name[2:])
-            out[name] = float(100.0 * (got[valid] <= k).mean()) if valid.any() else 0.0
+            out[name] = float((got[valid] <= k).mean()) if valid.any() else 0.0
         elif name == "MdR":
             out[name] = float(np.median(best[valid])) if valid.any() else float("nan")
         elif name == "MnR":
@@ -273,20 +313,23 @@ def run_relevant_ranks(qrels, run, n_docs: int | None = None, ties: str = "trec"
 
 
 class Evaluation(dict):
-    """Metric name -> mean (or per-query values), plus how many qrels queries were evaluated (``queries``) and how
-    many of them the run answers with at least one entry (``matched``). Unanswered queries count as empty lists (as
-    in ranx with ``make_comparable``), so a run whose query ids do not match the qrels scores 0 on every metric:
-    ``matched`` tells that apart from a run that is merely bad."""
+    """Metric name -> mean (or per-query values), plus how many qrels queries were evaluated (``queries``), their ids
+    in the order of the per-query values (``query_ids``) and how many of them the run answers with at least one
+    entry (``matched``). Unanswered queries count as empty lists (as in ranx with ``make_comparable`` and
+    ``trec_eval -c``), so a run whose query ids do not match the qrels scores 0 on every metric: ``matched`` tells
+    that apart from a run that is merely bad."""
 
-    def __init__(self, values: dict, queries: int, matched: int) -> None:
+    def __init__(self, values: dict, queries: int, matched: int, query_ids: Sequence[str] = ()) -> None:
         super().__init__(values)
         self.queries = int(queries)
         self.matched = int(matched)
+        self.query_ids = list(query_ids)
 
 
 def evaluate(qrels, run, metrics: Sequence[str] | str = ("ndcg@10", "recall@100", "mrr@10", "map"),
              per_query: bool = False) -> Evaluation:
-    """Mean (or per-query) metrics of ``run`` against ``qrels`` with ranx's names and definitions.
+    """Mean (or per-query) metrics of ``run`` against ``qrels`` with ranx's definitions, under ranx's or trec_eval's
+    names (see :func:`parse_metric`); every qrels query counts (``trec_eval -c``).
 
     ``ndcg`` is ranx's Jarvelin form (gain = relevance), ``ndcg_burges`` uses 2^rel - 1; ``-lN`` sets the minimum
     relevance level (``map-l2``). Ties inside the run follow the run's order (score desc, doc id desc). The result
@@ -296,10 +339,10 @@ def evaluate(qrels, run, metrics: Sequence[str] | str = ("ndcg@10", "recall@100"
         metrics = [m for m in metrics.split(",") if m]
     rr = run_relevant_ranks(qrels, run)
     return Evaluation(metrics_from_ranks(rr, list(metrics), per_query=per_query), rr.n_queries,
-                      int((rr.list_len > 0).sum()))
+                      int((rr.list_len > 0).sum()), qrels.query_ids.tolist())
 
 
 def run_video_metrics(qrels, run, metrics: Iterable[str] = DEFAULT_VIDEO_METRICS, n_docs: int | None = None,
                       ties: str = "trec") -> dict:
-    """Video-retrieval summary metrics (R@k in percent, MdR, MnR, ...) of a Run."""
+    """Video-retrieval summary metrics (R@k as a fraction, MdR, MnR, ...) of a Run."""
     return video_metrics(run_relevant_ranks(qrels, run, n_docs=n_docs, ties=ties), metrics)

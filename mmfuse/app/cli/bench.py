@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mmfuse.benchmarks import report as rep
 from mmfuse.benchmarks.datasets import CANDIDATES, load_dataset
@@ -21,7 +20,10 @@ from mmfuse.fusion import get_method
 from mmfuse.utils.files import check_writable, refuse_input_overwrite
 
 from .args import Checked, Choice, Csv, Int
-from .common import app, console, err_console, progress_bar, warn
+from .common import FRACTIONS, app, console, err_console, legend, narrow_table, progress_bar, short_names, warn
+
+BENCH_UNITS = (f"R@k: queries with a relevant item in the top k ({FRACTIONS}); MdR/MnR: median/mean rank of the "
+               "first relevant item; ms/q: fusion milliseconds per query")
 
 
 def _dataset_files(datasets: list[str]) -> list[Path]:
@@ -79,15 +81,20 @@ def bench_cmd(
     n_q = {d.name: d.n_queries for d in loaded}
     for d in loaded:
         res = sorted(results[d.name], key=lambda r: (-r.metrics["R@1"], r.ms_per_query))
-        table = Table(title=escape(f"{d.name} ({d.n_queries} queries, {mode}, candidates={d.candidates}): "
-                                   f"top {min(top, len(res))} of {len(res)} by R@1"))
-        for col in ("configuration", "retrievers", "R@1", "R@5", "R@10", "MdR", "MnR", "ms/q"):
-            table.add_column(col, justify="left" if col in ("configuration", "retrievers") else "right")
+        codes = short_names(d.retrievers)
+        table = narrow_table(escape(f"{d.name}: {d.n_queries} queries, {mode}, candidates={d.candidates}; "
+                                    f"top {min(top, len(res))} of {len(res)} by R@1"),
+                             escape(f"retrievers: {legend(codes)}\n{BENCH_UNITS}"))
+        table.add_column("configuration", overflow="fold")
+        table.add_column("subset", overflow="fold")
+        for col in ("R@1", "R@5", "R@10", "MdR", "MnR", "ms/q"):
+            table.add_column(col, justify="right", no_wrap=True)
         for r in res[:top]:
             m = r.metrics
             lab = rep.label(r) + (" (default)" if rep.is_default(r) else "") + (f" (tuned on {r.tuned_on})" if r.tuned_on else "")
-            table.add_row(escape(lab), escape("+".join(r.config.retrievers)), f"{m['R@1']:.1f}", f"{m['R@5']:.1f}",
-                          f"{m['R@10']:.1f}", f"{m['MdR']:g}", f"{m['MnR']:.1f}", f"{r.ms_per_query:.3f}")
+            table.add_row(escape(lab), escape("+".join(codes[x] for x in r.config.retrievers)), f"{m['R@1']:.3f}",
+                          f"{m['R@5']:.3f}", f"{m['R@10']:.3f}", f"{m['MdR']:g}", f"{m['MnR']:.1f}",
+                          f"{r.ms_per_query:.3f}")
         console.print(table)
     if json_out:
         rep.write_json(json_out, results, n_q)

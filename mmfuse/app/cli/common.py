@@ -6,12 +6,15 @@ of ``index``/``search``/``rerank``, applied where the user did not pass the flag
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
+from rich.table import Table
 
 import mmfuse
 from mmfuse.config import load_config
@@ -26,6 +29,10 @@ app = typer.Typer(
 )
 console = Console(emoji=False)  # ":x:" in a file name or id stays text
 err_console = Console(stderr=True, emoji=False)
+
+# The one convention for metric values in every command and report: fractions of 1, as trec_eval and ranx print
+# them (a percent in one place and a fraction in another would be misread; trec_eval's format allows only this).
+FRACTIONS = "values are fractions of 1"
 
 
 def _print_version(value: bool) -> None:
@@ -53,6 +60,38 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def narrow_table(title: str, caption: str | None = None) -> Table:
+    """The house style of result tables, made to fit 80 columns: a rule under the header, no side borders, one
+    space between columns, title and caption (units, legends) left-aligned. Both are markup: escape user text."""
+    return Table(title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left",
+                 pad_edge=False, collapse_padding=True)
+
+
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """A short, unique code per name for narrow table columns, printed with a legend: the initial when that is
+    unique (``clip4clip`` C, ``ocr_bm25`` O), else the initials of the name's parts (``asr_dense`` AD), else more
+    letters of its first part (``asr`` AS, ``audio`` AU)."""
+    parts = {n: [p for p in re.split(r"[^0-9A-Za-z]+", n) if p] or [n] for n in names}
+
+    def code(n: str, step: int) -> str:
+        first, rest = parts[n][0], parts[n][1:]
+        if step == 0:
+            return first[0].upper()
+        return (first[:step] + "".join(p[0] for p in rest)).upper()
+
+    out = {n: code(n, 0) for n in names}
+    for step in range(1, 2 + max((len(p[0]) for p in parts.values()), default=0)):
+        clash = {n for n in names if list(out.values()).count(out[n]) > 1}
+        if not clash:
+            return out
+        out.update({n: code(n, step) for n in clash})
+    return {n: n for n in names}  # names that differ only past their first part's letters: keep them whole
+
+
+def legend(codes: dict[str, str]) -> str:
+    return " ".join(f"{c}={n}" for n, c in sorted(codes.items(), key=lambda kv: kv[1]))
 
 
 def required(value, flag: str, key: str):

@@ -15,7 +15,7 @@ from mmfuse.fusion import get_method
 
 from ..demo import METRICS, DemoOptions, run_demo
 from .args import Checked, Choice, Int
-from .common import app, console, progress_bar
+from .common import FRACTIONS, app, console, progress_bar
 
 
 @app.command("init")
@@ -83,15 +83,15 @@ def demo_cmd(
             t.add_row(str(r + 1), *cells)
         console.print(t)
     mt = Table(title=escape(f"{len(res.queries)} sample queries, {res.n_videos} videos: per modality vs fused ({res.fusion})"),
-               title_justify="left")
+               title_justify="left", caption=FRACTIONS, caption_justify="left")
     mt.add_column("run")
     for lab, _ in METRICS:
-        mt.add_column(lab + " %", justify="right")
+        mt.add_column(lab, justify="right")
     for n, vals in res.metrics.items():
         style = "bold green" if n == "fused" else ("bold blue" if n == "reranked" else None)
         label = n + (" (best single)" if n == res.best_single else "")
-        mt.add_row(escape(label), *[f"{100 * vals[lab]:.1f}" for lab, _ in METRICS], style=style)
-    mt.add_row(f"gain over {res.best_single}", *[f"{100 * res.gain[lab]:+.1f}" for lab, _ in METRICS], style="italic")
+        mt.add_row(escape(label), *[f"{vals[lab]:.3f}" for lab, _ in METRICS], style=style)
+    mt.add_row(f"gain over {res.best_single}", *[f"{res.gain[lab]:+.3f}" for lab, _ in METRICS], style="italic")
     console.print(mt)
     if res.missing:
         console.print("[bold]not run (optional):[/]")
@@ -102,12 +102,11 @@ def demo_cmd(
     best = res.metrics[res.best_single]
     lines = [
         f"modalities: {', '.join(res.modalities)}  ·  retrievers: {len(res.singles)}  ·  fusion: {res.fusion}",
-        f"fused R@1 [bold]{100 * fused['R@1']:.1f}%[/]  vs best single ({res.best_single}) {100 * best['R@1']:.1f}%  "
-        f"→ [bold green]{100 * res.gain['R@1']:+.1f}[/] points; nDCG@10 {100 * fused['nDCG@10']:.1f} "
-        f"({100 * res.gain['nDCG@10']:+.1f})",
+        f"fused R@1 [bold]{fused['R@1']:.3f}[/]  vs best single ({res.best_single}) {best['R@1']:.3f}  "
+        f"→ [bold green]{res.gain['R@1']:+.3f}[/]; nDCG@10 {fused['nDCG@10']:.3f} ({res.gain['nDCG@10']:+.3f})",
     ]
     if res.reranked:
-        lines.append(f"reranked R@1 {100 * res.metrics['reranked']['R@1']:.1f}%  ·  {escape(res.rerank_summary)}")
+        lines.append(f"reranked R@1 {res.metrics['reranked']['R@1']:.3f}  ·  {escape(res.rerank_summary)}")
     idx = "reused" if res.index_stats.get("reused") else f"built in {res.timings.get('index', 0):.0f} s"
     lines.append(f"index {escape(str(res.index))} ({idx})  ·  total {res.timings.get('total', 0):.0f} s")
     lines.append(f"report: [bold]{escape(str(res.report))}[/]  (open it in a browser)")

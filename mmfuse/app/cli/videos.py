@@ -33,9 +33,12 @@ from .common import (
     config_defaults,
     console,
     err_console,
+    legend,
     load_config_defaults,
+    narrow_table,
     progress_bar,
     required,
+    short_names,
     split_csv,
     warn,
 )
@@ -167,8 +170,10 @@ def search_cmd(
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
 ) -> None:
-    """Search an index: one query (fused ranking with each modality's rank and score per hit), or a batch of
-    queries written as run files that `mmfuse eval`, `bench` and `rerank` read."""
+    """Search an index: one query, or a batch of queries written as run files.
+
+    One query prints the fused ranking with each retriever's rank and score per hit; a batch (--queries) writes
+    run files that `mmfuse eval`, `bench` and `rerank` read."""
     batch = queries is not None
     if batch == (query is not None):
         raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
@@ -213,26 +218,33 @@ def search_cmd(
         typer.echo(json.dumps(doc, indent=1))
         return
     names = [r.name for r in res.runs]
-    table = Table(title=f"{query!r}: fused ({res.fusion})")
-    table.add_column("#", justify="right")
-    table.add_column("video")
-    table.add_column("score", justify="right")
+    codes = short_names(names)
+    table = narrow_table(escape(f"{query!r}: fused ({res.fusion})"),
+                         escape(f"per retriever: rank, then score ({legend(codes)})"))
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("video", overflow="fold", ratio=1)
+    table.add_column("score", justify="right", no_wrap=True)
     for m in names:
-        table.add_column(f"{m} rank/score", justify="right")
+        table.add_column(escape(codes[m]), justify="right", no_wrap=True)
     for h in doc["hits"]:
         cells = []
         for m in names:
             x = h["modalities"].get(m)
-            cells.append(f"{x['rank']} / {x['score']:.3g}" if x else "-")
-        table.add_row(str(h["rank"]), h["video_id"], f"{h['score']:.4g}", *cells)
+            cells.append(f"{x['rank']}\n{x['score']:.3g}" if x else "-")
+        table.add_row(str(h["rank"]), escape(h["video_id"]), f"{h['score']:.4g}", *cells)
     console.print(table)
     if per_modality:
         for m, lst in doc["per_modality"].items():
-            t = Table(title=f"{m}")
-            for c in ("#", "video", "score", "segment", "time", "text"):
-                t.add_column(c)
+            if not lst:
+                console.print(f"{escape(m)}: no hits", highlight=False)
+                continue
+            t = narrow_table(escape(m))
+            for c in ("#", "video", "score", "segment", "time"):
+                t.add_column(c, no_wrap=c != "video", overflow="fold",
+                             justify="right" if c in ("#", "score") else "left")
+            t.add_column("text", overflow="fold", ratio=1)
             for e in lst:
                 span = f"{e['start']:.1f}-{e['end']:.1f}s" if "start" in e else ""
-                t.add_row(str(e["rank"]), e["video_id"], f"{e['score']:.4g}", e.get("segment_id", ""), span,
-                          (e.get("text") or "")[:60])
+                t.add_row(str(e["rank"]), escape(e["video_id"]), f"{e['score']:.4g}",
+                          escape(str(e.get("segment_id", ""))), span, escape((e.get("text") or "")[:60]))
             console.print(t)
