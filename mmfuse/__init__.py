@@ -3,8 +3,8 @@
 Public API: ``Run``, ``Qrels`` (result lists and judgements), ``fuse`` (all fusion methods), ``evaluate``
 (metrics), ``Pipeline`` (retrieve -> fuse -> rerank). ``import mmfuse`` loads numpy and pyarrow only; the rest
 loads on first use. The package is laid out in rooms, each importing only from rooms below it (see
-``docs/design.md``): errors/utils, runs, fusion/eval, encoders/store, retrievers/ingest, rerankers, benchmarks,
-config, pipeline, app.
+``docs/design.md``): errors/utils, runs, fusion/eval, encoders/store, retrievers/llm, ingest/expand, rerankers,
+benchmarks, config, pipeline, app.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import ConfigError, MmfuseError
+from mmfuse.expand import METHODS as EXPAND_METHODS
 from mmfuse.fusion import NORMS, get_method, methods
 from mmfuse.rerankers.grid import parse_grid
 from mmfuse.utils.files import atomic_write
@@ -90,6 +91,23 @@ grid = "2x2"                 # S-Grid rows x cols of sampled frames per candidat
 cell = 224                   # grid cell size in pixels
 subtitles = true             # send each candidate's ASR transcript with its grid
 # cache = ".mmfuse-cache/grids"           # S-Grid cache directory
+
+[expand]
+# Query expansion with a language model at search time (see docs/expansion.md). Unset method = none.
+# method = "q2e"             # q2e (sub-queries), hyde (hypothetical passages) or lamer (answers grounded in BM25 hits)
+# n = 5                      # sub-queries or passages asked for (default: 5 for q2e, 4 for hyde and lamer)
+# fusion = "entropy"         # fuses each retriever's q2e sub-query lists; unset = the library default
+# template = "prompts/q2e.txt"             # prompt file (fields {query}, {n}, lamer: {candidates}); unset = built-in
+# model = "Qwen/Qwen2.5-7B-Instruct"       # served model name, or a local transformers model folder
+# base_url = "http://localhost:8000/v1"    # OpenAI-compatible server; default: $MMFUSE_LLM_BASE_URL, $OPENAI_BASE_URL
+# api_key_env = "MY_SERVER_KEY"           # variable holding the API key; default: $MMFUSE_LLM_API_KEY, $OPENAI_API_KEY
+candidates = 5               # lamer: first-retrieval videos shown to the model
+# max_tokens = 464           # answer length limit (default: 80 per item + 64)
+temperature = 0.0
+timeout = 60.0               # seconds per request
+retries = 2                  # retries on timeouts, 429 and 5xx
+concurrency = 4              # requests in flight at once
+# cache = ".mmfuse-cache/llm"              # answers cached here (default ~/.cache/mmfuse/llm); "" = no cache
 
 [search]
 k = 10                       # results per query
@@ -187,14 +205,7 @@ class FusionSection(_Strict):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v: str | None) -> str | None:
-        if v in (None, "", "default"):
-            return None
-        try:
-            get_method(v)
-        except Exception as e:  # ParameterError with "did you mean"
-            raise ValueError(f"unknown fusion method {v!r}{_did_you_mean(v, list(methods()))}; allowed: "
-                             f"{', '.join(methods())}") from e
-        return v
+        return _fusion_method(v)
 
     @field_validator("norm")
     @classmethod
@@ -249,6 +260,31 @@ class RerankSection(_Strict):
         return self
 
 
+class ExpandSection(_Strict):
+    """Query expansion: the method, the prompt, the fusion of q2e's sub-query lists and the language model."""
+
+    method: Literal[EXPAND_METHODS] | None = None
+    n: int | None = Field(None, ge=1, le=20)
+    fusion: str | None = None
+    fusion_params: dict[str, Any] = Field(default_factory=dict)
+    template: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    candidates: int = Field(5, ge=1, le=100)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    timeout: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0)
+    concurrency: int = Field(4, ge=1)
+    cache: str | None = None
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, v: str | None) -> str | None:
+        return _fusion_method(v)
+
+
 class SearchSection(_Strict):
     k: int = Field(10, ge=1)
 
@@ -264,6 +300,7 @@ class PipelineConfig(_Strict):
     retrievers: dict[str, RetrieverConfig] = Field(default_factory=_default_retrievers)
     fusion: FusionSection = Field(default_factory=FusionSection)
     rerank: RerankSection = Field(default_factory=RerankSection)
+    expand: ExpandSection = Field(default_factory=ExpandSection)
     search: SearchSection = Field(default_factory=SearchSection)
 
     @field_validator("retrievers", mode="after")
@@ -287,6 +324,18 @@ class PipelineConfig(_Strict):
             return path
         p = Path(os.path.expanduser(path))
         return str(p if p.is_absolute() or base_dir is None else Path(base_dir) / p)
+
+
+def _fusion_method(v: str | None) -> str | None:
+    """A fusion method name as the config takes it: None, "" and "default" mean the library default."""
+    if v in (None, "", "default"):
+        return None
+    try:
+        get_method(v)
+    except Exception as e:  # ParameterError with "did you mean"
+        raise ValueError(f"unknown fusion method {v!r}{_did_you_mean(v, list(methods()))}; allowed: "
+                         f"{', '.join(methods())}") from e
+    return v
 
 
 def _did_you_mean(name: str, choices: list[str]) -> str:

@@ -1,7 +1,9 @@
-"""Pipeline: retrievers -> fusion -> optional VLM reranker, built in Python or from a TOML config."""
+"""Pipeline: retrievers (and their runs with language-model query expansion) -> fusion -> optional VLM reranker, built
+in Python or from a TOML config."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +16,7 @@ import numpy as np
 from mmfuse.config import PipelineConfig, load_config, parse_config
 from mmfuse.encoders import load_encoder
 from mmfuse.errors import ConfigError, InputError, ModelError, ParameterError, suggest
+from mmfuse.expand import ExpansionReport, QueryExpander, build_expander
 from mmfuse.fusion import fuse, get_method
 from mmfuse.rerankers import build_reranker
 from mmfuse.retrievers import VectorRetriever, load_retriever, retrievers_for_index
@@ -25,7 +28,8 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass
 class PipelineResult:
-    """Everything one ``Pipeline.run`` produced: each retriever's run, the fused run, the reranked run."""
+    """Everything one ``Pipeline.run`` produced: each retriever's run (then each retriever's expanded run, named
+    ``NAME@METHOD``, when the pipeline expands queries), the fused run, the reranked run."""
 
     queries: dict[str, str]
     runs: list["Run"]  # one per retriever, named after it, ``depth`` deep, every query present
@@ -37,6 +41,7 @@ class PipelineResult:
     rerank_stats: Any = None
     fusion: str = "default"
     texts: "SegmentTexts | None" = None  # matched text per segment, for hits (index-backed pipelines)
+    expansion: ExpansionReport | None = None  # what the language model made of each query, with the prompt's hash
 
     def by_name(self) -> dict[str, "Run"]:
         """Each retriever's run by name, then ``fused`` (and ``reranked``) - convenient for display and eval."""
@@ -85,6 +90,8 @@ class PipelineResult:
         """The JSON object of one query, as ``mmfuse search --json`` prints it and ``mmfuse serve`` returns it."""
         doc: dict[str, Any] = {"query": self.queries.get(qid, ""), "fusion": self.fusion, "hits": self.hits(qid),
                                "warnings": list(self.warnings)}
+        if self.expansion is not None:
+            doc["expansion"] = self.expansion.as_dict(qid)
         if per_modality:
             n = k or len(doc["hits"])
             doc["per_modality"] = {r.name: self.entries(r, qid)[:n] for r in self.runs}
@@ -117,8 +124,9 @@ class SegmentTexts:
         return self._cols
 
     def get(self, retriever: str, segment_id: str) -> str | None:
-        """The text of ``segment_id`` that ``retriever`` (``ocr``, ``asr``, ``asr_dense``, ``meta`` ...) matched."""
-        col = self._load().get(retriever.removesuffix("_dense"))
+        """The text of ``segment_id`` that ``retriever`` (``ocr``, ``asr``, ``asr_dense``, ``meta``, ``asr@q2e``
+        ...) matched."""
+        col = self._load().get(retriever.partition("@")[0].removesuffix("_dense"))
         if col is None:
             return None
         ids, texts = col
@@ -159,6 +167,10 @@ class Pipeline:
     ``reranker``: a :class:`mmfuse.rerankers.VLMReranker` (or anything with the same ``rerank`` method);
     ``videos`` tells it where the files are (a folder or ``{video_id: path}``; default: the paths in the index).
     ``aggregation``/``pooling``/``clip_encoder``/``clap_encoder`` configure the index-backed retrievers.
+    ``expand``: query expansion with a language model, a method name (``"q2e"``, ``"hyde"``, ``"lamer"``: the model
+    from ``$MMFUSE_LLM_BASE_URL``/``$MMFUSE_LLM_MODEL``, see :func:`mmfuse.expand.build_expander`) or a
+    :class:`mmfuse.expand.QueryExpander`; each retriever's expanded run is fused with the others (weights given per
+    retriever apply to its expanded run too).
     """
 
     def __init__(self, retrievers: Sequence[Any] | None = None, fusion: str | Callable | None = None,
@@ -167,7 +179,7 @@ class Pipeline:
                  weights: Sequence[float] | None = None, depth: int = 100, videos: Any = None,
                  aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None,
                  clap_encoder: Any = None, dense: bool = True,
-                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None, expand: Any = None) -> None:
         if retrievers is not None and not isinstance(retrievers, (list, tuple)):
             retrievers = [retrievers]
         if retrievers is not None and len(retrievers) == 0:
@@ -181,6 +193,10 @@ class Pipeline:
             raise ParameterError(f"depth must be >= 1, got {depth}")
         if fusion is not None and not callable(fusion):
             get_method(fusion)  # unknown names fail here, with a suggestion, not after retrieval
+        if isinstance(expand, str):
+            expand = build_expander(expand)
+        if expand is not None and not callable(getattr(expand, "expand", None)):
+            raise ParameterError(f"expand: {type(expand).__name__} is neither a method name nor a QueryExpander")
         self.retriever_specs = list(retrievers) if retrievers is not None else None
         self.fusion = fusion
         self.fusion_params = dict(fusion_params or {})
@@ -196,6 +212,7 @@ class Pipeline:
         self.clap_encoder = clap_encoder
         self.dense = dense
         self.retriever_options = {k: dict(v) for k, v in (retriever_options or {}).items()}
+        self.expander: QueryExpander | None = expand
         self.warnings: list[str] = []
         self.last: PipelineResult | None = None
         self._retrievers: list[Any] | None = None
@@ -279,8 +296,8 @@ class Pipeline:
         rets = self.retrievers()
         top = int(getattr(self.reranker, "top", 0) or 0) if self.reranker is not None else 0
         depth = max(self.depth, int(k), top)
-        runs = []
-        stages = len(rets) + 1 + (1 if self.reranker is not None else 0)
+        runs, used = [], []
+        stages = len(rets) + 1 + (self.reranker is not None) + (self.expander is not None)
         for i, r in enumerate(rets):
             name = str(getattr(r, "name", f"retriever{i}"))
             if progress:
@@ -293,11 +310,22 @@ class Pipeline:
                 continue
             timings[f"retrieve:{name}"] = time.perf_counter() - t0
             runs.append(run.with_name(name))
+            used.append(r)
         if not runs:
             raise InputError("pipeline: no retriever could search" + (f" ({'; '.join(warnings)})" if warnings else ""))
-        runs = [r.ensure_queries(qids) for r in self._unique_names(runs)]
+        runs = self._unique_names(runs)
+        expansion = None
+        if self.expander is not None:
+            if progress:
+                progress(len(rets), stages, f"expand {self.expander.method}")
+            t0 = time.perf_counter()
+            more, expansion = self.expander.expand(asked, list(zip(used, runs)), depth, texts=self._texts())
+            warnings += expansion.warnings
+            runs += more
+            timings["expand"] = time.perf_counter() - t0
+        runs = [r.ensure_queries(qids) for r in runs]
         if progress:
-            progress(len(rets), stages, "fuse")
+            progress(stages - 1 - (self.reranker is not None), stages, "fuse")
         t0 = time.perf_counter()
         fused = self._fuse(runs, qids).cut(max(int(k), top)).with_name("fused")
         timings["fuse"] = time.perf_counter() - t0
@@ -305,11 +333,11 @@ class Pipeline:
         final = fused
         if self.reranker is not None:
             if progress:
-                progress(len(rets) + 1, stages, "rerank")
+                progress(stages - 1, stages, "rerank")
             t0 = time.perf_counter()
 
             def rerank_progress(d: int, t: int, label: str) -> None:
-                progress(len(rets) + 1, stages, f"rerank {d}/{t}")
+                progress(stages - 1, stages, f"rerank {d}/{t}")
 
             sub = rerank_progress if progress else None
             reranked = self.reranker.rerank(qs, fused, self.video_paths(), retriever_runs=runs,
@@ -321,7 +349,7 @@ class Pipeline:
             progress(stages, stages, "done")
         res = PipelineResult(queries=qs, runs=runs, fused=fused, reranked=reranked, final=final.cut(int(k)),
                              warnings=self.warnings + warnings, timings=timings, rerank_stats=stats,
-                             fusion=self.fusion_name, texts=self._texts())
+                             fusion=self.fusion_name, texts=self._texts(), expansion=expansion)
         self.last = res
         return res
 
@@ -350,13 +378,15 @@ class Pipeline:
         for part in parts:
             for key, t in part.timings.items():
                 timings[key] = timings.get(key, 0.0) + t
+        reports = [p.expansion for p in parts if p.expansion is not None]
         res = PipelineResult(
             queries=qs, runs=[_concat([r for p in parts for r in p.runs if r.name == name], ids)
                               for name in dict.fromkeys(r.name for p in parts for r in p.runs)],
             fused=_concat([p.fused for p in parts], ids),
             reranked=_concat([p.reranked for p in parts], ids) if first.reranked is not None else None,
             final=_concat([p.final for p in parts], ids), warnings=warnings, timings=timings,
-            rerank_stats=first.rerank_stats, fusion=first.fusion, texts=first.texts)
+            rerank_stats=first.rerank_stats, fusion=first.fusion, texts=first.texts,
+            expansion=functools.reduce(ExpansionReport.merge, reports) if reports else None)
         self.last = res
         return res
 
@@ -388,6 +418,10 @@ class Pipeline:
         if callable(self.fusion):
             return self.fusion(runs).ensure_queries(query_ids)
         weights = self.weights
+        base = [r.name for r in runs if "@" not in r.name]
+        if weights is not None and len(weights) == len(base) < len(runs):  # an expanded run weighs as its retriever
+            by_name = dict(zip(base, weights))
+            weights = [by_name.get(r.name.partition("@")[0], 0.0) for r in runs]
         if weights is not None and len(weights) != len(runs):
             raise ParameterError(f"fusion weights: {len(weights)} given for {len(runs)} retrievers "
                                  f"({', '.join(r.name for r in runs)})")
@@ -409,7 +443,8 @@ class Pipeline:
                  for r in (self.retriever_specs or ["<every modality of the index>"])]
         fusion = self.fusion if isinstance(self.fusion, str) else ("default" if self.fusion is None else "custom")
         rr = type(self.reranker).__name__ if self.reranker is not None else "none"
-        return f"Pipeline(retrievers={names}, fusion={fusion}, reranker={rr}, index={self.index})"
+        ex = self.expander.method if self.expander is not None else "none"
+        return f"Pipeline(retrievers={names}, fusion={fusion}, expand={ex}, reranker={rr}, index={self.index})"
 
     __repr__ = describe
 
@@ -421,7 +456,8 @@ class Pipeline:
         """Build from a TOML file (or an already validated :class:`~mmfuse.config.PipelineConfig` / dict).
 
         Relative paths resolve against the file's folder (or ``base_dir``). ``index`` overrides ``[index] path``;
-        ``extra_retrievers`` are appended to the configured ones; ``with_reranker`` overrides ``[rerank] enabled``.
+        ``extra_retrievers`` are appended to the configured ones; ``with_reranker`` overrides ``[rerank] enabled``;
+        ``[expand] method`` turns on query expansion.
         Errors in the file raise a one-line :class:`~mmfuse.errors.ConfigError` naming the key.
         """
         if isinstance(config, PipelineConfig):
@@ -464,7 +500,8 @@ class Pipeline:
             reranker = _reranker_from_config(cfg, base_dir, index=idx)
         return cls(retrievers=specs, fusion=cfg.fusion.method, fusion_params=cfg.fusion.params, reranker=reranker,
                    index=idx, norm=cfg.fusion.norm, weights=cfg.fusion.weights, depth=cfg.fusion.depth,
-                   clip_encoder=clip, clap_encoder=clap, retriever_options=options)
+                   clip_encoder=clip, clap_encoder=clap, retriever_options=options,
+                   expand=_expander_from_config(cfg, base_dir))
 
 
 class _Renamed:
@@ -511,6 +548,20 @@ def _reranker_from_config(cfg: "PipelineConfig", base_dir: str | os.PathLike | N
                           subtitles=index_subtitles(index) if (rr.subtitles and index) else None,
                           cache_dir=cfg.resolve(rr.cache, base_dir), base_url=rr.base_url,
                           api_key=os.environ.get(rr.api_key_env) if rr.api_key_env else None)
+
+
+def _expander_from_config(cfg: "PipelineConfig", base_dir: str | os.PathLike | None = None) -> Any:
+    """The ``[expand]`` section as :func:`mmfuse.expand.build_expander` arguments (None when no method is set)."""
+    ex = cfg.expand
+    if not ex.method:
+        return None
+    local = cfg.resolve(ex.model, base_dir) if ex.model else None
+    return build_expander(ex.method, model=local if local and Path(local).is_dir() else ex.model,
+                          base_url=ex.base_url, api_key=os.environ.get(ex.api_key_env) if ex.api_key_env else None,
+                          n=ex.n, template=cfg.resolve(ex.template, base_dir), fusion=ex.fusion,
+                          fusion_params=ex.fusion_params, candidates=ex.candidates, max_tokens=ex.max_tokens,
+                          temperature=ex.temperature, cache=cfg.resolve(ex.cache, base_dir) if ex.cache is not None
+                          else True, timeout=ex.timeout, retries=ex.retries, concurrency=ex.concurrency)
 
 
 def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
@@ -579,10 +630,11 @@ def searcher(index_dir: "str | os.PathLike | IndexStore", *, fusion: str | None 
              modalities: Sequence[str] | None = None,
              aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None, clap_encoder: Any = None,
              extra: Sequence[Any] = (), depth: int = 100, fusion_params: Mapping[str, Any] | None = None,
-             reranker: Any = None) -> Pipeline:
+             reranker: Any = None, expand: Any = None) -> Pipeline:
     """The :class:`Pipeline` over an index that ``mmfuse search``/``serve`` run (models load once, on first use):
-    ``modalities`` as in :func:`index_retrievers`; ``fusion_params`` may hold ``norm`` and ``weights`` too.
-    ``index_dir`` may be an open :class:`IndexStore`, which the pipeline then shares (with its cached tables)."""
+    ``modalities`` as in :func:`index_retrievers`; ``fusion_params`` may hold ``norm`` and ``weights`` too;
+    ``expand`` as in :class:`Pipeline`. ``index_dir`` may be an open :class:`IndexStore`, which the pipeline then
+    shares (with its cached tables)."""
     store = index_dir if isinstance(index_dir, IndexStore) else IndexStore.open(index_dir)
     if clip_encoder is not None:
         store.check_spec("visual", clip_encoder.spec)
@@ -594,7 +646,7 @@ def searcher(index_dir: "str | os.PathLike | IndexStore", *, fusion: str | None 
     specs = None if names is None and not extra else [*(names if names is not None else store.specs()), *extra]
     pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=store.path,
                     depth=depth, aggregation=aggregation, pooling=pooling, clip_encoder=clip_encoder,
-                    clap_encoder=clap_encoder, reranker=reranker)
+                    clap_encoder=clap_encoder, reranker=reranker, expand=expand)
     pipe._store = store
     return pipe
 

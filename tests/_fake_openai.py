@@ -1,8 +1,11 @@
-"""A loopback imitation of an OpenAI-compatible ``/v1/chat/completions`` server for reranker tests.
+"""A loopback imitation of an OpenAI-compatible ``/v1/chat/completions`` server for reranker and language-model tests.
 
-Good answers are real rankings: the server decodes every image it is sent and orders the candidates by how
-close each grid's mean colour is to the colour named in the query, so a correct client (images in label
-order, one per candidate) gets the right video first. Other behaviours imitate what real servers do wrong.
+Good answers to prompts with images are real rankings: the server decodes every image it is sent and orders the
+candidates by how close each grid's mean colour is to the colour named in the query, so a correct client (images in
+label order, one per candidate) gets the right video first. Good answers to text-only prompts are scripted: ``text``
+maps the prompt to the answer (a function, or ``{substring: answer}``: the answer of the first substring the prompt
+contains). Every answer reports ``usage`` token counts (whitespace words). Other behaviours imitate what real servers
+do wrong.
 """
 
 from __future__ import annotations
@@ -54,16 +57,18 @@ class FakeOpenAI:
     ``script`` lists one behaviour per request in arrival order, then ``default`` for the rest. ``slow``
     sleeps ``slow_seconds`` before a good answer. The server shuts itself down after ``lifetime`` seconds.
     ``requests`` keeps each request body and headers; ``max_in_flight`` the peak number of parallel requests.
+    ``text``: the scripted answers to text-only prompts (see the module doc); ``delay`` is slept before every answer.
     """
 
     def __init__(self, script=(), default: str = "good", slow_seconds: float = 2.0, lifetime: float = 120.0,
-                 delay: float = 0.0):
+                 delay: float = 0.0, text=None):
         for m in [*script, default]:
             assert m in MODES, m
         self.script = list(script)
         self.default = default
         self.slow_seconds = slow_seconds
         self.delay = delay
+        self.text = text
         self.lifetime = lifetime
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -122,17 +127,25 @@ class FakeOpenAI:
                     time.sleep(fake.slow_seconds)
                 if body.get("logprobs"):
                     return self._send(200, _logprob_reply(body))
-                _, labels = colour_ranking(body)
-                ranking = " > ".join(f"[{i}]" for i in labels)
-                text = {
-                    "good": ranking, "slow": ranking,
-                    "prose": f"Sure! Looking at the grids, the ranking is: [{labels[0]}] > [{labels[0]}] > [99] > "
-                             f"{' > '.join(f'[{i}]' for i in labels[1:2])}. Hope this helps!",
-                    "truncated": ranking[: max(3, len(ranking) // 2)],
-                    "garbage": "I am unable to view videos, sorry.",
-                    "empty": "",
-                }[mode]
+                parts = body["messages"][-1]["content"]
+                prompt = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
+                if not any(p.get("type") == "image_url" for p in parts):
+                    text = _scripted(fake.text, prompt, mode)
+                else:
+                    _, labels = colour_ranking(body)
+                    ranking = " > ".join(f"[{i}]" for i in labels)
+                    text = {
+                        "good": ranking, "slow": ranking,
+                        "prose": f"Sure! Looking at the grids, the ranking is: [{labels[0]}] > [{labels[0]}] > [99] > "
+                                 f"{' > '.join(f'[{i}]' for i in labels[1:2])}. Hope this helps!",
+                        "truncated": ranking[: max(3, len(ranking) // 2)],
+                        "garbage": "I am unable to view videos, sorry.",
+                        "empty": "",
+                    }[mode]
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split())}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 return self._send(200, {"id": "cmpl-1", "object": "chat.completion", "model": body.get("model"),
+                                        "usage": usage,
                                         "choices": [{"index": 0, "finish_reason": "stop",
                                                      "message": {"role": "assistant", "content": text}}]})
 
@@ -156,6 +169,21 @@ class FakeOpenAI:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+
+def _scripted(script, prompt: str, mode: str) -> str:
+    """The answer to a text-only prompt in ``mode`` (prose wraps the good answer in chatter)."""
+    if mode in ("garbage", "empty"):
+        return {"garbage": "I am unable to help with that, sorry.", "empty": ""}[mode]
+    if callable(script):
+        good = script(prompt)
+    else:
+        good = next((a for key, a in (script or {}).items() if key in prompt), "")
+    if mode == "prose":
+        return f"Sure! Here is what you asked for:\n\n{good}\n\nHope this helps!"
+    if mode == "truncated":
+        return good[: max(3, len(good) // 2)]
+    return good
 
 
 def _logprob_reply(body: dict) -> dict:

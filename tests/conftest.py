@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 pytest_plugins: list[str] = []
-for _mod in ("fixtures_models", "fixtures_vlm", "fixtures_media"):
+for _mod in ("fixtures_models", "fixtures_vlm", "fixtures_media", "fixtures_llm"):
     if (Path(__file__).parent / f"{_mod}.py").exists():
         pytest_plugins.append(f"tests.{_mod}" if (Path(__file__).parent / "__init__.py").exists() else _mod)
 

@@ -28,7 +28,7 @@ def test_partial_retrievers_section_keeps_the_other_builtins():
     ('[fusion]\nnorm = "minmax"', "[fusion] norm: unknown normalization 'minmax' (did you mean 'min-max'?)"),
     ('[fusion]\nfoo = 1', "cfg.toml: unknown key 'foo' in [fusion]; allowed: method, norm, weights, depth, params"),
     ('[fusion]\nweights = [0.0, 0.0]', "[fusion] weights: weights must be >= 0 with a positive sum"),
-    ('bogus = 1', "unknown key 'bogus' in top level; allowed: index, retrievers, fusion, rerank, search"),
+    ('bogus = 1', "unknown key 'bogus' in top level; allowed: index, retrievers, fusion, rerank, expand, search"),
     ('[rerank]\ngrid = "2y2"', '[rerank] grid: grid must look like ROWSxCOLS (e.g. "2x2")'),
     ('[rerank]\nenabled = true', '[rerank]: enabled = true needs model = "NAME"'),
     ('[rerank]\nbackend = "vllm"', "[rerank] backend: Input should be 'openai' or 'transformers' (got 'vllm')"),

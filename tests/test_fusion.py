@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import subprocess
 import sys
@@ -303,7 +304,9 @@ def test_fast_path_is_taken_and_falls_back(monkeypatch):
     runs = _tie_runs(2, 50)
     calls = []
     real = fast_mod.fast_fuse
-    monkeypatch.setattr(fast_mod, "fast_fuse", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
+    fuse_mod = importlib.import_module("mmfuse.fusion.fuse")  # fuse() calls fast_fuse through its module global
+
+    monkeypatch.setattr(fuse_mod, "fast_fuse", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
     fuse(runs, method="combsum", norm="zmuv")
     fuse(runs, method="combsum", norm="borda")  # Borda scores missing docs: general path only
     fuse(runs, method="combmed")  # no single-pass form

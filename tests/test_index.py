@@ -102,6 +102,25 @@ def test_single_modality_queries_hit_at_rank_1(corpus_index, modality):
         assert hits and hits[0][0] in qrels[q], (q, mine[q], hits[:3])
 
 
+def test_embedding_retrievers_search_by_vector(corpus_index):
+    # query expansion (HyDE) searches with vectors: the run for the vectors a retriever embeds equals its run for the
+    # texts, and only a vector's direction counts
+    from mmfuse.retrievers import EmbeddingRetriever, retrievers_for_index
+    from mmfuse.store.lance import IndexStore
+
+    rets = [r for r in retrievers_for_index(IndexStore.open(corpus_index["path"]))
+            if isinstance(r, EmbeddingRetriever)]
+    assert {r.name for r in rets} == {"visual", "audio", "asr_dense", "meta_dense"}
+    texts = {"a": "a red triangle grows", "b": "birds singing in the morning"}
+    for r in rets:
+        by_text = r.search(texts, k=5)
+        vectors = r.embed_queries(list(texts.values()))
+        by_vector = r.search_embedded(list(texts), 3.0 * vectors, k=5)
+        for q in texts:
+            assert [d for d, _ in by_vector.query(q)] == [d for d, _ in by_text.query(q)], (r.name, q)
+            assert [s for _, s in by_vector.query(q)] == pytest.approx([s for _, s in by_text.query(q)], abs=1e-6)
+
+
 def test_fused_search_over_text_modalities(corpus_index):
     from mmfuse.pipeline import search_index
 

@@ -18,6 +18,9 @@ import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
 from mmfuse.eval.metrics import DEFAULT_VIDEO_METRICS, RelevantRanks, video_metrics
+from mmfuse.fusion import get_method
+from mmfuse.fusion.align import Aligned, FusionInput, align
+from mmfuse.fusion.norm import norm_name, normalize_entries
 
 __all__ = ["Config", "Result", "DEFAULT_GRID", "SUBSET_MODES", "subsets", "build_configs", "sweep", "tune",
            "run_benchmark"]
@@ -102,8 +105,6 @@ def subsets(retrievers: Sequence[str], mode: str = "every") -> list[tuple[str, .
 
 
 def _grid_points(method: str, spec: Mapping[str, list]) -> list[tuple[str | None, tuple]]:
-    from mmfuse.fusion import get_method
-
     m = get_method(method)
     spec = dict(spec)
     norms = spec.pop("norm", None)
@@ -127,8 +128,6 @@ def build_configs(retrievers: Sequence[str], methods: Iterable[str] | None = Non
                   sensitivity: bool = True) -> list[Config]:
     """All configurations of a sweep (singles first, then every method x norm x params x subset, then the
     sensitivity points of :data:`SENSITIVITY_GRID` on the full retriever set)."""
-    from mmfuse.fusion import get_method
-
     grid = dict(DEFAULT_GRID if grid is None else grid)
     if methods is None:
         chosen = list(grid)
@@ -164,8 +163,6 @@ def _sub_aligned(a, keep_runs: Sequence[int]):
     Query and doc tables stay those of the full set (a query none of the subset's runs holds just has no candidate,
     which scores exactly as an absent query); pairs are renumbered to the union of the subset's entries.
     """
-    from mmfuse.fusion.align import Aligned
-
     keep_runs = np.asarray(keep_runs, dtype=np.int64)
     remap = np.full(a.n_runs, -1, dtype=np.int64)
     remap[keep_runs] = np.arange(keep_runs.size)
@@ -252,10 +249,6 @@ _SHARED: dict[str, Any] = {}
 
 
 def _measure(a, judged, c: Config, n_docs: int, Q: int, t_align: float, metrics: Sequence[str]) -> Result:
-    from mmfuse.fusion import get_method
-    from mmfuse.fusion.align import FusionInput
-    from mmfuse.fusion.norm import norm_name, normalize_entries
-
     t1 = time.perf_counter()
     transductive = False
     if c.method == "single":
@@ -298,8 +291,6 @@ def sweep(dataset, configs: Sequence[Config], metrics: Sequence[str] = DEFAULT_V
     """
     import multiprocessing as mp
     import os
-
-    from mmfuse.fusion.align import align
 
     total = _total if _total is not None else len(configs)
     by_subset: dict[tuple[str, ...], list[tuple[int, Config]]] = {}

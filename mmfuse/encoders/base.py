@@ -26,6 +26,7 @@ DEFAULTS: dict[str, str | None] = {
     "whisper": "bundled:whisper-tiny.en",
     "ocr": "rapidocr-onnxruntime",
     "vlm": None,
+    "llm": None,
 }
 
 

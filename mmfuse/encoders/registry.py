@@ -15,7 +15,7 @@ from .clap import ClapEncoder, LaionClapEncoder
 from .clip import ClipEncoder
 from .ocr import OcrExtractor
 from .text import DenseTextEncoder
-from .vlm import VisionLanguageModel
+from .vlm import LanguageModel, VisionLanguageModel
 from .whisper import WhisperTranscriber
 
 __all__ = ["KINDS", "encoder_from_spec", "load_encoder"]
@@ -29,6 +29,7 @@ KINDS: dict[str, type] = {
     "whisper": WhisperTranscriber,
     "ocr": OcrExtractor,
     "vlm": VisionLanguageModel,
+    "llm": LanguageModel,
 }
 # the "kind" an encoder writes into its spec -> its class
 _SPEC_KINDS: dict[str, type] = {
@@ -39,12 +40,13 @@ _SPEC_KINDS: dict[str, type] = {
     "faster-whisper": WhisperTranscriber,
     "rapidocr-onnxruntime": OcrExtractor,
     "transformers-vlm": VisionLanguageModel,
+    "transformers-llm": LanguageModel,
 }
 
 
 def load_encoder(kind: str, name_or_path: str | os.PathLike | None = None, *, lazy: bool = False,
                  **opts: Any) -> Encoder:
-    """The ``kind`` encoder (``clip``, ``clap``, ``laion_clap``, ``text``, ``whisper``, ``ocr``, ``vlm``) for a model
+    """The ``kind`` encoder (``clip``, ``clap``, ``laion_clap``, ``text``, ``whisper``, ``ocr``, ``vlm``, ``llm``) for a model
     name or a local path; ``None`` is the kind's default (``DEFAULTS``). ``opts`` are the class's keyword options
     (``pretrained``/``checkpoint`` for CLIP, ``device``, ``batch_size``, ...), checked by name.
 

@@ -1,11 +1,14 @@
-"""Vision-language models through transformers: the processor and the image-text-to-text model loaded by hub name or
-local directory, with the device and dtype resolved. The reranker's transformers backend builds its prompts and
-generates with what this loads."""
+"""Generative models through transformers: a vision-language model (the processor and the image-text-to-text model)
+and a text-only language model (the tokenizer and the causal LM), loaded by hub name or local directory with the
+device and dtype resolved. :mod:`mmfuse.llm` prompts and generates with what this loads (the reranker, query
+expansion)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mmfuse.errors import ModelError
@@ -14,7 +17,7 @@ from mmfuse.utils.quiet import quiet_loading
 
 from .base import resolve_device
 
-__all__ = ["VisionLanguageModel"]
+__all__ = ["LanguageModel", "VisionLanguageModel", "is_vlm_dir"]
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -29,6 +32,10 @@ class VisionLanguageModel:
     """
 
     modality = "vlm"
+    kind = "transformers-vlm"
+    label = "VLM"
+    auto_processor = "AutoProcessor"
+    auto_model = "AutoModelForImageTextToText"
 
     def __init__(self, model: str | os.PathLike, *, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False, processor_kwargs: Mapping[str, Any] | None = None):
@@ -45,11 +52,11 @@ class VisionLanguageModel:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {"kind": "transformers-vlm", "model": self.model_name, "dtype": self.dtype_name,
+        return {"kind": self.kind, "model": self.model_name, "dtype": self.dtype_name,
                 "trust_remote_code": self.trust_remote_code}
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> VisionLanguageModel:
+    def from_spec(cls, spec: Mapping[str, Any]) -> "VisionLanguageModel":
         return cls(spec.get("model"), dtype=spec.get("dtype", "auto"),
                    trust_remote_code=spec.get("trust_remote_code", False))
 
@@ -62,6 +69,8 @@ class VisionLanguageModel:
         if self.model is not None:
             return self.model
         torch, transformers = require("torch", "vlm"), require("transformers", "vlm")
+        from_processor = getattr(transformers, self.auto_processor)
+        auto = getattr(transformers, self.auto_model)
         self.device = resolve_device(self.device, mps=True)
         if self.dtype_name != "auto":
             self.dtype = getattr(torch, self.dtype_name)
@@ -71,18 +80,36 @@ class VisionLanguageModel:
             self.dtype = torch.float32
         name, remote = self.model_name, self.trust_remote_code
         try:
-            self.processor = transformers.AutoProcessor.from_pretrained(name, trust_remote_code=remote,
-                                                                        **self.processor_kwargs)
+            self.processor = from_processor.from_pretrained(name, trust_remote_code=remote, **self.processor_kwargs)
             with quiet_loading():
-                auto = transformers.AutoModelForImageTextToText
                 try:
                     model = auto.from_pretrained(name, dtype=self.dtype, trust_remote_code=remote)
                 except TypeError:  # transformers < 4.56 names it torch_dtype
                     model = auto.from_pretrained(name, torch_dtype=self.dtype, trust_remote_code=remote)
         except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"cannot load VLM {name!r} with transformers: {str(e).splitlines()[0]}") from None
+            raise ModelError(f"cannot load {self.label} {name!r} with transformers: {str(e).splitlines()[0]}") from None
         self.model = model.to(self.device).eval()
         return self.model
 
     def __repr__(self) -> str:
-        return f"VisionLanguageModel({self.model_name!r})"
+        return f"{type(self).__name__}({self.model_name!r})"
+
+
+class LanguageModel(VisionLanguageModel):
+    """``AutoTokenizer`` + ``AutoModelForCausalLM``: a text-only instruction model (Qwen2.5, Llama 3, Mistral, ... in
+    HF format), loaded like :class:`VisionLanguageModel`; ``processor`` is the tokenizer."""
+
+    modality = "llm"
+    kind = "transformers-llm"
+    label = "language model"
+    auto_processor = "AutoTokenizer"
+    auto_model = "AutoModelForCausalLM"
+
+
+def is_vlm_dir(path: str | os.PathLike) -> bool:
+    """Whether a local model directory holds a vision-language model (its ``config.json`` has a vision tower)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "vision_config" in config

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mmfuse.errors import InputError, ParameterError
+from mmfuse.errors import InputError, ParameterError, unknown
 
 # ranx metric names this module implements; "@k" optional on each (k=0 / absent means the whole list)
 RANX_METRICS = ("hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map", "ndcg", "ndcg_burges")
@@ -80,8 +80,6 @@ def parse_metric(name: str) -> tuple[str, int, int]:
             if not m.group(2):
                 raise ParameterError(f"metric {text!r} needs a cutoff, such as {base}_10")
             return TREC_EVAL_CUT[m.group(1)], int(m.group(2)), lvl
-    from mmfuse.errors import unknown
-
     raise unknown("metric", text, [f"{x}@10" for x in RANX_METRICS if x != "r-precision"]
                   + ["r-precision", "P_10", "ndcg_cut_10", "recall_100", "recip_rank", "success_1", "Rprec", "P@10"])
 
@@ -240,8 +238,6 @@ def dense_metrics(scores: np.ndarray, gt, doc_order: np.ndarray | None = None,
 
 def _check_ties(ties: str) -> None:
     if ties not in ("trec", "optimistic"):
-        from mmfuse.errors import unknown
-
         raise unknown("tie convention", ties, ["trec", "optimistic"])
 
 

@@ -8,6 +8,8 @@ import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
 
+from .metrics import evaluate
+
 __all__ = ["paired_t_test", "fisher_randomization_test", "compare"]
 
 TESTS = ("student", "fisher")
@@ -55,8 +57,6 @@ def compare(qrels, runs: Sequence, metrics: Sequence[str] = ("ndcg@10",), baseli
     Returns ``{run_name: {metric: {"mean": float, "p_value": float | None, "significant": bool | None}}}``
     (the baseline's own p-values are None).
     """
-    from .metrics import evaluate
-
     if test not in TESTS:
         raise unknown("significance test", test, TESTS)
     if not runs:

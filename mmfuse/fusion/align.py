@@ -18,6 +18,7 @@ import numpy as np
 
 from mmfuse.errors import InputError
 from mmfuse.runs import LazyIds
+from mmfuse.runs.fastio import union_sorted
 
 from ._kernels import kernels as _kernels
 
@@ -180,8 +181,6 @@ def _union_sorted(tables: list, lazy: bool = False) -> tuple:
         return out(first), [ident] * len(tables)
     arrays = [t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t if a else pa.array(t, type=pa.string())
               for t, a in zip(tables, is_arrow)]
-    from mmfuse.runs.fastio import union_sorted
-
     got = union_sorted(arrays)
     if got is not None:
         return out(got[0]), got[1]

@@ -23,7 +23,11 @@ import threading
 
 import numpy as np
 
+from mmfuse.errors import InputError, ParameterError
+from mmfuse.runs import Run
 from mmfuse.utils.compiled import LazyKernels, threads
+
+from .align import _union_sorted, doc_tables, query_union
 
 __all__ = ["FastSpec", "fast_fuse", "CONTRIB", "COMBINE"]
 
@@ -113,11 +117,6 @@ def fast_fuse(runs: list, spec: FastSpec, norm: str, norm_kw: dict, weights: np.
     k = _kernels()
     if k is None or norm not in NORM_CODE:
         return None
-    from mmfuse.errors import InputError, ParameterError
-    from mmfuse.runs import Run
-
-    from .align import _union_sorted, doc_tables, query_union
-
     temp = float(norm_kw.get("temperature", 1.0))
     if norm == "softmax" and not temp > 0:
         raise ParameterError(f"softmax normalization: temperature must be > 0, got {temp}")

@@ -11,6 +11,7 @@ from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.runs import Run
 
 from .align import RANKS, FusionInput, align, input_ranks, order_pairs
+from .fast import fast_fuse
 from .norm import NORM_PARAMS, norm_name, normalize_entries
 from .registry import get_method
 
@@ -111,8 +112,6 @@ def fuse(runs, method: str | None = None, norm: str | None = None, weights: Sequ
     if uses_ranks and any(input_ranks(r, ranks) is not None for r in runs):
         _use_fast = False  # the compiled pass ranks by position; input order takes the general path
     if m.fast is not None and nname != "borda" and _use_fast:
-        from .fast import fast_fuse
-
         out = fast_fuse(runs, m.fast, nname, norm_kw, w, resolved, depth, m.name, qtable)
         if out is not None:
             return out

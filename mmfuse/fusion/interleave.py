@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmfuse.errors import ParameterError, unknown
+from mmfuse.runs import Run
 
 from .align import FusionInput, align
 from .registry import register_method
@@ -51,8 +52,6 @@ def interleave(runs, keep: str = "all", depth: int | None = None) -> dict[str, l
 
 def interleave_run(runs, depth: int | None = None, name: str = "interleave"):
     """The ``keep="first"`` interleaving as a Run; the score of the item at 1-based position i is 1 / i."""
-    from mmfuse.runs import Run
-
     a, order, offsets = _order(runs, "first", depth)
     counts = np.diff(offsets)
     pos = np.arange(order.size) - np.repeat(offsets[:-1], counts) + 1

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from mmfuse.errors import ParameterError
 from mmfuse.ingest.frames import sample_frames
 from mmfuse.ingest.probe import content_hash, probe
+from mmfuse.utils.files import cache_home
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -223,11 +224,9 @@ def placeholder(spec: GridSpec, note: str = "video unavailable") -> "Image.Image
 # Cache
 
 def default_cache_dir() -> Path:
-    """Where grids are kept between runs unless told otherwise: ``$MMFUSE_CACHE_DIR/grids``, else
-    ``$XDG_CACHE_HOME/mmfuse/grids`` (``~/.cache/mmfuse/grids``)."""
-    base = os.environ.get("MMFUSE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mmfuse")
-    return Path(base) / "grids"
+    """Where grids are kept between runs unless told otherwise: ``grids`` in :func:`mmfuse.utils.files.cache_home`
+    (``$MMFUSE_CACHE_DIR``, else ``~/.cache/mmfuse``)."""
+    return cache_home() / "grids"
 
 
 class GridCache:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from mmfuse.llm.parsing import ParseCounts
 
 _BRACKETED = re.compile(r"\[\s*(\d{1,4})\s*\]")
 # a chain of bare numbers joined by ranking separators: "3 > 1 > 2", "3, 1, 2", "3 >> 1 | 2", "3 - 1 - 2"
@@ -27,34 +29,18 @@ class ParseInfo:
 
 
 @dataclass
-class ParseStats:
+class ParseStats(ParseCounts):
     """Per-run totals over many parses (and calls that failed before anything could be parsed)."""
 
-    calls: int = 0
-    clean: int = 0
-    repaired: int = 0
-    failed: int = 0
     duplicates: int = 0
     out_of_range: int = 0
     missing: int = 0
 
     def add(self, info: ParseInfo) -> None:
-        self.calls += 1
-        if info.failed:
-            self.failed += 1
-        elif info.clean:
-            self.clean += 1
-        else:
-            self.repaired += 1
+        super().add(info)
         self.duplicates += info.duplicates
         self.out_of_range += info.out_of_range
         self.missing += info.missing
-
-    def merge(self, other: "ParseStats") -> "ParseStats":
-        return ParseStats(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
     def summary(self) -> str:
         return (f"{self.calls} model answers: {self.clean} clean, {self.repaired} repaired "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mmfuse.errors import ParameterError
+from mmfuse.llm import Part
 
 IMAGE = "<image>"
 _SECTIONS = ("--- candidate ---", "--- footer ---")
@@ -27,7 +28,6 @@ class Candidate:
     note: str = ""  # e.g. "video missing"
 
 
-Part = tuple[str, Any]  # ("text", str) or ("image", PIL.Image)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from mmfuse.errors import ModelError, ParameterError
 
 from .base import (
     AGGREGATIONS,
+    EmbeddingRetriever,
     IndexedRetriever,
     Retriever,
     SegmentEncoder,
@@ -34,8 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTRY_POINT_GROUP = "mmfuse.retrievers"
 
 __all__ = [
-    "AGGREGATIONS", "ENTRY_POINT_GROUP", "AsrRetriever", "AudioRetriever", "DenseTextRetriever", "IndexedRetriever",
-    "MetadataRetriever", "OcrRetriever", "PrecomputedRetriever", "Retriever", "SegmentEncoder", "VectorRetriever",
+    "AGGREGATIONS", "ENTRY_POINT_GROUP", "AsrRetriever", "AudioRetriever", "DenseTextRetriever", "EmbeddingRetriever",
+    "IndexedRetriever", "MetadataRetriever", "OcrRetriever", "PrecomputedRetriever", "Retriever", "SegmentEncoder", "VectorRetriever",
     "VisualRetriever", "aggregate_segments", "entry_points", "load_retriever", "normalize_queries",
     "retrievers_for_index", "segment_run",
 ]

@@ -29,6 +29,17 @@ class Retriever(Protocol):
 
 
 @runtime_checkable
+class EmbeddingRetriever(Retriever, Protocol):
+    """A retriever that compares query vectors with indexed vectors (CLIP, CLAP, dense text, plug-in vectors), so it
+    can also search with vectors computed elsewhere, e.g. the mean embedding of several texts (HyDE):
+    ``embed_queries(texts) -> [Q, d]`` and ``search_embedded(query_ids, vectors, k) -> Run``."""
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def search_embedded(self, query_ids: Sequence[str], vectors: np.ndarray, k: int = 100) -> "Run": ...
+
+
+@runtime_checkable
 class SegmentEncoder(Protocol):
     """A plug-in that embeds segments during indexing and queries during search.
 
@@ -220,12 +231,16 @@ class IndexedRetriever:
 
     def search(self, queries: Mapping[str, str] | Sequence[str] | str, k: int = 100) -> "Run":
         qids, texts = normalize_queries(queries)
+        return self._search_with(qids, k, lambda data, n_hits: self._score(texts, data, n_hits))
+
+    def _search_with(self, qids: np.ndarray, k: int, score: Any) -> "Run":
+        """Segment hits from ``score(data, n_hits) -> (qidx, seg_idx, scores)``, aggregated to a video run."""
         data = self.data
         n_seg = len(data["segment_id"])
-        if n_seg == 0 or not texts:
+        if n_seg == 0 or not len(qids):
             return Run.empty(qids, name=self.name)
         # Max: the k-th best video's best segment ranks at most (k-1)*S+1, S = most segments of one
         # video, so k*S segment hits give the exact top k. mean/sum/topn need every segment.
         depth = self.segment_depth or (int(k) * data["_max_per_video"] if self.aggregation == "max" else n_seg)
-        qidx, seg, sc = self._score(texts, data, min(depth, n_seg))
+        qidx, seg, sc = score(data, min(depth, n_seg))
         return segment_run(self.name, self.modality, qids, qidx, seg, sc, data, k, self.aggregation, self.top_n)

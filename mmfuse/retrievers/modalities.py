@@ -44,7 +44,32 @@ def _segment_table(cols: Mapping[str, np.ndarray], store: "IndexStore") -> tuple
     }, owner.astype(np.int64)
 
 
-class VectorRetriever(IndexedRetriever):
+class _Embedded(IndexedRetriever):
+    """Search by query vectors: ``embed_queries`` (the texts through the query encoder, unit length) and
+    ``search_embedded`` (vectors from anywhere, e.g. the mean of several texts' embeddings); ``search`` is the two
+    in a row. Subclasses implement ``_encode(texts)`` and ``_score_vectors(q, data, n_hits)``."""
+
+    def _encode(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """[Q, d] unit query vectors of ``texts``, as ``search`` computes them."""
+        return self._encode(list(texts))
+
+    def search_embedded(self, query_ids: Sequence[str], vectors: np.ndarray, k: int = 100) -> "Run":
+        """The run of query vectors (one row per id of ``query_ids``; rows are scaled to unit length)."""
+        qids = np.asarray([str(q) for q in query_ids], dtype=str)
+        q = _unit(vectors) if len(qids) else np.zeros((0, 1), dtype=np.float32)
+        return self._search_with(qids, k, lambda data, n_hits: self._score_vectors(q, data, n_hits))
+
+    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
+        return self._score_vectors(self._encode(texts), data, n_hits)
+
+
+class VectorRetriever(_Embedded):
     """Cosine similarity between encoded queries and one vector per segment in ``vec_<modality>``.
 
     ``query_encoder`` is anything with ``encode_text(list[str])`` or ``encode_queries(list[str])``
@@ -77,8 +102,7 @@ class VectorRetriever(IndexedRetriever):
         seg["vectors"] = _unit(mat) if len(mat) else mat
         return seg
 
-    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
-        q = self._encode(texts)
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):
         sims = (data["vectors"] @ q.T).T  # [S, d] @ [d, Q]: the row-major matrix streams once
         qidx, col = top_k_dense(sims, n_hits)
         sc = sims[qidx, col]
@@ -88,7 +112,7 @@ class VectorRetriever(IndexedRetriever):
         return qidx, col, sc
 
 
-class VisualRetriever(IndexedRetriever):
+class VisualRetriever(_Embedded):
     """CLIP text -> frame embeddings, frames pooled per segment (``pooling``: mean, max, softmax
     (query-scored softmax-weighted mean), maxsim (late interaction)), segments aggregated to videos.
 
@@ -119,10 +143,12 @@ class VisualRetriever(IndexedRetriever):
         seg["owner"] = owner
         return seg
 
-    def _score(self, texts: list[str], data: dict[str, Any], n_hits: int):
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return _unit(np.asarray(self.encoder.encode_text(texts)))
+
+    def _score_vectors(self, q: np.ndarray, data: dict[str, Any], n_hits: int):
         from mmfuse.encoders import clip as visual
 
-        q = _unit(np.asarray(self.encoder.encode_text(texts)))
         if self.pooling in ("mean", "max"):
             # Query-independent pooling: pool the frames once, then one matrix product per search.
             key = f"_pooled_{self.pooling}"

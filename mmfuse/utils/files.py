@@ -246,3 +246,11 @@ def distinct_names(paths: Sequence[str | os.PathLike]) -> list[str]:
         count[lab] = count.get(lab, 0) + 1
         out.append(lab if count[lab] == 1 else f"{lab}#{count[lab]}")
     return out
+
+
+def cache_home() -> Path:
+    """Where mmfuse keeps caches between runs (S-Grids, language-model answers): ``$MMFUSE_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/mmfuse`` (``~/.cache/mmfuse``)."""
+    base = os.environ.get("MMFUSE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mmfuse")
+    return Path(base)

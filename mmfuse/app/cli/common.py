@@ -121,7 +121,9 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
     ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
     ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
-    ``mode``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
+    ``mode``, the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
+    ``llm_base_url``, ``llm_cache``, ``llm_timeout``, ``llm_retries``, ``llm_concurrency`` and its other settings as
+    ``expand_options``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
     "rerank") picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent
     config (None) gives ``{}``. Callers apply a value only where the user did not pass the flag.
     """
@@ -168,6 +170,21 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "cache": cfg.resolve(cfg.rerank.cache, base),
         "cache_dir": cfg.resolve(cfg.rerank.cache, base),
         "mode": cfg.rerank.mode,
+        "expand": cfg.expand.method,
+        "expand_n": cfg.expand.n,
+        "expand_fusion": cfg.expand.fusion,
+        "expand_template": cfg.resolve(cfg.expand.template, base),
+        "llm_model": (cfg.resolve(cfg.expand.model, base) if cfg.expand.model and _looks_local(cfg.expand.model, base)
+                      else cfg.expand.model),
+        "llm_base_url": cfg.expand.base_url,
+        "llm_cache": cfg.resolve(cfg.expand.cache, base),
+        "llm_timeout": cfg.expand.timeout,
+        "llm_retries": cfg.expand.retries,
+        "llm_concurrency": cfg.expand.concurrency,
+        # [expand] settings without a flag, as build_expander arguments
+        "expand_options": {"fusion_params": dict(cfg.expand.fusion_params), "candidates": cfg.expand.candidates,
+                           "max_tokens": cfg.expand.max_tokens, "temperature": cfg.expand.temperature,
+                           "api_key": os.environ.get(cfg.expand.api_key_env) if cfg.expand.api_key_env else None},
     }
     out["window"] = cfg.rerank.window if command == "rerank" else cfg.index.window
     return out

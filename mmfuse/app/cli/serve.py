@@ -22,7 +22,9 @@ from .videos import open_searcher
 
 # `mmfuse search`'s defaults of the options that shape its pipeline (a --config file may set them)
 SEARCH_OPTIONS = {"aggregation": "max", "pooling": "mean", "clip_model": None, "clip_pretrained": None,
-                  "clip_checkpoint": None, "clap_model": None}
+                  "clip_checkpoint": None, "clap_model": None, "expand": None, "expand_n": None, "expand_fusion": None,
+                  "expand_template": None, "llm_base_url": None, "llm_model": None, "llm_cache": None,
+                  "llm_timeout": 60.0, "llm_retries": 2, "llm_concurrency": 4}
 
 # Everything on stderr, one line per request; uvicorn's start-up chatter only when something goes wrong.
 LOG_CONFIG = {

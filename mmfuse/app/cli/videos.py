@@ -20,11 +20,14 @@ from rich.table import Table
 from mmfuse.config import AGGREGATIONS, POOLINGS
 from mmfuse.encoders import load_encoder
 from mmfuse.errors import ParameterError
+from mmfuse.expand import METHODS as EXPAND_METHODS
+from mmfuse.expand import build_expander
 from mmfuse.fusion import get_method
 from mmfuse.ingest import IndexConfig, index_folder
 from mmfuse.ingest.ray_engine import index_with_ray
 from mmfuse.pipeline import Pipeline, searcher
 from mmfuse.rerankers import load_queries
+from mmfuse.utils.files import atomic_write
 
 from .args import Checked, Choice, Csv, Float, Int
 from .common import (
@@ -120,11 +123,29 @@ def index_cmd(
         raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
 
 
+def _expander(v: dict, cfg: dict):
+    """The query expander the search options ask for (None without --expand); the model loads on the first query."""
+    if v["expand"] in (None, "none"):
+        given = [f for f, n in (("--expand-n", "expand_n"), ("--expand-fusion", "expand_fusion"),
+                                ("--expand-template", "expand_template")) if v[n] is not None]
+        if given:
+            raise ParameterError(f"{', '.join(given)} go(es) with --expand q2e|hyde|lamer")
+        return None
+    opts = dict(cfg.get("expand_options") or {})
+    if v["expand_fusion"] != cfg.get("expand_fusion"):  # the config's parameters belong to the config's method
+        opts.pop("fusion_params", None)
+    return build_expander(v["expand"], model=v["llm_model"], base_url=v["llm_base_url"], n=v["expand_n"],
+                          template=v["expand_template"], fusion=v["expand_fusion"],
+                          cache=True if v["llm_cache"] is None else v["llm_cache"], timeout=v["llm_timeout"],
+                          retries=v["llm_retries"], concurrency=v["llm_concurrency"], **opts)
+
+
 def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion: str | None,
                   modalities: list[str] | None, depth: int | None = None) -> Pipeline:
     """The pipeline ``mmfuse search`` runs (and ``mmfuse serve`` keeps): ``index`` a folder or an open store, ``v``
-    the options (aggregation, pooling, CLIP/CLAP overrides), ``cfg`` the flat ``--config`` values. Each retriever
-    contributes ``depth`` (else the config's depth, else 100) candidates, or ``k`` when a search asks for more."""
+    the options (aggregation, pooling, CLIP/CLAP overrides, query expansion), ``cfg`` the flat ``--config`` values.
+    Each retriever contributes ``depth`` (else the config's depth, else 100) candidates, or ``k`` when a search asks
+    for more."""
     clip = clap = None
     if v["clip_model"] or v["clip_checkpoint"]:
         clip = load_encoder("clip", v["clip_model"], pretrained=v["clip_pretrained"], checkpoint=v["clip_checkpoint"],
@@ -142,7 +163,8 @@ def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion:
             warn("[fusion] weights are not applied by `mmfuse search`/`serve` (the modalities an index answers with "
                  "vary); use mmfuse.Pipeline for weighted fusion")
     return searcher(index, fusion=fusion, modalities=modalities, aggregation=v["aggregation"], pooling=v["pooling"],
-                    clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or 100, fusion_params=extra)
+                    clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or 100, fusion_params=extra,
+                    expand=_expander(v, cfg))
 
 
 @app.command("search")
@@ -169,11 +191,28 @@ def search_cmd(
     clip_checkpoint: Optional[str] = typer.Option(None, "--clip-checkpoint"),
     clap_model: Optional[str] = typer.Option(None, "--clap-model", help="Override the CLAP model recorded in the index."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    expand: Optional[str] = typer.Option(None, "--expand", parser=Choice(("none", *EXPAND_METHODS)),
+                                         help="Expand queries with a language model: q2e | hyde | lamer "
+                                              "(none: not even when --config says so)."),
+    expand_n: Optional[int] = typer.Option(None, "--expand-n", parser=Int(min=1, max=20),
+                                           help="Sub-queries (q2e) or passages (hyde, lamer) per query."),
+    expand_fusion: Optional[str] = typer.Option(None, "--expand-fusion", parser=Checked(get_method),
+                                                help="Fusion of each retriever's q2e sub-query lists (e.g. entropy)."),
+    expand_template: Optional[str] = typer.Option(None, "--expand-template", help="Prompt template file for --expand."),
+    llm_base_url: Optional[str] = typer.Option(None, "--llm-base-url",
+                                               help="OpenAI-compatible server (env MMFUSE_LLM_BASE_URL, OPENAI_BASE_URL)."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model",
+                                            help="Served model name, or a local model folder (env MMFUSE_LLM_MODEL)."),
+    llm_cache: Optional[str] = typer.Option(None, "--llm-cache", help="Answer cache (default ~/.cache/mmfuse/llm; '' = none)."),
+    llm_timeout: float = typer.Option(60.0, "--llm-timeout", parser=Float(min=0, open_min=True), help="Seconds per request."),
+    llm_retries: int = typer.Option(2, "--llm-retries", parser=Int(min=0), help="Retries on timeouts, 429 and 5xx."),
+    llm_concurrency: int = typer.Option(4, "--llm-concurrency", parser=Int(min=1), help="Requests in flight at once."),
 ) -> None:
     """Search an index: one query, or a batch of queries written as run files.
 
     One query prints the fused ranking with each retriever's rank and score per hit; a batch (--queries) writes
-    run files that `mmfuse eval`, `bench` and `rerank` read."""
+    run files that `mmfuse eval`, `bench` and `rerank` read. With --expand, a language model rewrites each query and
+    every retriever also searches with its answers (runs named e.g. asr@q2e)."""
     batch = queries is not None
     if batch == (query is not None):
         raise ParameterError("give one QUERY, or --queries FILE for a batch" + (" (not both)" if batch else ""))
@@ -195,6 +234,8 @@ def search_cmd(
                            batch_size=256)
         for w in res.warnings:
             warn(w)
+        if res.expansion is not None:
+            err_console.print(res.expansion.summary(), highlight=False, soft_wrap=True)
         res.final.with_name("fused").write(output, tag=f"mmfuse-{res.fusion}")
         written = [output]
         if per_modality_dir is not None:
@@ -205,6 +246,11 @@ def search_cmd(
             for r in res.runs:
                 path = d / f"{r.name}.trec"
                 r.write(path, tag=r.name)
+                written.append(str(path))
+            if res.expansion is not None:  # what the model answered, and the prompt that asked it
+                path = d / "expansion.json"
+                with atomic_write(path) as fh:
+                    json.dump(res.expansion.as_dict(), fh, indent=1, ensure_ascii=False)
                 written.append(str(path))
         answered = int((res.final.counts() > 0).sum())
         err_console.print(f"searched {len(texts)} queries ({answered} with results) with {len(res.runs)} retrievers, "
@@ -217,6 +263,10 @@ def search_cmd(
     if json_out:
         typer.echo(json.dumps(doc, indent=1))
         return
+    if res.expansion is not None:
+        err_console.print(res.expansion.summary(), highlight=False, soft_wrap=True)
+        for t in doc["expansion"]["texts"]:
+            err_console.print(f"  {escape(t)}", highlight=False, soft_wrap=True)
     names = [r.name for r in res.runs]
     codes = short_names(names)
     table = narrow_table(escape(f"{query!r}: fused ({res.fusion})"),

@@ -1,11 +1,13 @@
-"""Local VLM backend: prompts built with the model's chat template, greedy generation and yes-probabilities on the
-model :mod:`mmfuse.encoders.vlm` loads."""
+"""Local VLM reranker backend: the prompts and parsing of :class:`PromptedBackend`, generation through the shared
+:class:`mmfuse.llm.local.TransformersChat` (chat template, left-padded batches) and yes-probabilities from the first
+answer token's logits, on the model :mod:`mmfuse.encoders.vlm` loads."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mmfuse.encoders import load_encoder
+from mmfuse.llm.local import TransformersChat
 from mmfuse.rerankers.prompts import Part
 from mmfuse.utils.lazy import require
 
@@ -28,11 +30,13 @@ class TransformersBackend(PromptedBackend):
                  template: str | None = None, max_new_tokens: int | None = None, batch_size: int = 8,
                  query_batch: int = 1, trust_remote_code: bool = False, processor_kwargs: dict[str, Any] | None = None):
         super().__init__(mode=mode, template=template, max_new_tokens=max_new_tokens)
-        self.vlm = vlm = load_encoder("vlm", model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                      processor_kwargs=processor_kwargs)
+        vlm = load_encoder("vlm", model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                           processor_kwargs=processor_kwargs)
+        self.chat = TransformersChat(vlm, batch_size=batch_size)
+        self.vlm = vlm
         self.model_name = vlm.model_name
         self.processor, self.model, self.device, self.dtype = vlm.processor, vlm.model, vlm.device, vlm.dtype
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = self.chat.batch_size
         self.query_batch = max(1, int(query_batch))
         self._torch = require("torch", "vlm")
         tok = self.tokenizer
@@ -48,49 +52,20 @@ class TransformersBackend(PromptedBackend):
         return self.vlm.tokenizer
 
     # ------------------------------------------------------------------------------------------------------------
-    def _messages(self, parts: list[Part]):
-        content, images = [], []
-        for kind, val in parts:
-            if kind == "image":
-                content.append({"type": "image"})
-                images.append(val)
-            else:
-                content.append({"type": "text", "text": val})
-        return [{"role": "user", "content": content}], images
-
     def encode(self, prompts: list[list[Part]]):
         """Processor inputs for a batch of prompts (left-padded so the last position is each prompt's end)."""
-        texts, images = [], []
-        for parts in prompts:
-            msgs, imgs = self._messages(parts)
-            texts.append(self.processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
-            images.append(imgs)
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-        if any(images):
-            kwargs["images"] = images
-        tok = self.tokenizer
-        old_side = getattr(tok, "padding_side", "right")
-        tok.padding_side = "left"
-        try:
-            inputs = self.processor(**kwargs)
-        finally:
-            tok.padding_side = old_side
-        return inputs.to(self.device)
+        return self.chat.encode(prompts)
 
     def count_tokens(self, parts: list[Part]) -> int:
         """Prompt length in tokens as the model sees it (images expanded to their visual tokens)."""
-        return int(self.encode([parts])["input_ids"].shape[1])
+        return self.chat.count_tokens(parts)
 
     def complete(self, parts: list[Part], max_tokens: int) -> str:
         return self.complete_batch([parts], max_tokens)[0]
 
     def complete_batch(self, prompts: list[list[Part]], max_tokens: int) -> list[str]:
         """Greedy answers for left-padded prompts generated together."""
-        inputs = self.encode(prompts)
-        with self._torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new, skip_special_tokens=True)
+        return [c.text for c in self.chat.generate_batch(prompts, max_tokens)]
 
     def yes_scores(self, prompts: list[list[Part]]) -> list[float]:
         """log P(first answer token is a form of "yes") for each prompt."""
