@@ -177,8 +177,9 @@ class SearchService:
         if v is None:
             raise NotFound(f"unknown video id {video_id!r}")
         meta = v["meta"] or {}
-        return {"video_id": v["video_id"], "title": meta.get("title") or "", "description": meta.get("description") or "",
-                "tags": meta.get("tags") or "", "file": Path(v["path"]).name, "duration": v["duration"],
+        return {"video_id": v["video_id"], "title": meta.get("title") or "",
+                "description": meta.get("description") or "", "tags": meta.get("tags") or "",
+                "file": Path(v["path"]).name, "duration": v["duration"],
                 "width": v["width"], "height": v["height"], "fps": v["fps"], "has_video": v["has_video"],
                 "has_audio": v["has_audio"], "modalities": [m for m in (v["modalities"] or "").split(",") if m],
                 "indexed_at": v["indexed_at"], "segments": v["segments"], "transcript": v["subtitles"]}
