@@ -365,9 +365,11 @@ def test_a_damaged_index_or_a_missing_model_is_a_json_error(index, tmp_path):
 def test_start_up_mistakes_are_one_line(index, tmp_path):
     import socket
 
-    gone = tmp_path / "gone"
+    gone, damaged = tmp_path / "gone", tmp_path / "damaged"
     shutil.copytree(index, gone)
     shutil.rmtree(gone / "videos.lance")
+    shutil.copytree(index, damaged)
+    shutil.rmtree(damaged / "segments.lance")  # a table folder deleted
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -375,6 +377,7 @@ def test_start_up_mistakes_are_one_line(index, tmp_path):
         cases = [
             (["--index", str(tmp_path / "nope")], ["does not exist"]),
             (["--index", str(gone)], [str(gone)]),
+            (["--index", str(damaged)], [str(damaged), "damaged", "segments"]),
             ([], ["--index is required"]),
             (["--index", str(index), "--port", "70000"], ["--port"]),
             (["--index", str(index), "--port", str(port)], [f"--port {port}", "cannot listen"]),

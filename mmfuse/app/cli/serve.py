@@ -24,7 +24,7 @@ from .videos import open_searcher
 SEARCH_OPTIONS = {"aggregation": "max", "pooling": "mean", "clip_model": None, "clip_pretrained": None,
                   "clip_checkpoint": None, "clap_model": None, "expand": None, "expand_n": None, "expand_fusion": None,
                   "expand_template": None, "llm_base_url": None, "llm_model": None, "llm_cache": None,
-                  "llm_timeout": 60.0, "llm_retries": 2, "llm_concurrency": 4}
+                  "llm_timeout": 60.0, "llm_retries": 2, "llm_concurrency": 4, "retriever": []}
 
 # Everything on stderr, one line per request; uvicorn's start-up chatter only when something goes wrong.
 LOG_CONFIG = {

@@ -27,6 +27,7 @@ from mmfuse.ingest import IndexConfig, index_folder
 from mmfuse.ingest.ray_engine import index_with_ray
 from mmfuse.pipeline import Pipeline, searcher
 from mmfuse.rerankers import load_queries
+from mmfuse.store.lance import IndexStore
 from mmfuse.utils.files import atomic_write
 
 from .args import Checked, Choice, Csv, Float, Int
@@ -70,6 +71,7 @@ def index_cmd(
                                help="local (threads on this machine) or ray (Ray Data pipeline)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    repair: bool = typer.Option(False, "--repair", help="Repair a damaged index first (re-indexes what was lost)."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
     v = config_defaults(ctx, "index", locals())
@@ -85,6 +87,9 @@ def index_cmd(
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
     )
+    if repair:
+        for line in IndexStore.repair(index):
+            err_console.print(f"repair: {line}", highlight=False, soft_wrap=True)
     bar = progress_bar(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                        TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
                        TimeRemainingColumn(), TextColumn("{task.fields[label]}"))
@@ -143,9 +148,9 @@ def _expander(v: dict, cfg: dict):
 def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion: str | None,
                   modalities: list[str] | None, depth: int | None = None) -> Pipeline:
     """The pipeline ``mmfuse search`` runs (and ``mmfuse serve`` keeps): ``index`` a folder or an open store, ``v``
-    the options (aggregation, pooling, CLIP/CLAP overrides, query expansion), ``cfg`` the flat ``--config`` values.
-    Each retriever contributes ``depth`` (else the config's depth, else 100) candidates, or ``k`` when a search asks
-    for more."""
+    the options (aggregation, pooling, CLIP/CLAP overrides, query expansion, trusted plug-ins), ``cfg`` the flat
+    ``--config`` values. Each retriever contributes ``depth`` (else the config's depth, else 100) candidates, or
+    ``k`` when a search asks for more."""
     clip = clap = None
     if v["clip_model"] or v["clip_checkpoint"]:
         clip = load_encoder("clip", v["clip_model"], pretrained=v["clip_pretrained"], checkpoint=v["clip_checkpoint"],
@@ -164,7 +169,7 @@ def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion:
                  "vary); use mmfuse.Pipeline for weighted fusion")
     return searcher(index, fusion=fusion, modalities=modalities, aggregation=v["aggregation"], pooling=v["pooling"],
                     clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or 100, fusion_params=extra,
-                    expand=_expander(v, cfg))
+                    expand=_expander(v, cfg), plugins=v["retriever"])
 
 
 @app.command("search")
@@ -207,6 +212,8 @@ def search_cmd(
     llm_timeout: float = typer.Option(60.0, "--llm-timeout", parser=Float(min=0, open_min=True), help="Seconds per request."),
     llm_retries: int = typer.Option(2, "--llm-retries", parser=Int(min=0), help="Retries on timeouts, 429 and 5xx."),
     llm_concurrency: int = typer.Option(4, "--llm-concurrency", parser=Int(min=1), help="Requests in flight at once."),
+    retriever: list[str] = typer.Option([], "--retriever", help="Plug-in the index names that may be imported: "
+                                        "module:Class or entry-point name (repeatable)."),
 ) -> None:
     """Search an index: one query, or a batch of queries written as run files.
 
