@@ -637,14 +637,16 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
                     plugins=plugins).run(queries, k, progress)
 
 
-def searcher(index_dir: str | os.PathLike, *, fusion: str | None = None, modalities: Sequence[str] | None = None,
+def searcher(index_dir: "str | os.PathLike | IndexStore", *, fusion: str | None = None,
+             modalities: Sequence[str] | None = None,
              aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None, clap_encoder: Any = None,
              extra: Sequence[Any] = (), depth: int = 100, fusion_params: Mapping[str, Any] | None = None,
              reranker: Any = None, expand: Any = None, plugins: Sequence[str] = ()) -> Pipeline:
     """The :class:`Pipeline` over an index that ``mmfuse search``/``serve`` run (models load once, on first use):
     ``modalities`` as in :func:`index_retrievers`; ``fusion_params`` may hold ``norm`` and ``weights`` too;
-    ``expand`` as in :class:`Pipeline`."""
-    store = IndexStore.open(index_dir)
+    ``expand`` as in :class:`Pipeline`. ``index_dir`` may be an open :class:`IndexStore`, which the pipeline then
+    shares (with its cached tables)."""
+    store = index_dir if isinstance(index_dir, IndexStore) else IndexStore.open(index_dir)
     if clip_encoder is not None:
         store.check_spec("visual", clip_encoder.spec)
     if clap_encoder is not None:
@@ -653,7 +655,7 @@ def searcher(index_dir: str | os.PathLike, *, fusion: str | None = None, modalit
     norm, weights = params.pop("norm", None), params.pop("weights", None)
     names = index_retrievers(store, modalities)
     specs = None if names is None and not extra else [*(names if names is not None else store.specs()), *extra]
-    pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=index_dir,
+    pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=store.path,
                     depth=depth, aggregation=aggregation, pooling=pooling, clip_encoder=clip_encoder,
                     clap_encoder=clap_encoder, reranker=reranker, expand=expand, plugins=plugins)
     pipe._store = store

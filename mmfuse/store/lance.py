@@ -750,6 +750,31 @@ class IndexStore:
         row = self.video_states().get(video_id)
         return row["path"] if row else None
 
+    def video(self, video_id: str) -> dict[str, Any] | None:
+        """Everything the index holds about one visible video, or None when it holds no such video: its ``videos``
+        row, ``meta`` (title, description, tags, text; None without metadata), ``segments`` (segment_id, start, end,
+        ocr_text, asr_text, in order) and ``subtitles`` (the ASR transcript). Rows are picked by id from the cached
+        tables, so the cost does not grow with the number of videos asked about."""
+        import pyarrow.compute as pc
+
+        v = self.videos()
+        rows = [] if v is None else v.filter(pc.equal(v["video_id"], video_id)).to_pylist()
+        if not rows:
+            return None
+
+        def of(name: str, columns: Sequence[str]) -> Any:
+            t = self._read(name)
+            return None if t is None else t.filter(pc.equal(t["video_id"], video_id)).select(list(columns))
+
+        out = dict(rows[0])
+        seg = of("segments", ("segment_id", "seg_index", "start", "end", "ocr_text", "asr_text"))
+        out["segments"] = [] if seg is None else seg.sort_by("seg_index").drop_columns(["seg_index"]).to_pylist()
+        meta = of("meta", ("title", "description", "tags", "text"))
+        out["meta"] = meta.to_pylist()[0] if meta is not None and meta.num_rows else None
+        subs = of("transcripts", ("subtitles",))
+        out["subtitles"] = json.loads(subs["subtitles"][0].as_py() or "[]") if subs is not None and subs.num_rows else []
+        return out
+
     # ----------------------------------------------------------------- bm25 cache
     def bm25(self, name: str, texts: Sequence[str], analyzer: Analyzer) -> Bm25Index:
         """A BM25 index over ``texts`` (one per row of the retriever ``name``), cached under ``bm25/<name>`` and

@@ -30,6 +30,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "ray": ("ray[data]", "ray"),
     "matplotlib": ("matplotlib", "all"),
     "httpx": ("httpx", "llm"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "threadpoolctl": ("threadpoolctl", "serve"),
 }
 
 
