@@ -19,7 +19,7 @@ from mmfuse.errors import ConfigError, InputError, ModelError, ParameterError, s
 from mmfuse.expand import ExpansionReport, QueryExpander, build_expander
 from mmfuse.fusion import fuse, get_method
 from mmfuse.rerankers import build_reranker
-from mmfuse.retrievers import VectorRetriever, load_retriever, retrievers_for_index
+from mmfuse.retrievers import VectorRetriever, load_retriever, plugin_modality, retrievers_for_index
 from mmfuse.runs import Run
 from mmfuse.store.lance import IndexStore
 
@@ -181,6 +181,8 @@ class Pipeline:
     from ``$MMFUSE_LLM_BASE_URL``/``$MMFUSE_LLM_MODEL``, see :func:`mmfuse.expand.build_expander`) or a
     :class:`mmfuse.expand.QueryExpander`; each retriever's expanded run is fused with the others (weights given per
     retriever apply to its expanded run too).
+    An index is data, so the plug-in modules it names are imported only when installed as ``mmfuse.retrievers``
+    entry points or named by the user: in ``plugins`` or as a reference in ``retrievers`` (``"pkg.mod:Class"``).
     """
 
     def __init__(self, retrievers: Sequence[Any] | None = None, fusion: str | Callable | None = None,
@@ -189,7 +191,8 @@ class Pipeline:
                  weights: Sequence[float] | None = None, depth: int = 100, videos: Any = None,
                  aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None,
                  clap_encoder: Any = None, dense: bool = True,
-                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None, expand: Any = None) -> None:
+                 retriever_options: Mapping[str, Mapping[str, Any]] | None = None, expand: Any = None,
+                 plugins: Sequence[str] = ()) -> None:
         if retrievers is not None and not isinstance(retrievers, (list, tuple)):
             retrievers = [retrievers]
         if retrievers is not None and len(retrievers) == 0:
@@ -223,6 +226,7 @@ class Pipeline:
         self.dense = dense
         self.retriever_options = {k: dict(v) for k, v in (retriever_options or {}).items()}
         self.expander: QueryExpander | None = expand
+        self.plugins = list(plugins)
         self.warnings: list[str] = []
         self.last: PipelineResult | None = None
         self._retrievers: list[Any] | None = None
@@ -267,10 +271,15 @@ class Pipeline:
         kw = dict(aggregation=self.aggregation, pooling=self.pooling, clip_encoder=self.clip_encoder,
                   clap_encoder=self.clap_encoder, dense=self.dense)
         kw.update({k: v for k, v in opts.items() if k in kw})
-        got = retrievers_for_index(self.store, modalities=modalities, warn=self.warnings.append, **kw)
-        if modalities is not None:  # a name picks exactly that retriever ("asr" is not "asr_dense")
-            got = [g for g in got if getattr(g, "name", None) == modalities[0]]
+        got = retrievers_for_index(self.store, modalities=modalities, plugins=self.plugins, warn=self._warn, **kw)
+        if modalities is not None:  # a name or plug-in reference picks exactly that one ("asr" is not "asr_dense")
+            name = plugin_modality(self.store, modalities[0]) or modalities[0]
+            got = [g for g in got if getattr(g, "name", None) == name]
         return got
+
+    def _warn(self, msg: str) -> None:
+        if msg not in self.warnings:  # index retrievers are resolved one name at a time: say each thing once
+            self.warnings.append(msg)
 
     def video_paths(self) -> Any:
         """Where the reranker finds each video: ``videos`` as given, else the paths recorded in the index."""
@@ -587,7 +596,7 @@ def index_subtitles(index: str | os.PathLike) -> dict[str, str]:
         store = IndexStore.open(index)
     except Exception:
         return {}
-    t = store._visible(store._read("transcripts"))  # one read for every video
+    t = store.transcripts()  # one read for every video
     if t is None:
         return {}
     out = {}
@@ -627,28 +636,32 @@ def search_index(index_dir: str | os.PathLike, queries: Any, k: int = 10, fusion
                  modalities: Sequence[str] | None = None, aggregation: str = "max", pooling: str = "mean",
                  clip_encoder: Any = None, clap_encoder: Any = None, extra: Sequence[Any] = (),
                  depth: int | None = None, fusion_params: Mapping[str, Any] | None = None,
-                 progress: Progress | None = None, **more_fusion_params: Any) -> PipelineResult:
+                 progress: Progress | None = None, plugins: Sequence[str] = (),
+                 **more_fusion_params: Any) -> PipelineResult:
     """Search the modalities of an index (plus ``extra`` retriever objects) and fuse: a :class:`Pipeline` built
     from these arguments, run once (the same path as ``mmfuse search`` and the demo).
 
     ``fusion`` names a method of :mod:`mmfuse.fusion` (None = the library default); ``fusion_params`` (and further
     keywords) go to ``fuse`` (``norm``, ``weights``, method parameters: a dict, since RRF's ``k`` would clash with
     this function's). Each modality run keeps ``depth`` (default ``max(k, 100)``) videos for fusion; the fused run
-    is cut to ``k``.
+    is cut to ``k``. ``plugins``: the plug-in references the index records that may be imported (see ``Pipeline``).
     """
     return searcher(index_dir, fusion=fusion, modalities=modalities, aggregation=aggregation, pooling=pooling,
                     clip_encoder=clip_encoder, clap_encoder=clap_encoder, extra=extra, depth=depth or max(int(k), 100),
-                    fusion_params={**(fusion_params or {}), **more_fusion_params}).run(queries, k, progress)
+                    fusion_params={**(fusion_params or {}), **more_fusion_params},
+                    plugins=plugins).run(queries, k, progress)
 
 
-def searcher(index_dir: str | os.PathLike, *, fusion: str | None = None, modalities: Sequence[str] | None = None,
+def searcher(index_dir: "str | os.PathLike | IndexStore", *, fusion: str | None = None,
+             modalities: Sequence[str] | None = None,
              aggregation: str = "max", pooling: str = "mean", clip_encoder: Any = None, clap_encoder: Any = None,
              extra: Sequence[Any] = (), depth: int = 100, fusion_params: Mapping[str, Any] | None = None,
-             reranker: Any = None, expand: Any = None) -> Pipeline:
+             reranker: Any = None, expand: Any = None, plugins: Sequence[str] = ()) -> Pipeline:
     """The :class:`Pipeline` over an index that ``mmfuse search``/``serve`` run (models load once, on first use):
     ``modalities`` as in :func:`index_retrievers`; ``fusion_params`` may hold ``norm`` and ``weights`` too;
-    ``expand`` as in :class:`Pipeline`."""
-    store = IndexStore.open(index_dir)
+    ``expand`` as in :class:`Pipeline`. ``index_dir`` may be an open :class:`IndexStore`, which the pipeline then
+    shares (with its cached tables)."""
+    store = index_dir if isinstance(index_dir, IndexStore) else IndexStore.open(index_dir)
     if clip_encoder is not None:
         store.check_spec("visual", clip_encoder.spec)
     if clap_encoder is not None:
@@ -657,9 +670,9 @@ def searcher(index_dir: str | os.PathLike, *, fusion: str | None = None, modalit
     norm, weights = params.pop("norm", None), params.pop("weights", None)
     names = index_retrievers(store, modalities)
     specs = None if names is None and not extra else [*(names if names is not None else store.specs()), *extra]
-    pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=index_dir,
+    pipe = Pipeline(retrievers=specs, fusion=fusion, fusion_params=params, norm=norm, weights=weights, index=store.path,
                     depth=depth, aggregation=aggregation, pooling=pooling, clip_encoder=clip_encoder,
-                    clap_encoder=clap_encoder, reranker=reranker, expand=expand)
+                    clap_encoder=clap_encoder, reranker=reranker, expand=expand, plugins=plugins)
     pipe._store = store
     return pipe
 

@@ -121,6 +121,12 @@ def test_score_methods_match_ranx(runs, method, norm, use_fast):
     params = dict(SCORE_METHODS[method])
     w = _weights(len(runs)) if method in WEIGHTED else None
     rparams = dict(params, **({"weights": w} if w else {}))
+    if method in ("max", "min"):
+        # ranx's CombMAX/CombMIN score a doc a run lacks as -1e9/+1e9 (a sentinel, not "absent"); mmfuse ranges over
+        # the runs that hold the doc (its documented convention). The two agree while normalized scores stay inside
+        # (-1e9, 1e9), which the 1e-9 floors of the max/sum norms can leave: ask the oracle only there.
+        normed = fuse(runs, method="max" if method == "max" else "min", norm=norm or "none", _use_fast=False)
+        assume(bool((abs(normed.scores) < 1e8).all()))
     ours = fuse(runs, method=method, norm=norm or "none", weights=w, _use_fast=use_fast, **params)
     assert_same(ours, ranx_fuse(runs, method, norm, rparams), runs)
 

@@ -267,12 +267,12 @@ def test_interrupted_run_leaves_no_half_written_video(tmp_path, monkeypatch):
     monkeypatch.undo()
     store = IndexStore.open(index)
     assert store.stats()["videos"] == 0 and store.stats()["segments"] == 0
-    assert store._table("segments").count_rows() > 0  # the orphan rows are there, but invisible
+    assert store.segment_count() > 0  # the orphan rows are there, but invisible
     assert OcrRetriever(store).search(["volcano"], k=5).query("0") == []
     summary = index_folder(videos, index, cfg)  # resumes: cleans the orphans and indexes both
     assert sorted(v for v, _, _ in summary.indexed) == ["v01_ball", "v02_squares"]
     store = IndexStore.open(index)
-    assert store._table("segments").count_rows() == store.stats()["segments"] == 2
+    assert store.segment_count() == store.stats()["segments"] == 2
     assert OcrRetriever(store).search(["volcano"], k=5).query("0")[0][0] == "v02_squares"
 
 
@@ -291,7 +291,7 @@ def test_changed_file_is_reindexed(tmp_path):
     summary = index_folder(videos, index, cfg)
     assert [v for v, _, _ in summary.indexed] == ["clip"]
     store = IndexStore.open(index)
-    assert store.stats()["videos"] == 1 and store._table("segments").count_rows() == 1
+    assert store.stats()["videos"] == 1 and store.segment_count() == 1
     assert OcrRetriever(store).search(["volcano", "lighthouse"], k=5).query("1") == []
     # Editing the sidecar re-indexes that video; an untouched sidecar entry does not.
     cfg = IndexConfig(modalities=["ocr", "meta"], frames_per_segment=1, dense_text=False)

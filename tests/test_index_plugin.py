@@ -123,8 +123,78 @@ def test_plugin_with_its_own_index_by_module_reference(tmp_path):
     ref = f"{__name__}:SegmentCount"
     summary = index_folder(videos, tmp_path / "idx", IndexConfig(modalities=[], retrievers=[ref]))
     assert summary.failed == [] and summary.modalities == ["segcount"]
-    res = search_index(tmp_path / "idx", ["anything"], k=5)
+    res = search_index(tmp_path / "idx", ["anything"], k=5, plugins=[ref])  # named again: it may be imported
     assert [r.name for r in res.runs] == ["segcount"]
     assert res.runs[0].query("0") == [("v11_two_parts", 2.0), ("v01_ball", 1.0)]  # the plug-in's own scores
     # fused on the fusion's scale even with one retriever (sef: z-scores of the list, 2 and 1 -> +1 and -1)
     assert res.fused.query("0") == [("v11_two_parts", 1.0), ("v01_ball", -1.0)]
+
+
+EVIL = """
+import pathlib, numpy as np
+pathlib.Path({marker!r}).write_text("imported")
+
+class Thing:
+    name = modality = "thing"
+    spec = {{"model": "thing"}}
+
+    def encode_segments(self, segments):
+        return np.ones((len(segments), 3), dtype=np.float32)
+
+    def encode_queries(self, queries):
+        return np.ones((len(queries), 3), dtype=np.float32)
+"""
+
+
+def test_an_index_never_makes_mmfuse_import_the_code_it_names(tmp_path):
+    """A plug-in module named by an index is imported at search time only when the user names it again."""
+    marker = tmp_path / "imported.txt"
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "evilmod.py").write_text(EVIL.format(marker=str(marker)))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("v01_ball.mp4", "v02_squares.mp4"):
+        shutil.copy(REPO / "examples" / "corpus" / name, videos / name)
+    shutil.copy(REPO / "examples" / "corpus" / "metadata.json", videos / "metadata.json")
+    exe = Path(sys.executable).parent / "mmfuse"  # the installed console script, as users run it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code), str(REPO)]), COLUMNS="200")
+
+    def mmfuse(*args):
+        return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+
+    index = tmp_path / "idx"
+    r = mmfuse("index", str(videos), "--index", str(index), "--modalities", "meta", "--no-dense",
+               "--retriever", "evilmod:Thing")
+    assert r.returncode == 0, r.stderr
+    assert marker.exists()  # named at index time: imported then
+    marker.unlink()
+
+    r = mmfuse("search", "walk", "--index", str(index), "--json")
+    assert r.returncode == 0, r.stderr
+    assert not marker.exists()
+    assert "Traceback" not in r.stderr
+    warning = [line for line in r.stderr.splitlines() if "plug-in thing skipped" in line]
+    assert len(warning) == 1 and "--retriever evilmod:Thing" in warning[0] and "mmfuse.retrievers" in warning[0]
+    hits = json.loads(r.stdout)["hits"]
+    assert hits and all(set(h["modalities"]) == {"meta"} for h in hits)
+
+    from mmfuse import Pipeline
+    from mmfuse.pipeline import search_index
+
+    res = search_index(index, ["walk"], k=5)
+    assert not marker.exists() and [x.name for x in res.runs] == ["meta"]
+    assert any("plug-in thing skipped" in w for w in res.warnings)
+    assert not marker.exists()
+
+    r = mmfuse("search", "walk", "--index", str(index), "--json", "--retriever", "evilmod:Thing")
+    assert r.returncode == 0, r.stderr
+    assert marker.exists() and "thing" in json.loads(r.stdout)["hits"][0]["modalities"]
+    marker.unlink()
+    sys.path.insert(0, str(code))
+    try:
+        run = Pipeline(index=str(index), retrievers=["evilmod:Thing"]).run(["walk"], k=5)
+    finally:
+        sys.path.remove(str(code))
+        sys.modules.pop("evilmod", None)
+    assert marker.exists() and [x.name for x in run.runs] == ["thing"]

@@ -97,7 +97,7 @@ def test_no_private_names_across_rooms():
                                   "import mmfuse.pipeline, mmfuse.app.cli"])
 def test_import_loads_no_heavy_dependency(stmt):
     heavy = ("torch", "open_clip", "transformers", "sentence_transformers", "faster_whisper", "rapidocr_onnxruntime",
-             "av", "lancedb", "ray", "bm25s", "PIL", "matplotlib")
+             "av", "lancedb", "ray", "bm25s", "PIL", "matplotlib", "fastapi", "uvicorn", "starlette")
     code = f"import sys; {stmt}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"{stmt} imported {out}"

@@ -134,3 +134,14 @@ def test_dense_encoder_ranks_paraphrase_first():
     assert enc.spec == {"kind": "sentence-transformers", "model": "bundled:all-MiniLM-L6-v2"}
     # a second encoder of the same model (asr_dense next to meta_dense) shares the loaded weights
     assert DenseTextEncoder().load() is enc.load()
+
+
+@pytest.mark.slow
+def test_dense_query_vectors_are_kept_and_equal_encode():
+    a, b = DenseTextEncoder(), DenseTextEncoder()
+    q = a.encode_queries(["someone cycling along a road"])
+    np.testing.assert_array_equal(q, a.encode(["someone cycling along a road"]))  # bit for bit: encoded alone
+    assert b.encode_queries("someone cycling along a road") is q  # the dense twin of the same search reuses it
+    assert not q.flags.writeable
+    batch = ["someone cycling along a road", "how to make bread at home"]
+    np.testing.assert_array_equal(a.encode_queries(batch), a.encode(batch))  # a batch runs through the model

@@ -1,6 +1,6 @@
 """Fuse and rerank result lists you already have: TREC runs in, one TREC run out.
 
-    python examples/python/fuse_and_rerank.py [RUN.trec ...] [-o fused.trec]
+    python examples/python/fuse_and_rerank.py [RUN.trec ...] [-o out/fused.trec]
 
 Fusion uses the library default (adaptive, per query). To also rerank the fused top 5 with a
 vision-language model, point it at any OpenAI-compatible server (vLLM, Ollama, ...):
@@ -17,7 +17,7 @@ from mmfuse import Qrels, Run, evaluate, fuse
 
 here = Path(__file__).resolve().parent
 args = sys.argv[1:]
-out = args.pop(args.index("-o") + 1) if "-o" in args else "fused.trec"
+out = Path(args.pop(args.index("-o") + 1) if "-o" in args else "out/fused.trec")
 paths = [a for a in args if a != "-o"] or sorted((here / "runs").glob("*.trec"))
 
 runs = [Run.read(p) for p in paths]  # TREC, Parquet or JSON, by extension
@@ -32,6 +32,7 @@ if os.environ.get("MMFUSE_VLM_MODEL") and os.environ.get("OPENAI_BASE_URL"):
     final = vlm.rerank(queries, fused, here.parent / "corpus", retriever_runs=runs).with_name("reranked")
     print("reranked:", vlm.stats.summary())
 
+out.parent.mkdir(parents=True, exist_ok=True)
 final.write(out, tag=final.name)
 qrels = Qrels.read(here.parent / "corpus" / "qrels.txt")
 for run in [*runs, *([fused] if final is not fused else []), final]:

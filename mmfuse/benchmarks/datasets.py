@@ -1,4 +1,13 @@
-"""Benchmark dataset loaders: score-matrix directories (ViC format), TREC and Parquet runs with their qrels."""
+"""Benchmark dataset loaders: score-matrix directories (ViC format), TREC and Parquet runs with their qrels.
+
+Score matrices come in two layouts, both read as they are:
+
+- **the ViC release** (GitHub ``mohammad2012191/ViC``): ``Similarity_Matrices/<Model>_<dataset>.npy`` next to
+  ``Groud_Truth/descs_ret_test_<dataset>.csv`` (the release's own spelling; ``Ground_Truth/`` is accepted too).
+  Give the release root or its ``Similarity_Matrices/`` folder: every dataset suffix that has both matrices and a
+  CSV is one dataset, named by the suffix (``msrvtt``, ``didemo``, ...), or only those named with ``names=``;
+- **flat**: one folder holding the ``.npy`` matrices and the CSV of one dataset, named by the folder.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
-from mmfuse.errors import InputError, unknown
+from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.runs import Qrels, Run
 
-__all__ = ["Dataset", "load_dataset", "load_matrix_dataset", "load_run_dataset", "fill_mask", "CANDIDATES"]
+__all__ = ["Dataset", "load_dataset", "load_datasets", "load_matrix_dataset", "load_run_dataset", "release_datasets",
+           "dataset_files", "fill_mask", "CANDIDATES"]
 
 # How zero-filled entries of truncated retrievers become Runs:
 #   "all"  - every column is a candidate and the fill competes as a real score (the protocol of the ViC release,
@@ -22,6 +32,9 @@ __all__ = ["Dataset", "load_dataset", "load_matrix_dataset", "load_run_dataset",
 CANDIDATES = ("all", "real")
 
 _RUN_EXT = (".trec", ".run", ".txt", ".tsv", ".parquet", ".json")
+# the ViC release's folder names ("Groud" is how the release spells it)
+MATRIX_DIR = "Similarity_Matrices"
+TRUTH_DIRS = ("Groud_Truth", "Ground_Truth")
 _QREL_NAMES = re.compile(r"(^|[._-])qrels?([._-]|$)", re.I)
 
 
@@ -124,17 +137,15 @@ def _retriever_name(stem: str, dataset: str) -> str:
 
 def load_matrix_dataset(path: str | Path, mode: str = "t2v", candidates: str = "all",
                         retrievers: Sequence[str] | None = None, csv_path: str | Path | None = None) -> Dataset:
-    """Load a directory of ``<Retriever>_<dataset>.npy`` (or ``<Retriever>.npy``) matrices plus a CSV of queries.
+    """Load a flat directory of ``<Retriever>_<dataset>.npy`` (or ``<Retriever>.npy``) matrices plus a CSV of queries.
 
     Rows are text queries in CSV order; columns are either one per CSV row (column j is the video of row j) or one
     per unique ``video_id`` in first-seen order. The ground truth of a text query is every column with its
-    ``video_id``. ``mode="v2t"`` transposes (videos query, texts are the documents).
+    ``video_id``. ``mode="v2t"`` transposes (videos query, texts are the documents). For the ViC release's layout
+    (``Similarity_Matrices/`` + ``Groud_Truth/``) use :func:`load_datasets`.
     """
     path = Path(path)
-    if mode not in ("t2v", "v2t"):
-        raise unknown("mode", mode, ["t2v", "v2t"])
-    if candidates not in CANDIDATES:
-        raise unknown("candidates convention", candidates, CANDIDATES)
+    _check_options(mode, candidates)
     if not path.is_dir():
         raise InputError(f"{path}: not a directory")
     npys = sorted(path.glob("*.npy"))
@@ -148,9 +159,6 @@ def load_matrix_dataset(path: str | Path, mode: str = "t2v", candidates: str = "
             pref = [c for c in csvs if "desc" in c.stem.lower() or "test" in c.stem.lower()]
             csvs = pref or csvs
         csv_path = csvs[0]
-    csv_path = Path(csv_path)
-    qids_text, vids = _read_csv(csv_path)
-    dataset_name = path.name
     # dataset suffix common to every matrix (e.g. "_msrvtt")
     stems = [p.stem for p in npys]
     suffix = ""
@@ -161,13 +169,65 @@ def load_matrix_dataset(path: str | Path, mode: str = "t2v", candidates: str = "
     names = [_retriever_name(s, suffix) for s in stems]
     if len(set(names)) != len(names):
         raise InputError(f"{path}: two matrices map to the same retriever name ({names})")
-    files = dict(zip(names, npys))
+    return _matrix_dataset(path.name, path, dict(zip(names, npys)), Path(csv_path), mode, candidates, retrievers)
+
+
+def _check_options(mode: str, candidates: str) -> None:
+    if mode not in ("t2v", "v2t"):
+        raise unknown("mode", mode, ["t2v", "v2t"])
+    if candidates not in CANDIDATES:
+        raise unknown("candidates convention", candidates, CANDIDATES)
+
+
+def _release_dirs(path: Path) -> tuple[Path, Path] | None:
+    """(matrix folder, ground-truth folder) when ``path`` is a ViC release root, or its ``Similarity_Matrices/``
+    folder (any folder of matrices without a CSV of its own) with the ground-truth folder beside it."""
+    if (path / MATRIX_DIR).is_dir():
+        mats = path / MATRIX_DIR
+    elif any(path.glob("*.npy")) and not any(path.glob("*.csv")):
+        mats = path
+    else:
+        return None
+    for t in TRUTH_DIRS:
+        if (mats.parent / t).is_dir():
+            return mats, mats.parent / t
+    if mats != path:
+        raise InputError(f"{path}: has {MATRIX_DIR}/ but no {TRUTH_DIRS[0]}/ folder beside it with the query CSVs")
+    return None
+
+
+def release_datasets(path: str | Path) -> dict[str, tuple[dict[str, Path], Path]]:
+    """The datasets of a ViC release: ``{dataset: ({model: .npy}, csv)}`` for every dataset suffix that has both
+    ``<Model>_<dataset>.npy`` matrices and a ``..._<dataset>.csv`` ground truth; ``{}`` when ``path`` is not laid
+    out as the release."""
+    dirs = _release_dirs(Path(path))
+    if dirs is None:
+        return {}
+    mats, truth = dirs
+    npys: dict[str, dict[str, Path]] = {}
+    for f in sorted(mats.glob("*.npy")):
+        model, _, dataset = f.stem.rpartition("_")
+        if model and dataset:
+            npys.setdefault(dataset, {})[model] = f
+    csvs = {f.stem.rpartition("_")[2]: f for f in sorted(truth.glob("*.csv")) if "_" in f.stem}
+    found = {d: (npys[d], csvs[d]) for d in sorted(npys) if d in csvs}
+    if not found:
+        raise InputError(f"{path}: no dataset has both <Model>_<dataset>.npy matrices in {mats} and a "
+                         f"..._<dataset>.csv in {truth}")
+    return found
+
+
+def _matrix_dataset(dataset_name: str, path: Path, files: dict[str, Path], csv_path: Path, mode: str,
+                    candidates: str, retrievers: Sequence[str] | None) -> Dataset:
+    """One dataset from ``{retriever: .npy}`` matrices whose rows follow the query rows of ``csv_path``."""
+    _check_options(mode, candidates)
+    qids_text, vids = _read_csv(csv_path)
     if retrievers:
         for r in retrievers:
             if r not in files:
-                raise InputError(str(unknown(f"retriever in {path}", r, files)))
+                where = path if dataset_name == path.name else f"{path} (dataset {dataset_name})"
+                raise InputError(str(unknown(f"retriever in {where}", r, files)))
         files = {r: files[r] for r in dict.fromkeys(retrievers)}
-
     uniq = list(dict.fromkeys(vids))
     n_rows = len(vids)
     mats: dict[str, np.ndarray] = {}
@@ -300,18 +360,79 @@ def load_run_dataset(path: str | Path, qrels: str | Path | None = None, retrieve
                    meta={"format": "runs", "qrels": str(qrels)})
 
 
-def load_dataset(path: str | Path, mode: str = "t2v", candidates: str = "all",
-                 retrievers: Sequence[str] | None = None, qrels: str | Path | None = None) -> Dataset:
-    """Load any supported dataset directory: ``.npy`` matrices + CSV, or qrels + run files."""
-    path = Path(path)
+def _check_dir(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path}: no such dataset directory")
     if not path.is_dir():
         raise InputError(f"{path}: a dataset is a directory (matrices + CSV, or qrels + runs)")
     if not any(path.iterdir()):
         raise InputError(f"{path}: empty directory")
+
+
+def load_dataset(path: str | Path, mode: str = "t2v", candidates: str = "all",
+                 retrievers: Sequence[str] | None = None, qrels: str | Path | None = None,
+                 name: str | None = None) -> Dataset:
+    """Load one dataset directory: ``.npy`` matrices + CSV (flat, or the ViC release's layout), or qrels + run files.
+
+    For a ViC release that holds several datasets, ``name`` picks one (``"msrvtt"``); :func:`load_datasets` loads
+    them all.
+    """
+    path = Path(path)
+    _check_dir(path)
+    release = release_datasets(path)
+    if release:
+        if name is None and len(release) > 1:
+            raise ParameterError(f"{path}: holds the datasets {', '.join(release)}; name one (--dataset NAME)")
+        name = name if name is not None else next(iter(release))
+        if name not in release:
+            raise unknown(f"dataset in {path}", name, release)
+        return _matrix_dataset(name, path, *release[name], mode, candidates, retrievers)
+    if name is not None and name != path.name:
+        raise ParameterError(f"{path}: holds one dataset ({path.name}); dataset names pick among the datasets of "
+                             f"a ViC release ({MATRIX_DIR}/ + {TRUTH_DIRS[0]}/)")
     if any(path.glob("*.npy")):
         return load_matrix_dataset(path, mode=mode, candidates=candidates, retrievers=retrievers)
     if mode != "t2v":
         raise InputError(f"{path}: --mode v2t needs a score-matrix dataset (run files fix their query side)")
     return load_run_dataset(path, qrels=qrels, retrievers=retrievers)
+
+
+def load_datasets(paths: str | Path | Sequence[str | Path], mode: str = "t2v", candidates: str = "all",
+                  retrievers: Sequence[str] | None = None, names: Sequence[str] | None = None) -> list[Dataset]:
+    """Every dataset the directories ``paths`` hold, in order: each dataset of a ViC release (one per dataset
+    suffix with both matrices and a CSV, in name order), the one dataset of any other folder.
+
+    ``names`` keeps only those datasets of the releases (other folders always load); a name no release holds is an
+    error listing the names they do hold.
+    """
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    wanted = list(dict.fromkeys(names or ()))
+    out: list[Dataset] = []
+    offered: list[str] = []
+    for path in paths:
+        _check_dir(path)
+        release = release_datasets(path)
+        if not release:
+            out.append(load_dataset(path, mode=mode, candidates=candidates, retrievers=retrievers))
+            continue
+        offered += release
+        for name, entry in release.items():
+            if not wanted or name in wanted:
+                out.append(_matrix_dataset(name, path, *entry, mode, candidates, retrievers))
+    for n in wanted:
+        if n not in offered:
+            if not offered:
+                raise ParameterError(f"dataset {n!r}: dataset names pick among the datasets of a ViC release "
+                                     f"({MATRIX_DIR}/ + {TRUTH_DIRS[0]}/), and no folder given is one")
+            raise unknown("dataset", n, offered)
+    return out
+
+
+def dataset_files(path: str | Path) -> list[Path]:
+    """The input files of a dataset directory (a release's matrices and CSVs included): outputs must not replace
+    them."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    dirs = [path, *(d for d in (_release_dirs(path) or ()) if d != path)]
+    return [f for d in dirs for f in d.iterdir() if f.is_file()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,12 @@ def _bundled_minilm() -> Path:
 # Loaded sentence-transformers models by (path, device), alive while some encoder holds them.
 _LOADED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _LOAD_LOCK = threading.Lock()
+# Recent query vectors by (path, device, text): the dense twins of one search (asr_dense, meta_dense) encode the same
+# query, and a server sees the same queries again. One text per entry, encoded alone, so a kept vector is exactly what
+# encoding that query alone gives (in a batch, texts are padded to a common length, which moves the last float bits).
+_QUERIES: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+_QUERIES_KEPT = 1024
+_QUERIES_LOCK = threading.Lock()
 
 
 def _load_sentence_transformer(path, device: str, name: str):
@@ -63,6 +70,7 @@ class DenseTextEncoder:
         self.device = device
         self.batch_size = int(batch_size)
         self._model = None
+        self._key: tuple[str, str] = ("", "")  # (path, device) of the loaded model
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -88,6 +96,7 @@ class DenseTextEncoder:
                     model = _load_sentence_transformer(path, device, self.model_name)
                     _LOADED[key] = model
             self._model = model
+            self._key = key
         return self._model
 
     @property
@@ -112,3 +121,25 @@ class DenseTextEncoder:
             if progress is not None:
                 progress(min(start + self.batch_size, n), n, "text")
         return np.concatenate(out, axis=0)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors, as :meth:`encode` gives them; a query searched alone is kept (the last ~1000), so the
+        next retriever or request that asks for it is answered without the model."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) != 1:  # a batch runs through the model together, much faster than one text at a time
+            return self.encode(texts)
+        self.load()
+        key = (*self._key, str(texts[0] or ""))
+        with _QUERIES_LOCK:
+            vec = _QUERIES.get(key)
+            if vec is not None:
+                _QUERIES.move_to_end(key)
+        if vec is None:
+            vec = self.encode(texts)
+            vec.setflags(write=False)
+            with _QUERIES_LOCK:
+                _QUERIES[key] = vec
+                while len(_QUERIES) > _QUERIES_KEPT:
+                    _QUERIES.popitem(last=False)
+        return vec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mmfuse.errors import ModelError, ParameterError
@@ -40,7 +41,7 @@ __all__ = [
     "AGGREGATIONS", "ENTRY_POINT_GROUP", "AsrRetriever", "AudioRetriever", "CaptionRetriever", "DenseTextRetriever",
     "EmbeddingRetriever", "IndexedRetriever", "MetadataRetriever", "OcrRetriever", "PrecomputedRetriever", "Retriever",
     "SegmentEncoder", "TranslationRetriever", "VectorRetriever", "VisualRetriever", "aggregate_segments",
-    "entry_points", "load_retriever", "normalize_queries", "retrievers_for_index", "segment_run",
+    "entry_points", "load_retriever", "normalize_queries", "plugin_modality", "retrievers_for_index", "segment_run",
 ]
 
 
@@ -93,6 +94,23 @@ def _instantiate(obj: Any, store: "IndexStore") -> Any:
     return obj()
 
 
+def _canonical(ref: str, eps: Mapping[str, Any]) -> str:
+    """``module:attr`` of a plug-in reference (an entry-point name resolves to its target; nothing is imported)."""
+    ref = str(ref).strip()
+    ep = eps.get(ref) if ":" not in ref else None
+    if ep is None:
+        return ref
+    return f"{ep.module}:{ep.attr}" if ep.attr else ep.module
+
+
+def plugin_modality(store: "IndexStore", ref: str) -> str | None:
+    """The modality an index records for plug-in reference ``ref`` (None when it records none)."""
+    eps = entry_points()
+    want = _canonical(ref, eps)
+    return next((m for m, s in store.specs().items() if s["kind"] == "plugin" and _canonical(s["ref"], eps) == want),
+                None)
+
+
 def retrievers_for_index(
     store: "IndexStore",
     *,
@@ -102,20 +120,37 @@ def retrievers_for_index(
     clip_encoder: Any = None,
     clap_encoder: Any = None,
     dense: bool = True,
+    plugins: Sequence[str] = (),
     warn: Any = None,
 ) -> list[Any]:
     """One retriever per modality recorded in the index, in a fixed order.
 
-    Modalities whose query encoder cannot be loaded are skipped with one warning each (passed to
-    ``warn(msg)``, default :func:`warnings.warn`) naming the flag that fixes it.
+    ``modalities`` picks some (names, or plug-in references); None picks all. Modalities whose query
+    encoder cannot be loaded are skipped with one warning each (passed to ``warn(msg)``, default
+    :func:`warnings.warn`) naming the flag that fixes it.
+
+    An index folder is data and may come from anyone, so the plug-in modules it names are imported only
+    when they are installed as entry points of group ``mmfuse.retrievers`` or named again by the user:
+    in ``plugins`` (``mmfuse search --retriever REF``: allowed, picked as ``modalities`` says) or as a
+    reference in ``modalities`` (allowed and picked). Other plug-in modalities are skipped with a warning
+    that says how to enable them.
     """
     warn = warn or (lambda msg: warnings.warn(msg, stacklevel=2))
     specs = store.specs()
+    eps = entry_points()
     want = set(modalities) if modalities else None
+    picked = {_canonical(r, eps) for r in modalities or []}
+    named = picked | {_canonical(r, eps) for r in plugins}
+    refs = {m: _canonical(s["ref"], eps) for m, s in specs.items() if s["kind"] == "plugin"}
+    for ref in sorted({_canonical(r, eps) for r in plugins} - set(refs.values())):
+        have = ", ".join(f"{m} = {s['ref']}" for m, s in specs.items() if s["kind"] == "plugin") or "none"
+        warn(f"plug-in {ref} not searched: index {store.path} holds no output of it (its plug-ins: {have})")
+    installed = {_canonical(name, eps) for name in eps}
     out: list[Any] = []
 
     def wanted(m: str) -> bool:  # "asr" also wants asr_dense, asr_en and asr_en_dense; "asr_en" its own two
-        return m in specs and (want is None or any(m == w or m.startswith(f"{w}_") for w in want))
+        return m in specs and (want is None or any(m == w or m.startswith(f"{w}_") for w in want)
+                               or refs.get(m) in picked)
 
     kw = {"aggregation": aggregation}
     if wanted("visual"):
@@ -146,11 +181,17 @@ def retrievers_for_index(
             out.append(cls(store, **kw))
         if dense and wanted(f"{m}_dense") and store.has_vectors(f"{m}_dense"):
             out.append(DenseTextRetriever(store, f"{m}_dense", name=f"{m}_dense", **kw))
-    for m, s in specs.items():
-        if s["kind"] != "plugin" or not wanted(m):
+    for m, ref in refs.items():
+        if not wanted(m):
+            continue
+        if ref not in named and ref not in installed:
+            warn(f"plug-in {m} skipped: index {store.path} names the module {specs[m]['ref']!r}, and mmfuse does not "
+                 f"import code an index names; to search with it, install it as an entry point of group "
+                 f"{ENTRY_POINT_GROUP!r} or name it again: mmfuse search --retriever {ref} "
+                 f"(Python: Pipeline(retrievers=[{ref!r}]))")
             continue
         try:
-            obj = _instantiate(load_retriever(s["ref"]), store)
+            obj = _instantiate(load_retriever(specs[m]["ref"]), store)
         except Exception as e:  # a plug-in that is no longer installed must not break search
             warn(f"plug-in {m} skipped: {e}")
             continue

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from mmfuse.errors import IndexError_, ParameterError, unknown
+from mmfuse.utils.lazy import require
 
 os.environ.setdefault("LANCE_LOG", "error")
 
-__all__ = ["DEFAULT_MIN_ROWS", "KINDS", "METRICS", "index_params", "ensure_vector_index", "vector_index_info",
-           "search", "DEFAULT_NPROBES", "DEFAULT_REFINE_FACTOR"]
+__all__ = ["DEFAULT_MIN_ROWS", "KINDS", "METRICS", "index_params", "ensure_vector_index", "ensure_scalar_index",
+           "vector_index_info", "search", "DEFAULT_NPROBES", "DEFAULT_REFINE_FACTOR"]
 
 # Below this many rows an exact scan answers in a few ms on 2 cores and an index is pure build cost.
 DEFAULT_MIN_ROWS = 100_000
@@ -130,7 +131,8 @@ def ensure_vector_index(table: Any, column: str = "vector", *, min_rows: int = D
         params["num_sub_vectors"] = int(num_sub_vectors)
     # LanceDB needs at least as many training rows as partitions (k-means) and 256 for PQ's 8-bit codebooks.
     params["num_partitions"] = max(1, min(params["num_partitions"], n // 2 or 1))
-    from lancedb.index import HnswSq, IvfPq
+    lance_index = require("lancedb.index")
+    HnswSq, IvfPq = lance_index.HnswSq, lance_index.IvfPq
 
     t0 = time.perf_counter()
     try:
@@ -142,6 +144,22 @@ def ensure_vector_index(table: Any, column: str = "vector", *, min_rows: int = D
         raise IndexError_(f"building the {kind} index on {table.name}.{column} failed: {str(e).splitlines()[0]}") from None
     return {"action": "built", "kind": kind, "metric": metric, "rows": n, "dim": dim, **params,
             "seconds": time.perf_counter() - t0}
+
+
+def ensure_scalar_index(table: Any, column: str, *, min_rows: int = DEFAULT_MIN_ROWS) -> bool:
+    """Give ``table[column]`` a B-tree index once the table holds ``min_rows`` rows, so ``column IN (...)`` look-ups
+    read a few pages instead of scanning the column. Returns whether an index exists afterwards. Rows added later
+    are still found (LanceDB scans what the index does not cover; ``table.optimize()`` folds them in)."""
+    if int(table.count_rows()) < max(min_rows, 1):
+        return False
+    if any(list(cfg.columns) == [column] for cfg in table.list_indices()):
+        return True
+    try:
+        table.create_index(column, config=require("lancedb.index").BTree())
+    except (ValueError, RuntimeError, OSError) as e:
+        first = str(e).splitlines()[0]
+        raise IndexError_(f"building the B-tree index on {table.name}.{column} failed: {first}") from None
+    return True
 
 
 def _score(distance: np.ndarray, metric: str) -> np.ndarray:

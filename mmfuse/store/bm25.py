@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmfuse.errors import IndexError_, InputError, ParameterError
+from mmfuse.utils.lazy import require
 from mmfuse.utils.text import normalize_text
 
 __all__ = ["Analyzer", "Bm25Index", "ENGLISH_STOPWORDS", "OCR_ANALYZER", "WORD_ANALYZER"]
@@ -152,8 +153,7 @@ class Bm25Index:
 
     def add(self, docs: Sequence[str]) -> None:
         """Replace the indexed documents with ``docs`` (bm25s indexes are static: rebuild to add)."""
-        import bm25s
-
+        bm25s = require("bm25s")
         if isinstance(docs, str):
             raise InputError("Bm25Index: docs must be a list of strings, got one string")
         tokens = [self.analyzer(d if isinstance(d, str) else "" if d is None else str(d)) for d in docs]
@@ -230,8 +230,9 @@ class Bm25Index:
             return np.zeros(self.n_docs, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(toks), dtype=np.float32)
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the index to ``directory`` (replaced as a whole: written beside it, then renamed)."""
+    def save(self, directory: str | os.PathLike, *, stamp: str | None = None) -> Path:
+        """Write the index to ``directory`` (replaced as a whole: written beside it, then renamed). ``stamp`` (e.g.
+        the versions of the tables it was built from) is kept in its metadata for :meth:`load` to compare."""
         directory = Path(directory)
         parent = directory.parent
         if not parent.is_dir():
@@ -243,7 +244,7 @@ class Bm25Index:
         try:
             if self._bm25 is not None:
                 self._bm25.save(str(tmp), show_progress=False)
-            meta = {"format": self.FORMAT, "n_docs": self.n_docs, "avgdl": self.avgdl, **self.spec}
+            meta = {"format": self.FORMAT, "n_docs": self.n_docs, "avgdl": self.avgdl, **self.spec, "stamp": stamp}
             (tmp / _META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
             old = None
             if directory.exists():
@@ -258,22 +259,25 @@ class Bm25Index:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> Bm25Index:
-        import bm25s
-
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False, stamp: str | None = None) -> Bm25Index:
+        """Read an index written by :meth:`save`; :class:`IndexError_` when it is missing, damaged, or (given
+        ``stamp``) was saved with another stamp."""
+        bm25s = require("bm25s")
         directory = Path(directory)
         meta_path = directory / _META
         if not meta_path.is_file():
             raise IndexError_(f"{directory}: not a BM25 index (missing {_META})")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise IndexError_(f"{meta_path}: unreadable BM25 index metadata: {e}") from None
-        if meta.get("format") != cls.FORMAT:
-            raise IndexError_(f"{directory}: BM25 index format {meta.get('format')} is not {cls.FORMAT}; rebuild it")
-        self = cls(Analyzer.from_spec(meta["analyzer"]), k1=meta["k1"], b=meta["b"], method=meta["method"])
-        self.n_docs = int(meta["n_docs"])
-        self.avgdl = float(meta["avgdl"])
+            if meta.get("format") != cls.FORMAT:
+                raise IndexError_(f"{directory}: BM25 index format {meta.get('format')} is not {cls.FORMAT}; rebuild it")
+            if stamp is not None and meta.get("stamp") != stamp:
+                raise IndexError_(f"{directory}: BM25 index is stale (built from {meta.get('stamp')}, want {stamp})")
+            self = cls(Analyzer.from_spec(meta["analyzer"]), k1=meta["k1"], b=meta["b"], method=meta["method"])
+            self.n_docs = int(meta["n_docs"])
+            self.avgdl = float(meta["avgdl"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ParameterError) as e:
+            raise IndexError_(f"{meta_path}: unreadable BM25 index metadata: {e!r}") from None
         if self.n_docs:
             try:
                 self._bm25 = bm25s.BM25.load(str(directory), mmap=mmap, show_progress=False)

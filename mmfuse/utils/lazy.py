@@ -29,7 +29,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "bm25s": ("bm25s", "video"),
     "ray": ("ray[data]", "ray"),
     "matplotlib": ("matplotlib", "all"),
-    "httpx": ("httpx", "vlm"),
+    "httpx": ("httpx", "llm"),
+    "fastapi": ("fastapi", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "threadpoolctl": ("threadpoolctl", "serve"),
 }
 
 

@@ -19,7 +19,7 @@ from mmfuse.errors import MmfuseError, suggest
 
 # isort: off
 # importing registers the commands, in this order in `mmfuse --help`
-from . import project, videos, fusion, convert, evaluation, bench, rerank  # noqa: F401
+from . import project, videos, fusion, convert, evaluation, bench, rerank, serve  # noqa: F401
 # isort: on
 from .common import app, console, err_console
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from mmfuse.benchmarks import report as rep
-from mmfuse.benchmarks.datasets import CANDIDATES, load_dataset
+from mmfuse.benchmarks.datasets import CANDIDATES, dataset_files, load_datasets
 from mmfuse.benchmarks.plots import plot_all
 from mmfuse.benchmarks.sweep import SUBSET_MODES, run_benchmark
 from mmfuse.errors import InputError
@@ -26,20 +26,18 @@ BENCH_UNITS = (f"R@k: queries with a relevant item in the top k ({FRACTIONS}); M
                "first relevant item; ms/q: fusion milliseconds per query")
 
 
-def _dataset_files(datasets: list[str]) -> list[Path]:
-    return [f for d in datasets if Path(d).is_dir() for f in Path(d).iterdir() if f.is_file()]
-
-
 @app.command("bench")
 def bench_cmd(
-    datasets: list[str] = typer.Argument(..., help="Dataset directories: .npy score matrices + CSV, or qrels + run files."),
+    datasets: list[str] = typer.Argument(..., help="Dataset directories: .npy score matrices + CSV (or the ViC release: Similarity_Matrices/ + Groud_Truth/), or qrels + run files."),
+    names: Optional[str] = typer.Option(None, "--dataset", parser=Csv(),
+                                        help="Comma-separated datasets to take from a ViC release (default: every one with matrices and a CSV)."),
     methods: Optional[str] = typer.Option(None, "--methods", parser=Csv(Checked(get_method)),
                                           help="Comma-separated fusion methods (default: the default grid)."),
     retrievers: Optional[str] = typer.Option(None, "--retrievers", parser=Csv(),
                                              help="Comma-separated retriever names to use (default: all)."),
     subsets: str = typer.Option("every", "--subsets", parser=Choice(SUBSET_MODES),
                                 help="Retriever subsets to fuse: all, singles, pairs or every."),
-    tune_on: Optional[str] = typer.Option(None, "--tune-on", help="Dataset (directory name) whose best parameters are applied unchanged to the others."),
+    tune_on: Optional[str] = typer.Option(None, "--tune-on", help="Dataset (its directory name, or a ViC release dataset such as msrvtt) whose best parameters are applied unchanged to the others."),
     mode: str = typer.Option("t2v", "--mode", parser=Choice(("t2v", "v2t")),
                              help="t2v (text queries) or v2t (transposed matrices)."),
     candidates: str = typer.Option("all", "--candidates", parser=Choice(CANDIDATES),
@@ -54,7 +52,7 @@ def bench_cmd(
 ) -> None:
     """Benchmark fusion methods x normalizations x parameters x retriever subsets on datasets."""
     # every output is checked before the sweep, which can take a long time
-    inputs = _dataset_files(datasets)
+    inputs = [f for d in datasets for f in dataset_files(d)]
     for out in (json_out, report):
         if out:
             check_writable(out)
@@ -63,7 +61,7 @@ def bench_cmd(
         raise InputError(f"{report}: given for both --json and --report; give two file names")
     if plots:
         check_writable(plots, folder=True)
-    loaded = [load_dataset(d, mode=mode, candidates=candidates, retrievers=retrievers) for d in datasets]
+    loaded = load_datasets(datasets, mode=mode, candidates=candidates, retrievers=retrievers, names=names)
     for d in loaded:
         for name, n in d.matched_queries().items():
             if n < d.n_queries:

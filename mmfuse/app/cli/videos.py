@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -27,8 +27,9 @@ from mmfuse.ingest import IndexConfig, index_folder
 from mmfuse.ingest.caption import INPUTS as CAPTION_INPUTS
 from mmfuse.ingest.plan import ASR_TASKS
 from mmfuse.ingest.ray_engine import index_with_ray
-from mmfuse.pipeline import searcher
+from mmfuse.pipeline import Pipeline, searcher
 from mmfuse.rerankers import load_queries
+from mmfuse.store.lance import IndexStore
 from mmfuse.utils.files import atomic_write
 
 from .args import Checked, Choice, Csv, Float, Int
@@ -104,6 +105,7 @@ def index_cmd(
     caption_cell: int = typer.Option(336, "--caption-cell", parser=Int(min=16, max=4096),
                                      help="Width in pixels of each frame the model sees."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
+    repair: bool = typer.Option(False, "--repair", help="Repair a damaged index first (re-indexes what was lost)."),
 ) -> None:
     """Index a folder of videos: new and changed files only; bad files are reported and skipped.
 
@@ -127,6 +129,9 @@ def index_cmd(
         vlm_cache=True if v["vlm_cache"] is None else v["vlm_cache"] or None,
         caption_template=v["caption_template"] or "caption",
     )
+    if repair:
+        for line in IndexStore.repair(index):
+            err_console.print(f"repair: {line}", highlight=False, soft_wrap=True)
     bar = progress_bar(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                        TextColumn("{task.fields[segments]} segments"), TimeElapsedColumn(), TextColumn("ETA"),
                        TimeRemainingColumn(), TextColumn("{task.fields[label]}"))
@@ -187,6 +192,33 @@ def _expander(v: dict, cfg: dict):
                           retries=v["llm_retries"], concurrency=v["llm_concurrency"], **opts)
 
 
+def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion: str | None,
+                  modalities: list[str] | None, depth: int | None = None) -> Pipeline:
+    """The pipeline ``mmfuse search`` runs (and ``mmfuse serve`` keeps): ``index`` a folder or an open store, ``v``
+    the options (aggregation, pooling, CLIP/CLAP overrides, query expansion, trusted plug-ins), ``cfg`` the flat
+    ``--config`` values. Each retriever contributes ``depth`` (else the config's depth, else 100) candidates, or
+    ``k`` when a search asks for more."""
+    clip = clap = None
+    if v["clip_model"] or v["clip_checkpoint"]:
+        clip = load_encoder("clip", v["clip_model"], pretrained=v["clip_pretrained"], checkpoint=v["clip_checkpoint"],
+                            lazy=True)
+    if v["clap_model"]:
+        clap = load_encoder("clap", v["clap_model"], lazy=True)
+    # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
+    # Its weights are per configured retriever, which need not match the modalities this index answers with.
+    extra: dict = {}
+    if cfg and fusion == cfg.get("fusion"):
+        if cfg.get("fusion_norm"):
+            extra["norm"] = cfg["fusion_norm"]
+        extra.update(cfg.get("fusion_params") or {})
+        if cfg.get("fusion_weights"):
+            warn("[fusion] weights are not applied by `mmfuse search`/`serve` (the modalities an index answers with "
+                 "vary); use mmfuse.Pipeline for weighted fusion")
+    return searcher(index, fusion=fusion, modalities=modalities, aggregation=v["aggregation"], pooling=v["pooling"],
+                    clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or 100, fusion_params=extra,
+                    expand=_expander(v, cfg), plugins=v["retriever"])
+
+
 @app.command("search")
 def search_cmd(
     ctx: typer.Context,
@@ -227,6 +259,8 @@ def search_cmd(
     llm_timeout: float = typer.Option(60.0, "--llm-timeout", parser=Float(min=0, open_min=True), help="Seconds per request."),
     llm_retries: int = typer.Option(2, "--llm-retries", parser=Int(min=0), help="Retries on timeouts, 429 and 5xx."),
     llm_concurrency: int = typer.Option(4, "--llm-concurrency", parser=Int(min=1), help="Requests in flight at once."),
+    retriever: list[str] = typer.Option([], "--retriever", help="Plug-in the index names that may be imported: "
+                                        "module:Class or entry-point name (repeatable)."),
 ) -> None:
     """Search an index: one query, or a batch of queries written as run files.
 
@@ -239,31 +273,12 @@ def search_cmd(
     cfg = load_config_defaults(config, "search")  # read once: flags below, and the [fusion] settings further down
     v = apply_defaults(ctx, locals(), cfg)
     index = required(v["index"], "--index", "[index] path")
-    k, fusion, modalities, aggregation, pooling = (v[n] for n in ("k", "fusion", "modalities", "aggregation", "pooling"))
-    clip_model, clip_pretrained, clip_checkpoint, clap_model = (
-        v[n] for n in ("clip_model", "clip_pretrained", "clip_checkpoint", "clap_model"))
+    k, fusion, modalities = (v[n] for n in ("k", "fusion", "modalities"))
     if batch and output is None:
         raise ParameterError("--queries needs -o/--output FILE for the fused run")
     if not batch and (output is not None or per_modality_dir is not None):
         raise ParameterError("-o/--output and --per-modality-dir go with --queries FILE (batch search)")
-    clip = clap = None
-    if clip_model or clip_checkpoint:
-        clip = load_encoder("clip", clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint, lazy=True)
-    if clap_model:
-        clap = load_encoder("clap", clap_model, lazy=True)
-    # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
-    # Its weights are per configured retriever, which need not match the modalities this index answers with.
-    extra: dict = {}
-    if cfg and fusion == cfg.get("fusion"):
-        if cfg.get("fusion_norm"):
-            extra["norm"] = cfg["fusion_norm"]
-        extra.update(cfg.get("fusion_params") or {})
-        if cfg.get("fusion_weights"):
-            warn("[fusion] weights are not applied by `mmfuse search` (the modalities an index answers with vary); "
-                 "use mmfuse.Pipeline for weighted fusion")
-    pipe = searcher(index, fusion=fusion, modalities=split_csv(modalities), aggregation=aggregation, pooling=pooling,
-                    clip_encoder=clip, clap_encoder=clap, depth=depth or cfg.get("depth") or max(k, 100),
-                    fusion_params=extra, expand=_expander(v, cfg))
+    pipe = open_searcher(index, v, cfg, fusion=fusion, modalities=split_csv(modalities), depth=depth)
     if batch:
         texts = load_queries(queries)
         with progress_bar(TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
