@@ -24,11 +24,13 @@ from .caption import INPUTS, CaptionStats, load_template
 from .probe import VIDEO_EXTENSIONS, display_name, is_media_file
 
 __all__ = [
-    "ASR_TASKS", "DENSE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
+    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
     "find_metadata", "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
 ]
 
 MODALITIES = ("visual", "audio", "ocr", "asr", "meta", "caption")
+# what an index holds when the user names no modality: captions need a vision-language model, so they are asked for
+DEFAULT_MODALITIES = ("visual", "audio", "ocr", "asr", "meta")
 ASR_TASKS = ("transcribe", "translate")  # translate: also the English translation, as the modality asr_en
 # text modalities also searched with the dense text embedder, in the vector column NAME_dense
 DENSE = ("asr", "asr_en", "meta", "caption")
@@ -75,7 +77,7 @@ class IndexConfig:
     (:class:`mmfuse.ingest.caption.Captioner`).
     """
 
-    modalities: Sequence[str] = MODALITIES
+    modalities: Sequence[str] = DEFAULT_MODALITIES
     window: float | None = 10.0
     frames_per_segment: int = 4
     frame_size: int | None = 960
