@@ -36,7 +36,7 @@ workers = 1                  # files indexed in parallel
 # text_model = "paraphrase-multilingual-MiniLM-L12-v2"   # dense text embedder (default: bundled all-MiniLM-L6-v2)
 
 # One table per retriever. The table name is the retriever's name; `kind` defaults to the name for the
-# built-in modalities visual, audio, ocr, asr, meta. Set enabled = false to leave one out.
+# built-in modalities visual, audio, ocr, asr, meta, caption. Set enabled = false to leave one out.
 
 [retrievers.visual]
 enabled = true

@@ -291,3 +291,31 @@ def test_a_local_vision_language_model_captions(tiny_vlm_dir, tmp_path):
     assert spec["cell"] == 32 and spec["max_tokens"] == 6
     # random weights write random words; what matters is that each segment has its own answer, stored as one line
     assert all("\n" not in c for c in _captions(tmp_path / "idx").values())
+
+
+def test_captions_from_a_config_file(videos, server, env, tmp_path):
+    """``[retrievers.caption]`` in the pipeline config stands for the --vlm-* flags, ``mmfuse index --config``; the
+    built-in retrievers the file turns off are not indexed."""
+    cfg = tmp_path / "mmfuse.toml"
+    off = "".join(f"[retrievers.{m}]\nenabled = false\n\n" for m in ("visual", "audio", "ocr", "asr", "meta"))
+    cfg.write_text(f'''[index]
+window = 1.0
+frames_per_segment = 2
+
+{off}
+[retrievers.caption]
+model = "cfg-vlm"
+base_url = "{server.url}"
+dense = false
+''')
+    index = tmp_path / "idx"
+    before = len(server.requests)
+    _cli(env, "index", videos, "--index", index, "--config", cfg)
+    sent = _image_prompts(server, before)
+    assert len(sent) == 12 and {b["model"] for b in sent} == {"cfg-vlm"}
+    from mmfuse.store.lance import IndexStore
+
+    specs = IndexStore.open(index).specs()
+    assert sorted(specs) == ["caption"] and specs["caption"]["spec"]["model"] == "cfg-vlm"
+    doc = json.loads(_cli(env, "search", "purple screen", "--index", index, "--json").stdout)
+    assert doc["hits"][0]["video_id"] == "purple"

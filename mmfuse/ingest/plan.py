@@ -52,6 +52,17 @@ def _seconds(name: str, value: Any, *, zero: bool = False) -> float:
     return float(value)
 
 
+def _check_path(flag: str, value: Any, *, always: bool = False) -> None:
+    """A model file or folder the user named must exist: one line now, not a modality skipped later. A value that
+    may be a hub name (``small``, ``org/model``) is a path only when it says so (absolute, ``./``, ``../``, ``~``)
+    or ``always`` (a flag that takes files only)."""
+    if value is None:
+        return
+    text = os.fspath(value)
+    if (always or text.startswith(("/", "./", "../", "~"))) and not Path(text).expanduser().exists():
+        raise ParameterError(f"{flag} {text}: no such file or directory")
+
+
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
     """A comma-separated string or a sequence of names, stripped, duplicates dropped."""
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
@@ -135,6 +146,13 @@ class IndexConfig:
         set_(self, "batch_seconds", _seconds("batch_seconds", self.batch_seconds, zero=True))
         if self.asr_task not in ASR_TASKS:
             raise unknown("ASR task (--asr-task)", self.asr_task, ASR_TASKS)
+        for flag, value, files_only in (("--clip-checkpoint", self.clip_checkpoint, True),
+                                        ("--ocr-det-model", self.ocr_det_model, True),
+                                        ("--ocr-rec-model", self.ocr_rec_model, True),
+                                        ("--ocr-rec-keys", self.ocr_rec_keys, True),
+                                        ("--clip-model", self.clip_model, False), ("--clap-model", self.clap_model, False),
+                                        ("--asr-model", self.asr_model, False), ("--text-model", self.text_model, False)):
+            _check_path(flag, value, always=files_only)
         if "caption" in mods:
             self._check_captions()
 

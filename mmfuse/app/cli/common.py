@@ -140,7 +140,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     aud = next((r for r in rets.values() if r.kind == "audio"), None)
     asr = next((r for r in rets.values() if r.kind == "asr"), None)
     cap = next((r for r in rets.values() if r.kind == "caption"), None)
-    text = [r for r in rets.values() if r.kind in ("asr", "meta")]
+    text = [r for r in rets.values() if r.kind in ("asr", "meta", "caption")]
     out: dict[str, Any] = {
         "index": cfg.resolve(cfg.index.path, base),
         "k": cfg.search.k,
