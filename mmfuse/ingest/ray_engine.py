@@ -220,7 +220,9 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
             if plan.jobs:
                 items = [{"video_id": j.video_id, "rel": j.rel, "path": str(j.path.resolve()), "status": "ok",
                           "reason": "", "payload": b""} for j in plan.jobs]
-                ds = ray.data.from_arrow(_table(items)).repartition(len(items))  # one file per block
+                # one file per block, made here: repartition() would run split tasks of a whole CPU each, which
+                # never start while fractional actor pools hold the rest of a small cluster
+                ds = ray.data.from_arrow([_table([it]) for it in items])
                 ds = ds.map_batches(_decode, batch_size=1, batch_format="pyarrow", num_cpus=task_cpus,
                                     fn_kwargs={"cfg": cfg, "plan": dataclasses.replace(plan, jobs=[]), "rates": rates})
 
