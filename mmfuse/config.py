@@ -19,7 +19,7 @@ from mmfuse.fusion import NORMS, get_method, methods
 from mmfuse.rerankers.grid import parse_grid
 from mmfuse.utils.files import atomic_write
 
-BUILTIN_KINDS = ("visual", "audio", "ocr", "asr", "meta", "plugin")
+BUILTIN_KINDS = ("visual", "audio", "ocr", "asr", "meta", "caption", "plugin")
 AGGREGATIONS = ("max", "mean", "sum", "topn")
 
 DEFAULT_CONFIG_TOML = '''\
@@ -33,9 +33,10 @@ window = 10.0                # segment length in seconds
 frames_per_segment = 4       # frames sampled per segment (visual, OCR, grids)
 workers = 1                  # files indexed in parallel
 # metadata = "videos/metadata.json"   # sidecar with title/description/tags (default: VIDEO_DIR/metadata.json)
+# text_model = "paraphrase-multilingual-MiniLM-L12-v2"   # dense text embedder (default: bundled all-MiniLM-L6-v2)
 
 # One table per retriever. The table name is the retriever's name; `kind` defaults to the name for the
-# built-in modalities visual, audio, ocr, asr, meta. Set enabled = false to leave one out.
+# built-in modalities visual, audio, ocr, asr, meta, caption. Set enabled = false to leave one out.
 
 [retrievers.visual]
 enabled = true
@@ -58,6 +59,8 @@ aggregation = "max"
 
 [retrievers.asr]
 enabled = true               # faster-whisper tiny.en (bundled) + BM25
+# model = "large-v3"         # any faster-whisper model: size name or CTranslate2 folder
+# task = "translate"         # also index the English translation (retriever asr_en; multilingual models)
 dense = true                 # also search the transcript with all-MiniLM-L6-v2 (bundled)
 aggregation = "max"
 
@@ -65,6 +68,13 @@ aggregation = "max"
 enabled = true               # title/description/tags from the metadata sidecar
 dense = true
 aggregation = "max"
+
+# Captions: a vision-language model describes each segment's frames (see docs/captions.md).
+# [retrievers.caption]
+# model = "Qwen/Qwen2.5-VL-7B-Instruct"   # served model name, or a local transformers model folder
+# base_url = "http://localhost:8000/v1"   # OpenAI-compatible server; default: $MMFUSE_VLM_BASE_URL, $OPENAI_BASE_URL
+# template = "prompts/caption.txt"        # prompt file (fields {frames}, {seconds}, {layout}); unset = built-in
+# dense = true
 
 # A plug-in retriever (any class with name, modality and search(queries, k) -> Run, or a SegmentEncoder):
 # [retrievers.mine]
@@ -170,16 +180,20 @@ class IndexSection(_Strict):
     frame_size: int | None = Field(960, ge=32)
     workers: int = Field(1, ge=1)
     metadata: str | None = None
+    text_model: str | None = None
 
 
 class RetrieverConfig(_Strict):
     """One retriever: a built-in modality of the index, or a plug-in class."""
 
-    kind: Literal["visual", "audio", "ocr", "asr", "meta", "plugin"] | None = None
+    kind: Literal["visual", "audio", "ocr", "asr", "meta", "caption", "plugin"] | None = None
     enabled: bool = True
     model: str | None = None
     pretrained: str | None = None
     checkpoint: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"  # asr
+    base_url: str | None = None  # caption
+    template: str | None = None  # caption
     pooling: Literal[POOLINGS] = "mean"
     aggregation: Literal["max", "mean", "sum", "topn"] = "max"
     dense: bool = True
@@ -310,7 +324,7 @@ class PipelineConfig(_Strict):
             if r.kind is None:
                 if name not in BUILTIN_KINDS[:-1]:
                     raise ValueError(f"[retrievers.{name}] needs kind = one of {', '.join(BUILTIN_KINDS)} "
-                                     f"(only visual, audio, ocr, asr, meta default to their own name)")
+                                     f"(only visual, audio, ocr, asr, meta, caption default to their own name)")
                 r.kind = name  # type: ignore[assignment]
         return v
 

@@ -71,6 +71,9 @@ class PipelineResult:
                 text = self.texts.get(run.name, e["segment_id"])
                 if text:
                     e["text"] = text
+                lang = self.texts.language(run.name, e["segment_id"])
+                if lang:
+                    e["language"] = lang
             out.append(e)
         return out
 
@@ -99,12 +102,14 @@ class PipelineResult:
 
 
 class SegmentTexts:
-    """The text each retriever matched in a segment (OCR line, transcript, metadata), looked up by segment id.
+    """The text each retriever matched in a segment (OCR line, transcript, translation, caption, metadata), and the
+    language Whisper detected in its speech, looked up by segment id.
 
     Loaded from the index once, on first use, as sorted id arrays (a binary search per lookup: no per-segment
     Python objects, so a 1M-segment index costs two arrays, not a dict of a million strings)."""
 
-    COLUMNS = {"ocr": "ocr_text", "asr": "asr_text", "caption": "caption_text"}
+    COLUMNS = {"ocr": "ocr_text", "asr": "asr_text", "asr_en": "asr_en_text", "caption": "caption_text",
+               "asr_lang": "asr_lang"}
 
     def __init__(self, store: IndexStore) -> None:
         self.store = store
@@ -132,6 +137,11 @@ class SegmentTexts:
         ids, texts = col
         i = int(np.searchsorted(ids, segment_id))
         return str(texts[i]) if i < ids.size and ids[i] == segment_id and texts[i] else None
+
+    def language(self, retriever: str, segment_id: str) -> str | None:
+        """The language of the speech in ``segment_id``, for the speech retrievers (``asr``, ``asr_en``, their dense
+        and expanded runs)."""
+        return self.get("asr_lang", segment_id) if retriever.partition("@")[0].startswith("asr") else None
 
 
 def _queries(queries: Mapping[str, str] | Sequence[str] | str, warn: Callable[[str], None]) -> dict[str, str]:
@@ -497,9 +507,10 @@ class Pipeline:
                 opts["clap_encoder"] = clap
             options[r.kind] = opts
             specs.append(r.kind)
-            if r.kind in ("asr", "meta") and r.dense:  # the dense twin, when the index has its vectors
-                options[f"{r.kind}_dense"] = dict(opts, optional=True)
-                specs.append(f"{r.kind}_dense")
+            for twin in _TWINS.get(r.kind, ()):  # when the index has them
+                if r.dense or not twin.endswith("_dense"):
+                    options[twin] = dict(opts, optional=True)
+                    specs.append(twin)
         specs += list(extra_retrievers)
         if not specs:
             raise ConfigError("config: every retriever is disabled; enable at least one [retrievers.NAME]")
@@ -511,6 +522,10 @@ class Pipeline:
                    index=idx, norm=cfg.fusion.norm, weights=cfg.fusion.weights, depth=cfg.fusion.depth,
                    clip_encoder=clip, clap_encoder=clap, retriever_options=options,
                    expand=_expander_from_config(cfg, base_dir))
+
+
+# the retrievers a configured built-in brings along: its dense twin, and the translation of the speech
+_TWINS = {"asr": ("asr_dense", "asr_en", "asr_en_dense"), "meta": ("meta_dense",), "caption": ("caption_dense",)}
 
 
 class _Renamed:

@@ -2,10 +2,11 @@
 
 Good answers to prompts with images are real rankings: the server decodes every image it is sent and orders the
 candidates by how close each grid's mean colour is to the colour named in the query, so a correct client (images in
-label order, one per candidate) gets the right video first. Good answers to text-only prompts are scripted: ``text``
-maps the prompt to the answer (a function, or ``{substring: answer}``: the answer of the first substring the prompt
-contains). Every answer reports ``usage`` token counts (whitespace words). Other behaviours imitate what real servers
-do wrong.
+label order, one per candidate) gets the right video first. With ``vision`` set, prompts with images are answered by
+it instead (``vision(prompt_text, image_urls) -> answer``; :func:`colour_caption` describes the images' colour, as a
+captioning model would). Good answers to text-only prompts are scripted: ``text`` maps the prompt to the answer (a
+function, or ``{substring: answer}``: the answer of the first substring the prompt contains). Every answer reports
+``usage`` token counts (whitespace words). Other behaviours imitate what real servers do wrong.
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def _mean_colour(url: str):
     return a[h // 4:, w // 4:].reshape(-1, 3).mean(axis=0)  # skip the label corner
 
 
+def colour_name(url: str) -> str:
+    """The named colour (``COLOURS``) nearest to an image's mean colour."""
+    import numpy as np
+
+    mean = _mean_colour(url)
+    return min(COLOURS, key=lambda n: float(np.linalg.norm(mean - np.array(COLOURS[n], float))))
+
+
+def colour_caption(prompt: str, urls: list[str]) -> str:
+    """What a captioning model might say about frames of one colour: their colour, named."""
+    names = list(dict.fromkeys(colour_name(u) for u in urls))
+    return f"A plain {' and '.join(names)} screen fills the frame while a small square in the corner changes."
+
+
 def colour_ranking(body: dict) -> tuple[str, list[int]]:
     """(query, 1-based labels best first) for a chat-completions request body."""
     import numpy as np
@@ -57,11 +72,12 @@ class FakeOpenAI:
     ``script`` lists one behaviour per request in arrival order, then ``default`` for the rest. ``slow``
     sleeps ``slow_seconds`` before a good answer. The server shuts itself down after ``lifetime`` seconds.
     ``requests`` keeps each request body and headers; ``max_in_flight`` the peak number of parallel requests.
-    ``text``: the scripted answers to text-only prompts (see the module doc); ``delay`` is slept before every answer.
+    ``text``: the scripted answers to text-only prompts, ``vision`` to prompts with images (see the module doc);
+    ``delay`` is slept before every answer.
     """
 
     def __init__(self, script=(), default: str = "good", slow_seconds: float = 2.0, lifetime: float = 120.0,
-                 delay: float = 0.0, text=None):
+                 delay: float = 0.0, text=None, vision=None):
         for m in [*script, default]:
             assert m in MODES, m
         self.script = list(script)
@@ -69,6 +85,7 @@ class FakeOpenAI:
         self.slow_seconds = slow_seconds
         self.delay = delay
         self.text = text
+        self.vision = vision
         self.lifetime = lifetime
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -129,8 +146,11 @@ class FakeOpenAI:
                     return self._send(200, _logprob_reply(body))
                 parts = body["messages"][-1]["content"]
                 prompt = "".join(p.get("text", "") for p in parts if p.get("type") == "text")
-                if not any(p.get("type") == "image_url" for p in parts):
+                urls = [p["image_url"]["url"] for p in parts if p.get("type") == "image_url"]
+                if not urls:
                     text = _scripted(fake.text, prompt, mode)
+                elif fake.vision is not None:
+                    text = _scripted(lambda p: fake.vision(p, urls), prompt, mode)
                 else:
                     _, labels = colour_ranking(body)
                     ranking = " > ".join(f"[{i}]" for i in labels)

@@ -33,7 +33,7 @@ def test_partial_retrievers_section_keeps_the_other_builtins():
     ('[rerank]\nenabled = true', '[rerank]: enabled = true needs model = "NAME"'),
     ('[rerank]\nbackend = "vllm"', "[rerank] backend: Input should be 'openai' or 'transformers' (got 'vllm')"),
     ('[rerank]\nwindow = 4\nstep = 5', "step (5) must be <= window (4)"),
-    ('[retrievers.x]\nmodel = "a"', "[retrievers.x] needs kind = one of visual, audio, ocr, asr, meta, plugin"),
+    ('[retrievers.x]\nmodel = "a"', "[retrievers.x] needs kind = one of visual, audio, ocr, asr, meta, caption, plugin"),
     ('[retrievers.ocr]\naggregation = "median"', "[retrievers.ocr] aggregation: Input should be 'max', 'mean', 'sum' or 'topn'"),
     ('[retrievers.ocr]\nmodle = "x"', "unknown key 'modle' in [retrievers.ocr]; allowed: kind, enabled, model"),
     ('[retrievers.p]\nkind = "plugin"', '[retrievers.p]: kind = "plugin" needs ref = "module:Class"'),

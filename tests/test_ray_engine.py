@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _fake_openai import FakeOpenAI, colour_caption
+
 ray = pytest.importorskip("ray")
 lancedb = pytest.importorskip("lancedb")
 
@@ -92,8 +94,9 @@ def _assert_same_index(root: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_ray_index_equals_local_index(corpus, local_ray):
-    """Both engines, the same folder: the same tables, after the first run and after a sidecar entry changes."""
+def test_ray_index_equals_local_index(corpus, local_ray, tmp_path):
+    """Both engines, the same folder: the same tables, after the first run, after a sidecar entry changes and after
+    captions are added (Ray's actors ask the same loopback server)."""
     from mmfuse.ingest import IndexConfig, index_with_ray
 
     root, videos = corpus
@@ -111,8 +114,23 @@ def test_ray_index_equals_local_index(corpus, local_ray):
     segs = a["segments"]
     assert any(r["ocr_text"] for r in segs) and any(r["asr_text"] for r in segs)
     assert any(not r["asr_text"] for r in segs if r["video_id"] == "v11_two_parts")  # speech only in the first window
+    assert {r["asr_lang"] for r in segs if r["asr_text"]} == {"en"} and not any(r["asr_lang"] for r in segs
+                                                                                if not r["asr_text"])
     assert {r["video_id"] for r in a["meta"]} == set(ids) and len(a["vec_meancolor"]) == 7
     assert len(a["vec_asr_dense"]) == sum(bool(r["asr_text"]) for r in segs)
+
+    # Captions added to the same folder: both engines caption only (the other modalities are carried over), through
+    # the same functions; the local run fills the answer cache, which Ray's actors then read
+    with FakeOpenAI(vision=colour_caption) as srv:
+        cap = dataclasses.replace(cfg, modalities=("ocr", "asr", "meta", "caption"), vlm_base_url=srv.url,
+                                  vlm_model="fake-vlm", vlm_cache=str(tmp_path / "vlm-cache"))
+        local, rs = _run_both(videos, root, cap)
+        assert len(srv.requests) == 5  # one per segment with frames (the audio-only file has none)
+    assert sorted(v for v, *_ in rs.indexed) == sorted(v for v, *_ in local.indexed) == ids
+    assert local.captions.calls == 5 and rs.captions.cache_hits == 5
+    a = _assert_same_index(root)
+    assert sum(bool(r["caption_text"]) for r in a["segments"]) == 5 and len(a["vec_caption_dense"]) == 5
+    assert [r["ocr_text"] for r in a["segments"]] == [r["ocr_text"] for r in segs]
 
     # A changed sidecar entry re-indexes that video (and only it) in both engines; the plug-in's own index follows.
     meta = json.loads((videos / "metadata.json").read_text())

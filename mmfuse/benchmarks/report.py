@@ -262,6 +262,11 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
             lines += ["Single retrievers: "
                       + ", ".join(f"{escape_md(label(r))} {r.metrics['R@1']:.3f}" for r in singles)
                       + " (R@1).", ""]
+        at_defaults = [d for d, _ in method_table(res)]
+        if at_defaults:
+            metrics = list(at_defaults[0].metrics)
+            lines += ["### Each retriever alone, and every method on all of them at its default parameters", ""]
+            lines += _table([*singles, *at_defaults], metrics) + [""]
         cmp_rows = default_vs_combsum(res)
         if cmp_rows:
             lines += ["### Default fusion vs the best CombSUM variant (subsets of >= 3 retrievers)", "",

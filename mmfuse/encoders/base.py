@@ -13,7 +13,9 @@ import numpy as np
 
 from mmfuse.utils.lazy import require
 
-__all__ = ["DEFAULTS", "Encoder", "first_line", "fingerprint", "l2_normalize", "resolve_device"]
+__all__ = ["DEFAULTS", "Encoder", "first_line", "fingerprint", "l2_normalize", "resolve_device", "weights_fingerprint"]
+
+_WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 
 # The model each kind uses when none is named. None: the user must name one. No default ever downloads: CLIP needs a
 # pretrained tag or checkpoint as well, CLAP's default is read from the local Hugging Face cache only, and the text
@@ -77,6 +79,18 @@ def fingerprint(path: Path) -> str:
             fh.seek(-(1 << 20), os.SEEK_END)
             h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
+
+
+def weights_fingerprint(folder: str | os.PathLike) -> str:
+    """Identity of a model folder's weight files (the name and :func:`fingerprint` of each ``*.safetensors``,
+    ``*.bin``, ``*.pt``, ``*.pth`` in it): new weights in the same folder are another model. "" when there are
+    none (or no folder)."""
+    d = Path(folder).expanduser()
+    files = sorted(f for pat in _WEIGHTS for f in d.glob(pat)) if d.is_dir() else []
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{fingerprint(f)}".encode())
+    return h.hexdigest()[:16] if files else ""
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

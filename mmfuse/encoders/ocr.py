@@ -1,4 +1,5 @@
-"""On-screen text extraction with rapidocr-onnxruntime (ships its ONNX models), skipping near-duplicate frames.
+"""On-screen text extraction with rapidocr-onnxruntime (ships its ONNX models: PP-OCRv4 Chinese + English; other
+PaddleOCR detection/recognition models by path, e.g. another language's recogniser), skipping near-duplicate frames.
 
 rapidocr often drops the spaces between words ("REDBICYCLE"); matching is done downstream (``normalize_text``/
 ``squash`` of :mod:`mmfuse.utils.text`, re-exported here, and the n-gram BM25 analyzer of :mod:`mmfuse.store.bm25`).
@@ -6,8 +7,10 @@ rapidocr often drops the spaces between words ("REDBICYCLE"); matching is done d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +19,16 @@ from mmfuse.errors import InputError, ModelError
 from mmfuse.utils.lazy import require
 from mmfuse.utils.text import normalize_text, squash
 
-from .base import first_line
+from .base import fingerprint, first_line
 
-__all__ = ["OcrExtractor", "frame_signature", "normalize_text", "squash"]
+__all__ = ["MODEL_FILES", "OcrExtractor", "frame_signature", "normalize_text", "squash"]
+
+# Files that replace rapidocr's own: option -> (rapidocr's keyword, the ``mmfuse index`` flag)
+MODEL_FILES = {
+    "det_model": ("det_model_path", "--ocr-det-model"),
+    "rec_model": ("rec_model_path", "--ocr-rec-model"),
+    "rec_keys": ("rec_keys_path", "--ocr-rec-keys"),
+}
 
 Progress = Callable[[int, int, str], None]
 
@@ -79,7 +89,10 @@ class OcrExtractor:
     not the previous one, lets slow drift add up until it counts.
 
     ``max_side`` bounds the detector's input (rapidocr's default upscales the *short* side to 736 px, which
-    is slow and does not help on video frames); ``min_score`` drops low-confidence lines.
+    is slow and does not help on video frames); ``min_score`` drops low-confidence lines. ``det_model`` /
+    ``rec_model`` are PaddleOCR ONNX files replacing the bundled detector / recogniser (e.g. a Latin, Cyrillic,
+    Japanese or Korean recogniser), ``rec_keys`` the recogniser's character list when its ONNX file carries none;
+    the spec records each file with a fingerprint of its bytes.
     """
 
     modality = "ocr"
@@ -92,7 +105,18 @@ class OcrExtractor:
         min_score: float = 0.5,
         use_cls: bool = False,
         threads: int | None = None,
+        det_model: str | os.PathLike | None = None,
+        rec_model: str | os.PathLike | None = None,
+        rec_keys: str | os.PathLike | None = None,
     ):
+        self.files: dict[str, Path] = {}
+        for opt, value in (("det_model", det_model), ("rec_model", rec_model), ("rec_keys", rec_keys)):
+            if value:
+                path = Path(value).expanduser().resolve()
+                if not path.is_file():
+                    raise ModelError(f"{MODEL_FILES[opt][1]} {value}: "
+                                     f"{'is not a file' if path.exists() else 'no such file'}")
+                self.files[opt] = path
         self.dedup_threshold = float(dedup_threshold)
         self.max_side = int(max_side)
         self.min_score = float(min_score)
@@ -106,13 +130,17 @@ class OcrExtractor:
             ver = version("rapidocr-onnxruntime")
         except PackageNotFoundError:
             ver = None
-        return {"kind": "rapidocr-onnxruntime", "version": ver, "max_side": self.max_side,
+        spec = {"kind": "rapidocr-onnxruntime", "version": ver, "max_side": self.max_side,
                 "min_score": self.min_score, "use_cls": self.use_cls}
+        for opt, path in self.files.items():  # only when set: the bundled models' spec stays as it was
+            spec[opt] = str(path)
+            spec[f"{opt}_sha"] = fingerprint(path)
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> OcrExtractor:
         return cls(max_side=spec.get("max_side", 960), min_score=spec.get("min_score", 0.5),
-                   use_cls=spec.get("use_cls", False))
+                   use_cls=spec.get("use_cls", False), **{opt: spec.get(opt) for opt in MODEL_FILES})
 
     def load(self):
         if self._engine is None:
@@ -126,6 +154,8 @@ class OcrExtractor:
             }
             if self.threads:
                 kwargs["intra_op_num_threads"] = int(self.threads)
+            for opt, path in self.files.items():
+                kwargs[MODEL_FILES[opt][0]] = str(path)
             try:
                 self._engine = rapidocr.RapidOCR(**kwargs)
             except Exception as e:

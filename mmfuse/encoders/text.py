@@ -1,5 +1,6 @@
 """The dense text encoder: sentence-transformers, by default the bundled all-MiniLM-L6-v2 (offline, 384-d,
-normalized). Loaded weights are shared between encoders of the same model and device."""
+normalized; English), or any model by hub name or folder (e.g. a multilingual one such as
+paraphrase-multilingual-MiniLM-L12-v2). Loaded weights are shared between encoders of the same model and device."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from mmfuse.errors import ModelError
 from mmfuse.utils.lazy import require
 from mmfuse.utils.quiet import quiet_loading
 
-from .base import DEFAULTS, first_line, resolve_device
+from .base import DEFAULTS, first_line, resolve_device, weights_fingerprint
 
 __all__ = ["DenseTextEncoder"]
 
@@ -55,13 +56,17 @@ def _load_sentence_transformer(path, device: str, name: str):
 
 class DenseTextEncoder:
     """Sentence embeddings (normalized float32) with sentence-transformers: ``model`` is a model directory (or a hub
-    name sentence-transformers resolves); None or ``"bundled:all-MiniLM-L6-v2"`` is the bundled default."""
+    name sentence-transformers resolves); None or ``"bundled:all-MiniLM-L6-v2"`` is the bundled default. A folder is
+    recorded by its absolute path and a fingerprint of its weights (new weights there are another model)."""
 
     modality = "text"
 
     def __init__(self, model: str | os.PathLike | None = None, *, device: str = "cpu", batch_size: int = 64):
-        self.model_name = DEFAULTS["text"] if model is None else str(model)
-        self._path = None if self.model_name == DEFAULTS["text"] else model
+        local = model is not None and Path(model).expanduser().is_dir()
+        self.model_name = DEFAULTS["text"] if model is None else \
+            str(Path(model).expanduser().resolve()) if local else str(model)
+        self._path = None if self.model_name == DEFAULTS["text"] else self.model_name
+        self._weights = weights_fingerprint(self.model_name) if local else ""
         self.device = device
         self.batch_size = int(batch_size)
         self._model = None
@@ -69,7 +74,10 @@ class DenseTextEncoder:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {"kind": "sentence-transformers", "model": self.model_name}
+        spec = {"kind": "sentence-transformers", "model": self.model_name}
+        if self._weights:
+            spec["weights"] = self._weights
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> DenseTextEncoder:

@@ -40,7 +40,7 @@ __all__ = ["DEFAULT_N", "ExpansionReport", "LEXICAL", "METHODS", "QueryExpander"
 METHODS = ("q2e", "hyde", "lamer")
 DEFAULT_N = {"q2e": 5, "hyde": 4, "lamer": 4}  # sub-queries / passages asked of the model
 FIELDS = {"q2e": ("query", "n"), "hyde": ("query", "n"), "lamer": ("query", "n", "candidates")}
-LEXICAL = ("ocr", "asr", "meta", "caption")  # modalities whose BM25 lists ground LameR
+LEXICAL = ("ocr", "asr", "asr_en", "meta", "caption")  # modalities whose BM25 lists ground LameR
 MAX_N = 20
 
 

@@ -1,7 +1,10 @@
 """Extraction, the same for both engines: the model set of a run (:class:`Models`), opening a file (:func:`decode`),
-what each modality makes of a segment (:data:`SEGMENT_STEPS`, plug-ins, :class:`AsrChunks`), the per-file result
-(:class:`FileExtraction`: segment rows, transcript assignment, metadata row, dense text vectors, the ``VideoRecord``)
-and :func:`failure_reason`, the one line both engines report for a file that failed.
+what each modality makes of a segment (:data:`SEGMENT_STEPS`, plug-ins, and the steps that keep state across
+segments: :class:`AsrChunks` for speech, :class:`~mmfuse.ingest.caption.CaptionBatch` for captions, built by
+:func:`stream_steps`), the per-file result (:class:`FileExtraction`: segment rows, transcript and caption assignment,
+metadata row, dense text vectors, the ``VideoRecord``) and :func:`failure_reason`, the one line both engines report
+for a file that failed. A file computes only its ``todo`` modalities (:meth:`mmfuse.ingest.plan.Plan.work`); the
+writer fills in the ones it ``carry``-s over from the index.
 
 The local engine runs these per file as the segments stream out of the decoder (:func:`extract_file`); the Ray engine
 runs each modality as its own stage over a file's decoded segments. Same functions, so the same index.
@@ -23,21 +26,28 @@ from mmfuse.errors import MmfuseError, ModelError, ParameterError
 from mmfuse.retrievers import load_retriever
 from mmfuse.store.lance import VideoRecord
 
-from .plan import MODALITIES, IndexConfig, Job
+from .caption import CaptionBatch, Captioner, CaptionStats
+from .plan import DENSE, MODALITIES, IndexConfig, Job
 from .probe import AUDIO_EXTENSIONS, MediaError, MediaInfo, probe
 from .segments import Segment, iter_segments
 
 __all__ = [
-    "SEGMENT_STEPS", "AsrChunks", "FileExtraction", "Models", "Timings", "decode", "extract_file", "failure_reason",
+    "SEGMENT_STEPS", "SEGMENT_TEXT", "AsrChunks", "FileExtraction", "Models", "Timings", "decode", "extract_file",
+    "failure_reason", "stream_steps",
 ]
 
 # modality -> (encoder kind, what to check when its model will not load)
 _ENCODERS = {
     "visual": ("clip", " (check --clip-model/--clip-pretrained/--clip-checkpoint)"),
     "audio": ("clap", " (check --clap-model)"),
-    "ocr": ("ocr", ""),
-    "asr": ("whisper", ""),
+    "ocr": ("ocr", " (check --ocr-det-model/--ocr-rec-model/--ocr-rec-keys)"),
+    "asr": ("whisper", " (check --asr-model)"),
+    "asr_en": ("whisper", " (check --asr-model)"),
+    "caption": ("vlm", " (check --vlm-model/--vlm-base-url)"),
 }
+# modality -> the columns of the segments table it writes
+SEGMENT_TEXT = {"ocr": ("ocr_text",), "asr": ("asr_text", "asr_lang"), "asr_en": ("asr_en_text",),
+                "caption": ("caption_text",)}
 
 
 def _model_of(modality: str, cfg: IndexConfig) -> tuple[str | None, dict[str, Any]] | str:
@@ -51,7 +61,18 @@ def _model_of(modality: str, cfg: IndexConfig) -> tuple[str | None, dict[str, An
         if not cfg.clap_model:
             return "no CLAP model configured; enable it with --clap-model NAME_OR_DIR"
         return cfg.clap_model, {}
-    return None, {}  # OCR and Whisper: their default models ship with mmfuse's dependencies
+    if modality in ("asr", "asr_en"):  # None: the bundled tiny.en
+        return cfg.asr_model, {"task": "translate" if modality == "asr_en" else "transcribe"}
+    if modality == "ocr":  # None: rapidocr's bundled models
+        return None, {"det_model": cfg.ocr_det_model, "rec_model": cfg.ocr_rec_model, "rec_keys": cfg.ocr_rec_keys}
+    return None, {}
+
+
+def _captioner(cfg: IndexConfig) -> Captioner:
+    return Captioner.from_settings(cfg.vlm_model, base_url=cfg.vlm_base_url, api_key=cfg.vlm_api_key,
+                                   cache=cfg.vlm_cache, timeout=cfg.vlm_timeout, retries=cfg.vlm_retries,
+                                   concurrency=cfg.vlm_concurrency, template=cfg.caption_template,
+                                   input=cfg.caption_input, cell=cfg.caption_cell, max_tokens=cfg.caption_max_tokens)
 _MIN_ASR_SAMPLES = 1600  # whisper on < 0.1 s of 16 kHz audio only hallucinates
 
 
@@ -60,8 +81,10 @@ class Models:
     some file needs work, then shared by every worker thread. A model that cannot be built or loaded drops its
     modality with a warning; an unknown or clashing plug-in raises, before any model loads.
 
-    ``enabled`` lists the modalities the run writes; ``specs`` maps each written column (modalities, ``asr_dense``,
-    ``meta_dense``, plug-ins) to ``(kind, spec, plug-in reference)``; ``encoders`` maps modality -> encoder.
+    ``enabled`` lists the modalities the run writes; ``specs`` maps each written column (modalities, the dense
+    columns ``NAME_dense``, plug-ins) to ``(kind, spec, plug-in reference)``; ``encoders`` maps modality -> encoder
+    (``asr_en``: Whisper translating, with ``asr_task="translate"``; ``caption``: the
+    :class:`~mmfuse.ingest.caption.Captioner`).
     """
 
     def __init__(self, cfg: IndexConfig, warnings: list[str], *, load: bool = True) -> None:
@@ -75,11 +98,14 @@ class Models:
             obj = load_retriever(ref)
             obj = obj() if isinstance(obj, type) else obj
             name = str(getattr(obj, "name", ref))
-            if name in MODALITIES or name in ("asr_dense", "meta_dense") or name in plugin_specs:
+            if name in (*MODALITIES, "asr_en", *(f"{d}_dense" for d in DENSE)) or name in plugin_specs:
                 raise ParameterError(f"--retriever {ref}: name {name!r} clashes with another modality")
             self.plugins.append((name, obj))
             plugin_specs[name] = ("plugin", dict(getattr(obj, "spec", {}) or {}), ref)
-        for m in [x for x in MODALITIES if x in cfg.modalities]:  # a fixed order, whatever the user's
+        mods = [x for x in MODALITIES if x in cfg.modalities]  # a fixed order, whatever the user's
+        if "asr" in mods and cfg.asr_task == "translate":
+            mods.insert(mods.index("asr") + 1, "asr_en")
+        for m in mods:
             if m == "meta":
                 self._enable("meta", {"model": "bm25", "fields": ["title", "description", "tags"]})
                 continue
@@ -89,15 +115,18 @@ class Models:
                 continue
             kind, hint = _ENCODERS[m]
             try:
-                enc = load_encoder(kind, model[0], lazy=True, **model[1])
+                enc = _captioner(cfg) if m == "caption" else load_encoder(kind, model[0], lazy=True, **model[1])
             except (ModelError, ImportError) as e:
                 warnings.append(f"{m} modality skipped: {e}{hint}")
                 continue
+            if m == "asr_en" and enc.english_only:
+                warnings.append(_english_only(enc))
+                continue
             self.encoders[m] = enc
             self._enable(m, enc.spec)
-        if cfg.dense_text and {"asr", "meta"} & set(self.enabled):
-            self.dense = load_encoder("text", lazy=True)
-            for m in ("asr", "meta"):
+        if cfg.dense_text and set(DENSE) & set(self.enabled):
+            self.dense = load_encoder("text", cfg.text_model, lazy=True)
+            for m in DENSE:
                 if m in self.enabled:
                     self.specs[f"{m}_dense"] = (f"{m}_dense", dict(self.dense.spec), "")
         for name, spec in plugin_specs.items():
@@ -117,26 +146,37 @@ class Models:
                 enc.load()
             except (ModelError, ImportError) as e:
                 warnings.append(f"{m} modality skipped: {e}{_ENCODERS[m][1]}")
-                del self.encoders[m]
-                self.enabled.remove(m)
-                self.specs.pop(m, None)
-                if m == "asr":
-                    self.specs.pop("asr_dense", None)
+                self._drop(m)
+                continue
+            if m == "asr_en" and enc.english_only:  # known once the weights are read
+                warnings.append(_english_only(enc))
+                self._drop(m)
         if self.dense is not None:
             try:
                 self.dense.load()
             except (ModelError, ImportError) as e:
-                warnings.append(f"dense text search skipped: {e}")
+                warnings.append(f"dense text search skipped: {e} (check --text-model)")
                 self.dense = None
-                self.specs.pop("asr_dense", None)
-                self.specs.pop("meta_dense", None)
+                for m in DENSE:
+                    self.specs.pop(f"{m}_dense", None)
+
+    def _drop(self, m: str) -> None:
+        del self.encoders[m]
+        self.enabled.remove(m)
+        self.specs.pop(m, None)
+        self.specs.pop(f"{m}_dense", None)
 
     def audio_rates(self) -> tuple[int, ...]:
         """Every sample rate a model of this run reads: 16 kHz for Whisper, 48 kHz for CLAP, plug-ins' own."""
-        rates = {enc.sample_rate for m, enc in self.encoders.items() if m in ("asr", "audio")}
+        rates = {enc.sample_rate for m, enc in self.encoders.items() if m in ("asr", "asr_en", "audio")}
         for _, p in self.plugins:
             rates.update(int(r) for r in getattr(p, "audio_rates", ()) or ())
         return tuple(sorted(rates))
+
+
+def _english_only(enc: Any) -> str:
+    return (f"asr_en modality skipped: {enc.model_name} is an English-only Whisper model, its transcript already is "
+            f"English (pass a multilingual --asr-model such as small or large-v3 to translate)")
 
 
 class Timings:
@@ -186,11 +226,12 @@ def decode(job: Job, cfg: IndexConfig, rates: Sequence[int]) -> tuple[MediaInfo,
 
 class AsrChunks:
     """Consecutive segments' 16 kHz audio, transcribed in chunks of about ``seconds`` (memory stays flat on long
-    files); ``pieces`` holds ``(start, end, text)`` with times from the file start."""
+    files) by each Whisper of ``transcribers`` (modality -> transcriber: ``asr``, and ``asr_en`` translating);
+    ``pieces`` maps each modality to its ``(start, end, text, language)`` with times from the file start."""
 
-    def __init__(self, asr: Any, seconds: float) -> None:
-        self.asr, self.seconds = asr, seconds
-        self.pieces: list[tuple[float, float, str]] = []
+    def __init__(self, transcribers: dict[str, Any], seconds: float) -> None:
+        self.transcribers, self.seconds = transcribers, seconds
+        self.pieces: dict[str, list[tuple[float, float, str, str]]] = {m: [] for m in transcribers}
         self._buf: list[tuple[float, float, np.ndarray]] = []
 
     def add(self, seg: Segment) -> None:
@@ -206,23 +247,45 @@ class AsrChunks:
             return
         audio = np.concatenate([a for _, _, a in self._buf])
         if audio.size >= _MIN_ASR_SAMPLES:
-            self.pieces += [(a, b, str(t).strip()) for a, b, t in self.asr.transcribe(audio, offset=self._buf[0][0])]
+            for m, asr in self.transcribers.items():
+                pieces, lang = asr.transcribe_chunk(audio, offset=self._buf[0][0])
+                self.pieces[m] += [(a, b, str(t).strip(), lang or "") for a, b, t in pieces]
         self._buf.clear()
+
+
+def stream_steps(models: "Models", cfg: IndexConfig, todo: Sequence[str]) -> list[Any]:
+    """The steps of ``todo`` that keep state across a file's segments, each with ``add(segment)`` and ``flush()``:
+    speech in ~``cfg.asr_chunk`` s chunks (:class:`AsrChunks`), captions a batch at a time
+    (:class:`~mmfuse.ingest.caption.CaptionBatch`); :meth:`FileExtraction.collect` takes their results."""
+    steps: list[Any] = []
+    speech = {m: models.encoders[m] for m in ("asr", "asr_en") if m in todo and m in models.encoders}
+    if speech:
+        steps.append(AsrChunks(speech, cfg.asr_chunk))
+    if "caption" in todo and "caption" in models.encoders:
+        steps.append(CaptionBatch(models.encoders["caption"]))
+    return steps
 
 
 @dataclass
 class FileExtraction:
     """Everything one file contributes, filled segment by segment and modality by modality (in any order of
-    modalities), then :meth:`finish` and :meth:`encode_dense`, then :meth:`record`."""
+    modalities), then :meth:`finish` and :meth:`encode_dense`, then :meth:`record`. ``todo``: the modalities this
+    run computes for the file; ``carry``: the ones the writer carries over from the index
+    (:meth:`mmfuse.ingest.plan.Plan.work`)."""
 
     job: Job
     content_hash: str
     info: MediaInfo
+    todo: tuple[str, ...] = ()
+    carry: tuple[str, ...] = ()
     rows: list[dict[str, Any]] = field(default_factory=list)
     ocr_text: dict[int, str] = field(default_factory=dict)
     vectors: dict[str, dict[str, list]] = field(default_factory=dict)
-    pieces: list[tuple[float, float, str]] = field(default_factory=list)
+    pieces: dict[str, list[tuple[float, float, str, str]]] = field(default_factory=dict)  # asr, asr_en
+    captions: dict[int, str] = field(default_factory=dict)
+    caption_stats: CaptionStats | None = None
     meta_row: dict[str, Any] | None = None
+    subtitles: list[dict[str, Any]] | None = None  # a carried-over transcript (a computed one comes from pieces)
 
     def add_vectors(self, m: str, seg_ids: list[str], v: np.ndarray, times: list[float] | None = None) -> None:
         d = self.vectors.setdefault(m, {"segment_id": [], "frame_time": [], "vector": []})
@@ -250,51 +313,80 @@ class FileExtraction:
             self.add_vectors(name, [seg.segment_id], plugin.encode_segments([seg]))
 
     def add_segment(self, seg: Segment) -> None:
-        """The segment's row (after its OCR step, if any)."""
+        """The segment's row (after its OCR step, if any; the other texts come with :meth:`finish`)."""
         self.rows.append({"video_id": self.job.video_id, "segment_id": seg.segment_id, "seg_index": int(seg.index),
                           "start": float(seg.start), "end": float(seg.end),
-                          "ocr_text": self.ocr_text.get(seg.index, ""), "asr_text": ""})
+                          "ocr_text": self.ocr_text.get(seg.index, ""), "asr_text": "", "caption_text": "",
+                          "asr_lang": "", "asr_en_text": ""})
+
+    def collect(self, step: Any) -> None:
+        """Take the results of a :func:`stream_steps` step, once every segment went through it."""
+        step.flush()
+        if isinstance(step, AsrChunks):
+            self.pieces.update(step.pieces)
+        else:
+            self.captions.update(step.texts)
+            self.caption_stats = step.stats if self.caption_stats is None else self.caption_stats.merge(step.stats)
 
     # -- per file
     @property
     def duration(self) -> float:
         return float(self.info.duration or (self.rows[-1]["end"] if self.rows else 0.0))
 
-    def finish(self, enabled: Sequence[str], meta: dict[str, Any] | None) -> None:
-        """After every segment: each transcript piece goes to the row whose window holds its midpoint, and the
-        sidecar entry (``meta``, with the meta modality) becomes the video's metadata row."""
-        if "asr" in enabled and self.rows and self.pieces:
+    def finish(self, meta: dict[str, Any] | None) -> None:
+        """After every segment: each transcript piece goes to the row whose window holds its midpoint (with the
+        language Whisper detected for most of the row's text), captions to their rows, and the sidecar entry
+        (``meta``, with the meta modality) becomes the video's metadata row."""
+        if self.rows:
             starts = np.asarray([r["start"] for r in self.rows])
-            texts: list[list[str]] = [[] for _ in self.rows]
-            for a, b, text in self.pieces:
-                i = int(np.clip(np.searchsorted(starts, (a + b) / 2, side="right") - 1, 0, len(self.rows) - 1))
-                if text:
-                    texts[i].append(text)
-            for r, tx in zip(self.rows, texts):
-                r["asr_text"] = " ".join(tx)
-        if "meta" in enabled and meta is not None:
+            for m, pieces in self.pieces.items():
+                texts: list[list[tuple[str, str]]] = [[] for _ in self.rows]
+                for a, b, text, lang in pieces:
+                    i = int(np.clip(np.searchsorted(starts, (a + b) / 2, side="right") - 1, 0, len(self.rows) - 1))
+                    if text:
+                        texts[i].append((text, lang))
+                for r, tx in zip(self.rows, texts):
+                    r[SEGMENT_TEXT[m][0]] = " ".join(t for t, _ in tx)
+                    if m == "asr" and tx:
+                        chars: dict[str, int] = {}
+                        for t, lang in tx:
+                            chars[lang] = chars.get(lang, 0) + len(t)
+                        r["asr_lang"] = max(chars, key=chars.get)
+        for r in self.rows:
+            r["caption_text"] = self.captions.get(r["seg_index"], "")
+        if "meta" in self.todo and meta is not None:
             vid = self.job.video_id
             self.meta_row = {"video_id": vid, "segment_id": f"{vid}#meta", "start": 0.0, "end": self.duration, **meta}
 
-    def encode_dense(self, dense: Any, enabled: Sequence[str]) -> None:
-        """Dense text vectors of the transcript rows (``asr_dense``) and the metadata text (``meta_dense``)."""
-        rows = [r for r in self.rows if r["asr_text"]] if "asr" in enabled else []
-        if rows:
-            self.add_vectors("asr_dense", [r["segment_id"] for r in rows], dense.encode([r["asr_text"] for r in rows]))
-        if self.meta_row is not None and self.meta_row["text"]:
-            self.add_vectors("meta_dense", [self.meta_row["segment_id"]], dense.encode([self.meta_row["text"]]))
+    def encode_dense(self, dense: Any, columns: Sequence[str]) -> None:
+        """Dense text vectors (``NAME_dense`` of ``columns``) of the rows' texts of the text modalities computed here
+        (transcript, translation, caption) and of the metadata text."""
+        for m in DENSE:
+            if m not in self.todo or f"{m}_dense" not in columns:
+                continue
+            if m == "meta":
+                if self.meta_row is not None and self.meta_row["text"]:
+                    self.add_vectors("meta_dense", [self.meta_row["segment_id"]], dense.encode([self.meta_row["text"]]))
+                continue
+            col = SEGMENT_TEXT[m][0]
+            rows = [r for r in self.rows if r[col]]
+            if rows:
+                self.add_vectors(f"{m}_dense", [r["segment_id"] for r in rows], dense.encode([r[col] for r in rows]))
 
-    def record(self, enabled: Sequence[str]) -> VideoRecord:
+    def record(self) -> VideoRecord:
+        """The video as the store writes it (carried-over modalities are added by the writer)."""
         info = self.info
         vectors = {k: {"segment_id": d["segment_id"], "frame_time": d["frame_time"],
                        "vector": np.concatenate(d["vector"])} for k, d in self.vectors.items()}
+        subtitles = self.subtitles
+        if "asr" in self.todo:
+            subtitles = [{"start": a, "end": b, "text": t} for a, b, t, _ in self.pieces.get("asr", [])]
         return VideoRecord(
             video_id=self.job.video_id, path=str(self.job.path.resolve()), content_hash=self.content_hash,
             info={"duration": self.duration, "has_video": info.has_video, "has_audio": info.has_audio,
                   "width": info.width, "height": info.height, "fps": info.fps, "rotation": info.rotation},
-            segments=self.rows, vectors=vectors,
-            subtitles=[{"start": a, "end": b, "text": t} for a, b, t in self.pieces] if "asr" in enabled else None,
-            meta=self.meta_row, modalities=list(enabled),
+            segments=self.rows, vectors=vectors, subtitles=subtitles, meta=self.meta_row,
+            modalities=sorted({*self.todo, *self.carry}),
         )
 
 
@@ -306,14 +398,19 @@ SEGMENT_STEPS: dict[str, Callable[[FileExtraction, Any, Segment], None]] = {
 }
 
 
-def extract_file(job: Job, content_hash: str, cfg: IndexConfig, models: Models, meta: dict[str, dict],
-                 timings: Timings, stop: threading.Event) -> VideoRecord:
-    """Index one file in one decoding pass, every modality fed as its segments stream out (the local engine).
-    Raises what :func:`failure_reason` turns into the file's reason (``MediaError("interrupted")`` on ``stop``)."""
+def _label(step: Any) -> str:
+    return "asr" if isinstance(step, AsrChunks) else "caption"
+
+
+def extract_file(job: Job, content_hash: str, todo: Sequence[str], carry: Sequence[str], cfg: IndexConfig,
+                 models: Models, meta: dict[str, dict], timings: Timings, stop: threading.Event) -> FileExtraction:
+    """Index one file's ``todo`` modalities in one decoding pass, every modality fed as its segments stream out (the
+    local engine). Raises what :func:`failure_reason` turns into the file's reason (``MediaError("interrupted")``
+    on ``stop``)."""
     with timings.clock("probe"):
         info, segments = decode(job, cfg, models.audio_rates())
-    work = FileExtraction(job, content_hash, info)
-    asr = AsrChunks(models.encoders["asr"], cfg.asr_chunk) if "asr" in models.encoders else None
+    work = FileExtraction(job, content_hash, info, tuple(todo), tuple(carry))
+    steps = stream_steps(models, cfg, todo)
     while True:
         if stop.is_set():
             raise MediaError(None, "interrupted")
@@ -322,23 +419,23 @@ def extract_file(job: Job, content_hash: str, cfg: IndexConfig, models: Models, 
         if seg is None:
             break
         for m, step in SEGMENT_STEPS.items():
-            if m in models.encoders:
+            if m in models.encoders and m in todo:
                 with timings.clock(m):
                     step(work, models.encoders[m], seg)
         for name, plugin in models.plugins:
-            with timings.clock(name):
-                work.encode_plugin(name, plugin, seg)
+            if name in todo:
+                with timings.clock(name):
+                    work.encode_plugin(name, plugin, seg)
         work.add_segment(seg)
-        if asr is not None:
-            with timings.clock("asr"):
-                asr.add(seg)
+        for s in steps:
+            with timings.clock(_label(s)):
+                s.add(seg)
         timings.segment()
-    if asr is not None:
-        with timings.clock("asr"):
-            asr.flush()
-        work.pieces = asr.pieces
-    work.finish(models.enabled, meta.get(job.video_id))
+    for s in steps:
+        with timings.clock(_label(s)):
+            work.collect(s)
+    work.finish(meta.get(job.video_id))
     if models.dense is not None:
         with timings.clock("dense"):
-            work.encode_dense(models.dense, models.enabled)
-    return work.record(models.enabled)
+            work.encode_dense(models.dense, list(models.specs))
+    return work

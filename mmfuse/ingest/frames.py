@@ -1,5 +1,6 @@
-"""Frames of a video as RGB arrays: :func:`sample_frames` (seeking to the keyframe before far-apart targets), and the
-GOP sampler and frame converter that :func:`mmfuse.ingest.segments.iter_segments` shares."""
+"""Frames of a video as RGB arrays: :func:`sample_frames` (seeking to the keyframe before far-apart targets), the
+GOP sampler and frame converter that :func:`mmfuse.ingest.segments.iter_segments` shares, and :func:`tile_frames`,
+frames letterboxed into one grid image (the S-Grid of the reranker and of captioning)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from mmfuse.errors import ParameterError
 
 from ._opener import EPS, MediaError, Opened, display_size, frame_time, pyav, rotation_of
 
-__all__ = ["sample_frames"]
+__all__ = ["fit_frame", "sample_frames", "tile_frames"]
 
 # Without a keyframe index, targets closer than this are reached by demuxing forward, not seeking.
 _SEEK_GAP_S = 10.0
@@ -352,3 +353,31 @@ class GopSampler:
                     self.frames[i] = fill
                 else:
                     break
+
+
+def fit_frame(frame: Any, cell: tuple[int, int], background: tuple[int, int, int] = (0, 0, 0)) -> Any:
+    """One frame (an RGB array or a PIL image) letterboxed into a ``cell`` = (width, height) PIL image, keeping its
+    aspect ratio."""
+    from PIL import Image
+
+    img = frame if isinstance(frame, Image.Image) else Image.fromarray(np.asarray(frame))
+    w, h = cell
+    scale = min(w / img.width, h / img.height)
+    nw, nh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    img = img.convert("RGB").resize((nw, nh), Image.Resampling.BILINEAR)
+    out = Image.new("RGB", cell, background)
+    out.paste(img, ((w - nw) // 2, (h - nh) // 2))
+    return out
+
+
+def tile_frames(frames: Sequence[Any], rows: int, cols: int, cell: tuple[int, int],
+                background: tuple[int, int, int] = (0, 0, 0)) -> Any:
+    """Frames tiled row-major into one PIL image of ``rows`` x ``cols`` cells (time runs left to right, top to
+    bottom); frames past ``rows * cols`` are dropped, missing cells stay ``background``."""
+    from PIL import Image
+
+    grid = Image.new("RGB", (cols * cell[0], rows * cell[1]), background)
+    for i, frame in enumerate(list(frames)[: rows * cols]):
+        r, c = divmod(i, cols)
+        grid.paste(fit_frame(frame, cell, background), (c * cell[0], r * cell[1]))
+    return grid

@@ -40,7 +40,8 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
     """Index every media file under ``video_dir`` into the LanceDB index at ``index_dir``.
 
     New and changed files (content hash, modalities, metadata sidecar entry) are indexed; unchanged ones are skipped,
-    so a second run does no work and loads no model. Files that cannot be indexed are listed in ``summary.failed``
+    so a second run does no work and loads no model; a file the index holds gets only the modalities it lacks (the
+    others are carried over). Files that cannot be indexed are listed in ``summary.failed``
     with the reason, hidden ones in ``summary.skipped``; everything else is indexed. The folder, the models and
     plug-ins, and the sidecar are checked before the index is created or touched. ``progress(files_done,
     files_total, label)`` is called from the calling thread (label: ``"<file> | <n> segments"``).
@@ -64,17 +65,19 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
         # Content hashes first (threads: I/O bound): unchanged files never reach a model, and a run with nothing
         # new does not even load the models.
         report("hashing")
-        todo: list[tuple[Job, str]] = []
+        todo: list[tuple[Job, str, tuple[str, ...], tuple[str, ...]]] = []
         with cf.ThreadPoolExecutor(max_workers=max(2, cfg.workers)) as hp:
             for job, (h, why) in zip(plan.jobs, hp.map(lambda j: _hash(j, timings), plan.jobs)):
                 if h is None:
                     summary.failed.append((job.rel, why))
                     done += 1
-                elif plan.unchanged(job, h):
+                    continue
+                mods, carry = plan.work(job, h)
+                if not mods:
                     summary.skipped.append((job.rel, UNCHANGED))
                     done += 1
                 else:
-                    todo.append((job, h))
+                    todo.append((job, h, mods, carry))
         if todo:
             with timings.clock("load_models"):
                 models.load(summary.warnings)
@@ -84,8 +87,8 @@ def index_folder(video_dir: str | os.PathLike, index_dir: str | os.PathLike, con
         stop = threading.Event()
         pool = cf.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="mmfuse-index")
         try:
-            pending = {pool.submit(extract_file, job, h, cfg, models, plan.meta, timings, stop): job
-                       for job, h in todo}
+            pending = {pool.submit(extract_file, job, h, mods, carry, cfg, models, plan.meta, timings, stop): job
+                       for job, h, mods, carry in todo}
             last = ""
             while pending:
                 finished, _ = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)

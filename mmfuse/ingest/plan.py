@@ -1,7 +1,8 @@
 """Planning an indexing run, the same for both engines: the settings (:class:`IndexConfig`, checked when built, so a
 mistake is reported before anything is created), walking the video folder (hidden entries are reported as skipped,
 unreadable names as failed), the metadata sidecar, and :class:`Plan`, which decides what needs work: a file is skipped
-when its content, the modalities it holds and its sidecar entry are all unchanged."""
+when its content, the modalities it holds and its sidecar entry are all unchanged; a file whose bytes the index holds
+gets only the modalities it lacks (and meta when its sidecar entry changed), the others carried over from the index."""
 
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ from typing import Any
 from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.store.lance import IndexStore
 
+from .caption import INPUTS, CaptionStats, load_template
+
 from .probe import VIDEO_EXTENSIONS, display_name, is_media_file
 
 __all__ = [
-    "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk", "find_metadata",
-    "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
+    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
+    "find_metadata", "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
 ]
 
-MODALITIES = ("visual", "audio", "ocr", "asr", "meta")
+MODALITIES = ("visual", "audio", "ocr", "asr", "meta", "caption")
+# what an index holds when the user names no modality: captions need a vision-language model, so they are asked for
+DEFAULT_MODALITIES = ("visual", "audio", "ocr", "asr", "meta")
+ASR_TASKS = ("transcribe", "translate")  # translate: also the English translation, as the modality asr_en
+# text modalities also searched with the dense text embedder, in the vector column NAME_dense
+DENSE = ("asr", "asr_en", "meta", "caption")
 UNCHANGED = "unchanged"  # the skip reason of a file whose index entry is current
 Progress = Callable[[int, int, str], None]
 
@@ -44,6 +52,17 @@ def _seconds(name: str, value: Any, *, zero: bool = False) -> float:
     return float(value)
 
 
+def _check_path(flag: str, value: Any, *, always: bool = False) -> None:
+    """A model file or folder the user named must exist: one line now, not a modality skipped later. A value that
+    may be a hub name (``small``, ``org/model``) is a path only when it says so (absolute, ``./``, ``../``, ``~``)
+    or ``always`` (a flag that takes files only)."""
+    if value is None:
+        return
+    text = os.fspath(value)
+    if (always or text.startswith(("/", "./", "../", "~"))) and not Path(text).expanduser().exists():
+        raise ParameterError(f"{flag} {text}: no such file or directory")
+
+
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
     """A comma-separated string or a sequence of names, stripped, duplicates dropped."""
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
@@ -58,9 +77,18 @@ class IndexConfig:
     ``modalities``/``retrievers`` take a sequence or a comma-separated string. Model fields left ``None`` disable
     that modality with a warning; ``clip_checkpoint`` alone uses the default architecture
     (:data:`mmfuse.encoders.DEFAULTS`). ``window`` None makes each file one segment.
+
+    Languages: ``asr_model`` any faster-whisper model (name or folder; None: the bundled tiny.en), ``asr_task``
+    ``"translate"`` also indexes Whisper's English translation (modality ``asr_en``); ``ocr_det_model`` /
+    ``ocr_rec_model`` / ``ocr_rec_keys`` replace rapidocr's models; ``text_model`` the dense text embedder
+    (sentence-transformers name or folder; None: the bundled all-MiniLM-L6-v2). Captions (modality ``caption``):
+    ``vlm_model``/``vlm_base_url``/``vlm_api_key`` (unset: ``$MMFUSE_VLM_*``, then ``$OPENAI_*``), the answer cache
+    ``vlm_cache`` (True: the default folder, a path, or None), the server's ``vlm_timeout``/``vlm_retries``/
+    ``vlm_concurrency``, and ``caption_template``/``caption_input``/``caption_cell``/``caption_max_tokens``
+    (:class:`mmfuse.ingest.caption.Captioner`).
     """
 
-    modalities: Sequence[str] = MODALITIES
+    modalities: Sequence[str] = DEFAULT_MODALITIES
     window: float | None = 10.0
     frames_per_segment: int = 4
     frame_size: int | None = 960
@@ -76,6 +104,23 @@ class IndexConfig:
     batch_size: int = 32  # videos per index commit
     batch_seconds: float = 5.0  # ... or whatever finished within this many seconds
     prune: bool = True
+    asr_model: str | None = None
+    asr_task: str = "transcribe"
+    ocr_det_model: str | os.PathLike | None = None
+    ocr_rec_model: str | os.PathLike | None = None
+    ocr_rec_keys: str | os.PathLike | None = None
+    text_model: str | os.PathLike | None = None
+    vlm_model: str | None = None
+    vlm_base_url: str | None = None
+    vlm_api_key: str | None = None
+    vlm_cache: Any = True
+    vlm_timeout: float = 120.0
+    vlm_retries: int = 2
+    vlm_concurrency: int = 4
+    caption_template: str | os.PathLike = "caption"
+    caption_input: str = "grid"
+    caption_cell: int = 336
+    caption_max_tokens: int = 160
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalized values are set once, here
@@ -99,6 +144,44 @@ class IndexConfig:
         set_(self, "asr_chunk", _seconds("asr_chunk", self.asr_chunk))
         set_(self, "batch_size", _positive_int("batch_size", self.batch_size))
         set_(self, "batch_seconds", _seconds("batch_seconds", self.batch_seconds, zero=True))
+        if self.asr_task not in ASR_TASKS:
+            raise unknown("ASR task (--asr-task)", self.asr_task, ASR_TASKS)
+        for flag, value, files_only in (("--clip-checkpoint", self.clip_checkpoint, True),
+                                        ("--ocr-det-model", self.ocr_det_model, True),
+                                        ("--ocr-rec-model", self.ocr_rec_model, True),
+                                        ("--ocr-rec-keys", self.ocr_rec_keys, True),
+                                        ("--clip-model", self.clip_model, False), ("--clap-model", self.clap_model, False),
+                                        ("--asr-model", self.asr_model, False), ("--text-model", self.text_model, False)):
+            _check_path(flag, value, always=files_only)
+        if "caption" in mods:
+            self._check_captions()
+
+    def _check_captions(self) -> None:
+        """The caption settings, checked now; the server and model are resolved from the environment here, so every
+        worker (a Ray actor on another node too) captions with the same ones."""
+        env = os.environ.get
+        model = self.vlm_model or env("MMFUSE_VLM_MODEL") or None
+        url = self.vlm_base_url or env("MMFUSE_VLM_BASE_URL") or env("OPENAI_BASE_URL") or None
+        key = self.vlm_api_key or env("MMFUSE_VLM_API_KEY") or env("OPENAI_API_KEY") or None
+        if not model:
+            raise ParameterError("the caption modality needs a vision-language model: pass --vlm-base-url URL "
+                                 "--vlm-model NAME (an OpenAI-compatible server) or --vlm-model DIR (a local "
+                                 "transformers model), or set MMFUSE_VLM_BASE_URL and MMFUSE_VLM_MODEL")
+        local = Path(model).expanduser().is_dir() and not self.vlm_base_url
+        for name, value in (("vlm_model", model), ("vlm_base_url", None if local else url),
+                            ("vlm_api_key", None if local else key)):
+            object.__setattr__(self, name, value)
+        load_template(self.caption_template)
+        if self.caption_input not in INPUTS:
+            raise unknown("caption input (--caption-input)", self.caption_input, INPUTS)
+        if isinstance(self.vlm_retries, bool) or not isinstance(self.vlm_retries, numbers.Integral) \
+                or self.vlm_retries < 0:
+            raise ParameterError(f"vlm_retries (--vlm-retries) must be an integer >= 0, got {self.vlm_retries!r}")
+        _positive_int("vlm_concurrency (--vlm-concurrency)", self.vlm_concurrency)
+        _seconds("vlm_timeout (--vlm-timeout)", self.vlm_timeout)
+        _positive_int("caption_max_tokens", self.caption_max_tokens)
+        if _positive_int("caption_cell (--caption-cell)", self.caption_cell) < 16:
+            raise ParameterError(f"caption_cell (--caption-cell) must be at least 16 pixels, got {self.caption_cell}")
 
 
 @dataclass
@@ -112,6 +195,7 @@ class IndexSummary:
     removed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
+    captions: CaptionStats | None = None  # the vision-language model's calls, cache hits and tokens (caption runs)
     timings: dict[str, float] = field(default_factory=dict)  # seconds of work per stage (summed over threads)
     wall: float = 0.0
     seconds: float = 0.0  # seconds of video indexed in this run
@@ -247,16 +331,23 @@ class Plan:
     state: dict[str, dict[str, Any]]  # stored content hash and modalities by video id
     old_meta: dict[str, str]  # stored sidecar text by video id
 
-    def unchanged(self, job: Job, content_hash: str) -> bool:
-        """Skip-if-unchanged: same bytes, every enabled modality already indexed, and (with the meta modality) the
-        same sidecar entry; a changed entry re-indexes the video as a whole."""
+    def work(self, job: Job, content_hash: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(modalities to compute, modalities to carry over from the index) for a file. New bytes: every enabled
+        modality, nothing carried. Bytes the index holds: the enabled modalities it lacks, plus meta when the
+        sidecar entry changed; every other modality the video holds is carried over (whether enabled or not: a run
+        that adds a modality loses none). Nothing to compute: the file is unchanged."""
         old = self.state.get(job.video_id)
         if old is None or old["content_hash"] != content_hash:
-            return False
-        if not set(self.enabled) <= set(filter(None, old["modalities"].split(","))):
-            return False
-        return "meta" not in self.enabled or \
-            (self.meta.get(job.video_id) or {}).get("text") == self.old_meta.get(job.video_id)
+            return self.enabled, ()
+        have = tuple(filter(None, old["modalities"].split(",")))
+        stale_meta = (self.meta.get(job.video_id) or {}).get("text") != self.old_meta.get(job.video_id)
+        todo = tuple(m for m in self.enabled if m not in have or (m == "meta" and stale_meta))
+        return todo, tuple(m for m in have if m not in todo)
+
+    def unchanged(self, job: Job, content_hash: str) -> bool:
+        """Skip-if-unchanged: same bytes, every enabled modality already indexed, and (with the meta modality) the
+        same sidecar entry."""
+        return not self.work(job, content_hash)[0]
 
 
 def plan_folder(store: IndexStore, vdir: Path, cfg: IndexConfig, specs: dict[str, tuple[str, dict, str]],
@@ -266,7 +357,7 @@ def plan_folder(store: IndexStore, vdir: Path, cfg: IndexConfig, specs: dict[str
     entries go to ``summary``) and forget videos whose files were deleted (``cfg.prune``)."""
     for m, (_kind, spec, _ref) in specs.items():
         store.check_spec(m, spec)
-    enabled = [m for m in specs if m not in ("asr_dense", "meta_dense")]
+    enabled = [m for m in specs if m not in {f"{d}_dense" for d in DENSE}]
     store.cleanup()
     found = walk(vdir)
     summary.failed.extend(found.failed)

@@ -3,14 +3,15 @@ the same LanceDB index as the local engine (:func:`mmfuse.ingest.local.index_fol
 
 Pipeline, one row per media file::
 
-    plan (driver) -> decode (tasks) -> ocr | visual | audio | plug-ins | asr (actor pools) -> assemble (tasks)
-                  -> dense text (actor pool) -> BatchWriter (driver) -> finish_run (driver)
+    plan (driver) -> decode (tasks) -> ocr | visual | audio | plug-ins | asr | caption (actor pools)
+                  -> assemble (tasks) -> dense text (actor pool) -> BatchWriter (driver) -> finish_run (driver)
 
 * plan: the folder, the models, the plug-ins and the metadata sidecar are checked on the driver before anything is
   created; then :func:`mmfuse.ingest.plan.plan_folder` walks the folder and reads what the index holds.
-* decode: content hash, skip-if-unchanged (:meth:`mmfuse.ingest.plan.Plan.unchanged`: content, modalities, sidecar
-  entry), probe and ONE :func:`mmfuse.ingest.segments.iter_segments` pass per file; the decoded segments (frames,
-  audio at every rate an enabled model needs) travel to the encoder stages.
+* decode: content hash, what the file needs (:meth:`mmfuse.ingest.plan.Plan.work`: nothing when content, modalities
+  and sidecar entry are unchanged; only the missing modalities of a file the index holds), probe and ONE
+  :func:`mmfuse.ingest.segments.iter_segments` pass per file; the decoded segments (frames, audio at every rate an
+  enabled model needs) travel to the encoder stages, which skip the files that do not need them.
 * each encoder stage is an actor pool (``concurrency`` actors, ``num_cpus`` each, fractional allowed; ``num_gpus``
   per actor when the cluster has GPUs and the model can use one), so a model loads once per actor, not per file.
 * the driver is the only writer, exactly like the local engine (a video becomes visible when its ``videos`` row is
@@ -39,16 +40,19 @@ from mmfuse.errors import MmfuseError
 from mmfuse.store.lance import IndexStore
 from mmfuse.utils.lazy import require
 
-from .extract import SEGMENT_STEPS, AsrChunks, FileExtraction, Models, Timings, decode, failure_reason
-from .plan import UNCHANGED, IndexConfig, IndexSummary, Job, Plan, Progress, plan_folder, read_sidecar, video_folder
+from .extract import SEGMENT_STEPS, FileExtraction, Models, Timings, decode, failure_reason, stream_steps
+from .plan import (
+    DENSE, UNCHANGED, IndexConfig, IndexSummary, Job, Plan, Progress, plan_folder, read_sidecar, video_folder,
+)
 from .probe import content_hash
 from .write import BatchWriter, finish_run
 
 __all__ = ["ENCODER_STAGES", "index_with_ray"]
 
-# Encoder stages in pipeline order; "dense" (MiniLM over ASR/meta text) runs after assembling, as it reads the rows.
-ENCODER_STAGES = ("ocr", "visual", "audio", "asr")
-_GPU_STAGES = {"visual", "audio", "dense"}
+# Encoder stages in pipeline order ("asr" also translates, as asr_en); "dense" (the text embedder over transcript,
+# caption and metadata text) runs after assembling, as it reads the rows.
+ENCODER_STAGES = ("ocr", "visual", "audio", "asr", "caption")
+_GPU_STAGES = {"visual", "audio", "dense"}  # and "caption" with a local vision-language model
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -78,11 +82,12 @@ def _decode(batch: Any, *, cfg: IndexConfig, plan: Plan, rates: tuple[int, ...])
         job = Job(Path(row["path"]), row["rel"], row["video_id"])
         try:
             h = content_hash(job.path)
-            if plan.unchanged(job, h):
+            todo, carry = plan.work(job, h)
+            if not todo:
                 out.append({**row, "status": "skipped", "reason": UNCHANGED, "payload": b""})
                 continue
             info, segments = decode(job, cfg, rates)
-            out.append({**row, "payload": _pack(FileExtraction(job, h, info), list(segments))})
+            out.append({**row, "payload": _pack(FileExtraction(job, h, info, todo, carry), list(segments))})
         except (MmfuseError, OSError) as e:
             out.append(_fail(row, e))
     return _table(out)
@@ -92,16 +97,16 @@ def _decode(batch: Any, *, cfg: IndexConfig, plan: Plan, rates: tuple[int, ...])
 class _EncodeStage:
     """One modality, plug-in or the dense text encoder, loaded once per actor by the engine's model set."""
 
-    def __init__(self, stage: str, cfg: IndexConfig, enabled: Sequence[str]) -> None:
-        self.stage, self.cfg, self.enabled = stage, cfg, list(enabled)
+    def __init__(self, stage: str, cfg: IndexConfig, columns: Sequence[str]) -> None:
+        self.stage, self.cfg, self.columns = stage, cfg, list(columns)
         if stage == "dense":
-            self.model = load_encoder("text", device="cuda" if require("ray").get_gpu_ids() else "cpu")
+            self.model = load_encoder("text", cfg.text_model, device="cuda" if require("ray").get_gpu_ids() else "cpu")
         elif stage.startswith("plugin:"):
             one = dataclasses.replace(cfg, modalities=(), retrievers=(stage[7:],), dense_text=False)
             self.name, self.model = Models(one, []).plugins[0]
         else:
             one = dataclasses.replace(cfg, modalities=(stage,), retrievers=(), dense_text=False)
-            self.model = Models(one, []).encoders[stage]
+            self.models = Models(one, [])
 
     def __call__(self, batch: Any) -> Any:
         out = []
@@ -120,24 +125,24 @@ class _EncodeStage:
 
     def _run(self, work: FileExtraction, segments: list) -> None:
         if self.stage == "dense":
-            work.encode_dense(self.model, self.enabled)
-        elif self.stage == "asr":
-            chunks = AsrChunks(self.model, self.cfg.asr_chunk)
-            for seg in segments:
-                chunks.add(seg)
-            chunks.flush()
-            work.pieces = chunks.pieces
+            work.encode_dense(self.model, self.columns)
+        elif self.stage in ("asr", "caption"):
+            for step in stream_steps(self.models, self.cfg, work.todo):
+                for seg in segments:
+                    step.add(seg)
+                work.collect(step)
         elif self.stage.startswith("plugin:"):
+            if self.name in work.todo:
+                for seg in segments:
+                    work.encode_plugin(self.name, self.model, seg)
+        elif self.stage in work.todo:
             for seg in segments:
-                work.encode_plugin(self.name, self.model, seg)
-        else:
-            for seg in segments:
-                SEGMENT_STEPS[self.stage](work, self.model, seg)
+                SEGMENT_STEPS[self.stage](work, self.models.encoders[self.stage], seg)
 
 
 # --------------------------------------------------------------------------- stage: assemble (tasks)
-def _assemble(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> Any:
-    """Segment rows, transcript assignment and the metadata row; the frames and audio are dropped here."""
+def _assemble(batch: Any, *, meta: dict[str, dict]) -> Any:
+    """Segment rows, transcript and caption assignment and the metadata row; the frames and audio are dropped here."""
     out = []
     for row in batch.to_pylist():
         if row["status"] != "ok":
@@ -146,7 +151,7 @@ def _assemble(batch: Any, *, enabled: list[str], meta: dict[str, dict]) -> Any:
         work, segments = pickle.loads(row["payload"])
         for seg in segments:
             work.add_segment(seg)
-        work.finish(enabled, meta.get(row["video_id"]))
+        work.finish(meta.get(row["video_id"]))
         out.append({**row, "payload": _pack(work, [])})
     return _table(out)
 
@@ -215,28 +220,33 @@ def index_with_ray(video_dir: str | os.PathLike, index_dir: str | os.PathLike,
             if plan.jobs:
                 items = [{"video_id": j.video_id, "rel": j.rel, "path": str(j.path.resolve()), "status": "ok",
                           "reason": "", "payload": b""} for j in plan.jobs]
-                ds = ray.data.from_arrow(_table(items)).repartition(len(items))  # one file per block
+                # one file per block, made here: repartition() would run split tasks of a whole CPU each, which
+                # never start while fractional actor pools hold the rest of a small cluster
+                ds = ray.data.from_arrow([_table([it]) for it in items])
                 ds = ds.map_batches(_decode, batch_size=1, batch_format="pyarrow", num_cpus=task_cpus,
                                     fn_kwargs={"cfg": cfg, "plan": dataclasses.replace(plan, jobs=[]), "rates": rates})
 
+                # a local vision-language model wants a GPU; one behind a server does not
+                gpu_stages = _GPU_STAGES | ({"caption"} if cfg.vlm_model and not cfg.vlm_base_url else set())
+
                 def encode(ds: Any, stage: str) -> Any:
                     return ds.map_batches(_EncodeStage, batch_size=1, batch_format="pyarrow",
-                                          fn_constructor_kwargs={"stage": stage, "cfg": cfg, "enabled": enabled},
+                                          fn_constructor_kwargs={"stage": stage, "cfg": cfg, "columns": list(specs)},
                                           compute=ray.data.ActorPoolStrategy(size=int(per(stage, concurrency, 1))),
                                           num_cpus=float(per(stage, num_cpus, 1.0)),
-                                          num_gpus=gpus if stage.split(":")[0] in _GPU_STAGES else 0)
+                                          num_gpus=gpus if stage.split(":")[0] in gpu_stages else 0)
 
                 for stage in [s for s in ENCODER_STAGES if s in enabled] + plugin_stages:
                     ds = encode(ds, stage)
                 ds = ds.map_batches(_assemble, batch_size=1, batch_format="pyarrow", num_cpus=task_cpus,
-                                    fn_kwargs={"enabled": enabled, "meta": plan.meta})
-                if {"asr_dense", "meta_dense"} & set(specs):
+                                    fn_kwargs={"meta": plan.meta})
+                if {f"{m}_dense" for m in DENSE} & set(specs):
                     ds = encode(ds, "dense")
                 for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=1):
                     for row in batch.to_pylist():
                         if row["status"] == "ok":
                             work, _ = pickle.loads(row["payload"])
-                            writer.add(work.record(enabled))
+                            writer.add(work)
                         elif row["status"] == "skipped":
                             summary.skipped.append((row["rel"], row["reason"]))
                         else:

@@ -5,15 +5,13 @@ expansion both generate through it; the models themselves load in :mod:`mmfuse.e
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from mmfuse.encoders import load_encoder
-from mmfuse.encoders.base import fingerprint, first_line
+from mmfuse.encoders.base import first_line, weights_fingerprint
 from mmfuse.encoders.vlm import is_vlm_dir
 from mmfuse.errors import BackendError
 from mmfuse.utils.lazy import require
@@ -22,8 +20,6 @@ from .base import Completion, Part, TextGenerator
 from .cache import AnswerCache
 
 __all__ = ["TransformersChat"]
-
-_WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 
 
 class TransformersChat(TextGenerator):
@@ -81,12 +77,7 @@ class TransformersChat(TextGenerator):
         """The model name plus, for a local directory, a fingerprint of its weight files (new weights in the same
         folder are another model for the cache)."""
         if self._weights is None:
-            d = Path(self.model_name).expanduser()
-            files = sorted(f for pat in _WEIGHTS for f in d.glob(pat)) if d.is_dir() else []
-            h = hashlib.sha256()
-            for f in files:
-                h.update(f"{f.name}:{fingerprint(f)}".encode())
-            self._weights = h.hexdigest()[:16] if files else ""
+            self._weights = weights_fingerprint(self.model_name)
         return {"model": self.model_name, "weights": self._weights} if self._weights else {"model": self.model_name}
 
     # ------------------------------------------------------------------------------------------------------------

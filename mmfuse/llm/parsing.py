@@ -18,7 +18,7 @@ from typing import Any
 
 from .base import Totals
 
-__all__ = ["ListInfo", "ListStats", "ParseCounts", "parse_list"]
+__all__ = ["ListInfo", "ListStats", "ParseCounts", "is_refusal", "parse_list"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*•·]|(?:query|sub-?query|event|caption|passage|description|answer)"
@@ -77,6 +77,10 @@ class ListStats(ParseCounts):
         self.refused += info.refused
 
 
+def is_refusal(text: str | None) -> bool:
+    """Whether an answer opens as a refusal ("I'm sorry, ...", "As an AI ...", "I cannot ...")."""
+    return bool(_REFUSAL.match((text or "").strip()))
+
 
 def _json_items(text: str) -> list[str] | None:
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
@@ -114,7 +118,7 @@ def parse_list(text: str | None, limit: int | None = None) -> tuple[list[str], L
     text = (text or "").strip()
     if not text:
         return [], info
-    if _REFUSAL.match(text):
+    if is_refusal(text):
         info.refused = True
         return [], info
     raw = _json_items(text)

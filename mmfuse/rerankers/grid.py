@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmfuse.errors import ParameterError
-from mmfuse.ingest.frames import sample_frames
+from mmfuse.ingest.frames import sample_frames, tile_frames
 from mmfuse.ingest.probe import content_hash, probe
 from mmfuse.utils.files import cache_home
 
@@ -167,29 +167,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _fit(frame, cell: tuple[int, int], background):
-    """Letterbox one frame into a cell, keeping its aspect ratio."""
-    from PIL import Image
-
-    img = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
-    w, h = cell
-    scale = min(w / img.width, h / img.height)
-    nw, nh = max(1, round(img.width * scale)), max(1, round(img.height * scale))
-    img = img.convert("RGB").resize((nw, nh), Image.Resampling.BILINEAR)
-    out = Image.new("RGB", cell, background)
-    out.paste(img, ((w - nw) // 2, (h - nh) // 2))
-    return out
-
-
 def tile(frames, spec: GridSpec) -> "Image.Image":
     """Tile frames row-major (time runs left to right, top to bottom); missing cells stay background."""
-    from PIL import Image
-
-    grid = Image.new("RGB", spec.size, spec.background)
-    for i, frame in enumerate(list(frames)[: spec.n_frames]):
-        r, c = divmod(i, spec.cols)
-        grid.paste(_fit(frame, spec.cell, spec.background), (c * spec.cell[0], r * spec.cell[1]))
-    return grid
+    return tile_frames(frames, spec.rows, spec.cols, spec.cell, spec.background)
 
 
 def draw_label(img: "Image.Image", label: str) -> "Image.Image":

@@ -22,10 +22,12 @@ from .base import (
 from .modalities import (
     AsrRetriever,
     AudioRetriever,
+    CaptionRetriever,
     DenseTextRetriever,
     MetadataRetriever,
     OcrRetriever,
     PrecomputedRetriever,
+    TranslationRetriever,
     VectorRetriever,
     VisualRetriever,
 )
@@ -36,11 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
 ENTRY_POINT_GROUP = "mmfuse.retrievers"
 
 __all__ = [
-    "AGGREGATIONS", "ENTRY_POINT_GROUP", "AsrRetriever", "AudioRetriever", "DenseTextRetriever", "EmbeddingRetriever",
-    "IndexedRetriever", "MetadataRetriever", "OcrRetriever", "PrecomputedRetriever", "Retriever", "SegmentEncoder",
-    "VectorRetriever", "VisualRetriever", "aggregate_segments", "entry_points", "load_retriever", "normalize_queries",
-    "plugin_modality",
-    "retrievers_for_index", "segment_run",
+    "AGGREGATIONS", "ENTRY_POINT_GROUP", "AsrRetriever", "AudioRetriever", "CaptionRetriever", "DenseTextRetriever",
+    "EmbeddingRetriever", "IndexedRetriever", "MetadataRetriever", "OcrRetriever", "PrecomputedRetriever", "Retriever",
+    "SegmentEncoder", "TranslationRetriever", "VectorRetriever", "VisualRetriever", "aggregate_segments",
+    "entry_points", "load_retriever", "normalize_queries", "plugin_modality", "retrievers_for_index", "segment_run",
 ]
 
 
@@ -147,8 +148,9 @@ def retrievers_for_index(
     installed = {_canonical(name, eps) for name in eps}
     out: list[Any] = []
 
-    def wanted(m: str) -> bool:
-        return m in specs and (want is None or m in want or m.split("_")[0] in want or refs.get(m) in picked)
+    def wanted(m: str) -> bool:  # "asr" also wants asr_dense, asr_en and asr_en_dense; "asr_en" its own two
+        return m in specs and (want is None or any(m == w or m.startswith(f"{w}_") for w in want)
+                               or refs.get(m) in picked)
 
     kw = {"aggregation": aggregation}
     if wanted("visual"):
@@ -173,14 +175,12 @@ def retrievers_for_index(
             warn(f"audio modality skipped: {e}; pass --clap-model to search with it")
     if wanted("ocr"):
         out.append(OcrRetriever(store, **kw))
-    if wanted("asr"):
-        out.append(AsrRetriever(store, **kw))
-    if dense and wanted("asr_dense") and store.has_vectors("asr_dense"):
-        out.append(DenseTextRetriever(store, "asr_dense", name="asr_dense", **kw))
-    if wanted("meta"):
-        out.append(MetadataRetriever(store, **kw))
-    if dense and wanted("meta_dense") and store.has_vectors("meta_dense"):
-        out.append(DenseTextRetriever(store, "meta_dense", name="meta_dense", **kw))
+    for m, cls in (("asr", AsrRetriever), ("asr_en", TranslationRetriever), ("meta", MetadataRetriever),
+                   ("caption", CaptionRetriever)):
+        if wanted(m):
+            out.append(cls(store, **kw))
+        if dense and wanted(f"{m}_dense") and store.has_vectors(f"{m}_dense"):
+            out.append(DenseTextRetriever(store, f"{m}_dense", name=f"{m}_dense", **kw))
     for m, ref in refs.items():
         if not wanted(m):
             continue

@@ -1,5 +1,6 @@
-"""Index-backed retrievers per modality (visual, audio, OCR, ASR, metadata, plug-in vectors) and the
-precomputed retriever that wraps a score matrix, TREC run or Parquet run."""
+"""Index-backed retrievers per modality (visual, audio, OCR, ASR and its English translation, VLM captions,
+metadata, dense text, plug-in vectors) and the precomputed retriever that wraps a score matrix, TREC run or Parquet
+run."""
 
 from __future__ import annotations
 
@@ -413,15 +414,38 @@ class OcrRetriever(_Bm25Retriever):
         return {k: seg[k] for k in ("video_id", "segment_id", "start", "end")} | {"text": seg["ocr_text"]}
 
 
-class AsrRetriever(_Bm25Retriever):
+class _SegmentTextRetriever(_Bm25Retriever):
+    """BM25 over words of one text column of the segments table (``column``)."""
+
+    column = ""
+
+    def _texts(self) -> dict[str, Any]:
+        seg = self.store.segments()
+        return {k: seg[k] for k in ("video_id", "segment_id", "start", "end")} | {"text": seg[self.column]}
+
+
+class AsrRetriever(_SegmentTextRetriever):
     """Speech transcript (faster-whisper) per segment, BM25 over words. The full transcript with
     timestamps is also stored as subtitles: ``store.subtitles(video_id)``."""
 
     modality = "asr"
+    column = "asr_text"
 
-    def _texts(self) -> dict[str, Any]:
-        seg = self.store.segments()
-        return {k: seg[k] for k in ("video_id", "segment_id", "start", "end")} | {"text": seg["asr_text"]}
+
+class TranslationRetriever(_SegmentTextRetriever):
+    """Whisper's English translation of the speech per segment (``mmfuse index --asr-task translate``), BM25 over
+    words: English queries find speech in any language Whisper translates."""
+
+    modality = "asr_en"
+    column = "asr_en_text"
+
+
+class CaptionRetriever(_SegmentTextRetriever):
+    """What a vision-language model said each segment shows (``mmfuse index --modalities caption``), BM25 over
+    words."""
+
+    modality = "caption"
+    column = "caption_text"
 
 
 class MetadataRetriever(_Bm25Retriever):
@@ -435,7 +459,9 @@ class MetadataRetriever(_Bm25Retriever):
 
 
 class DenseTextRetriever(VectorRetriever):
-    """Dense sentence embeddings (bundled all-MiniLM-L6-v2) of ASR or metadata text: ``asr_dense``, ``meta_dense``.
+    """Dense sentence embeddings of ASR, translated ASR, caption or metadata text (``asr_dense``, ``asr_en_dense``,
+    ``caption_dense``, ``meta_dense``), queries embedded by the model the index recorded for the column (the bundled
+    all-MiniLM-L6-v2 unless ``mmfuse index --text-model`` named another).
 
     Scores are cosine similarities, and the list is the top ``k`` by cosine with no cut: a threshold would be a
     constant fitted to some corpus and model (unrelated MiniLM pairs score 0.05-0.35 on the sample corpus, other
@@ -449,7 +475,8 @@ class DenseTextRetriever(VectorRetriever):
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.query_encoder is None:
-            self.query_encoder = load_encoder("text", lazy=True)
+            spec = self.store.specs().get(self.modality, {}).get("spec")
+            self.query_encoder = encoder_from_spec(spec) if spec else load_encoder("text", lazy=True)
         return super()._encode(texts)
 
 

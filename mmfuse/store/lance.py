@@ -4,7 +4,9 @@ approximate search over the vector tables, and the damage check and repair of an
 Layout of an index directory (a LanceDB database plus derived caches)::
 
     videos        one row per fully indexed video: path, content hash, media info, modalities, status
-    segments      video_id, segment_id, seg_index, start, end, ocr_text, asr_text
+    segments      video_id, segment_id, seg_index, start, end, ocr_text, asr_text, caption_text (VLM captions),
+                  asr_lang (the language Whisper detected), asr_en_text (Whisper's English translation); columns
+                  added after an index was made are added to it, empty, by the next writer
     transcripts   video_id, subtitles (JSON list of {start, end, text}: the ASR transcript for the reranker)
     meta          video_id, segment_id, title, description, tags, text (sidecar metadata)
     vec_<name>    video_id, segment_id, frame_time, vector, model, params  (one table per vector modality:
@@ -66,6 +68,8 @@ os.environ.setdefault("LANCE_LOG", "error")  # lance warns on every table creati
 # ``videos`` table and the next one sees a new index, not a damaged one.
 BASE_TABLES = ("segments", "transcripts", "meta", "modalities", "videos")
 TEXT_MODALITIES = ("ocr", "asr", "meta")
+SEGMENT_COLUMNS = ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text", "caption_text", "asr_lang",
+                   "asr_en_text")
 CATALOG = "tables.json"
 # What LanceDB raises for unreadable files: IO errors arrive as RuntimeError/OSError, a lost manifest as ValueError.
 _LANCE_ERRORS = (RuntimeError, OSError, ValueError)
@@ -93,6 +97,7 @@ def _schemas() -> dict[str, pa.Schema]:
         "segments": pa.schema([
             ("video_id", pa.string()), ("segment_id", pa.string()), ("seg_index", pa.int32()),
             ("start", pa.float64()), ("end", pa.float64()), ("ocr_text", pa.string()), ("asr_text", pa.string()),
+            ("caption_text", pa.string()), ("asr_lang", pa.string()), ("asr_en_text", pa.string()),
         ]),
         "transcripts": pa.schema([("video_id", pa.string()), ("subtitles", pa.string())]),
         "meta": pa.schema([
@@ -127,7 +132,7 @@ class VideoRecord:
     path: str
     content_hash: str
     info: dict[str, Any]
-    segments: list[dict[str, Any]]  # video_id, segment_id, seg_index, start, end, ocr_text, asr_text
+    segments: list[dict[str, Any]]  # the columns of the segments table
     vectors: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> {segment_id, frame_time, vector}
     subtitles: list[dict[str, Any]] | None = None
     meta: dict[str, Any] | None = None  # title, description, tags, text
@@ -177,7 +182,10 @@ class IndexStore:
                 raise IndexError_(f"index {self.path} is not an mmfuse index (no videos table); build it with `mmfuse index`")
         if write and check:  # repair() creates them once the damaged ones are gone
             for name, schema in _schemas().items():
-                self._table(name, schema)
+                tbl = self._table(name, schema)
+                missing = [f for f in schema if f.name not in tbl.schema.names]
+                if missing:  # an index made before these columns existed: they are added, empty (null)
+                    tbl.add_columns(pa.schema(missing))
             self._write_catalog()
 
     # ----------------------------------------------------------------- life cycle
@@ -661,13 +669,22 @@ class IndexStore:
 
     # ----------------------------------------------------------------- readers
     def segments(self) -> dict[str, np.ndarray]:
-        """Visible segments as numpy columns, sorted by (video_id, seg_index)."""
+        """Visible segments as numpy columns (:data:`SEGMENT_COLUMNS`; a text column an older index lacks reads as
+        empty strings), sorted by (video_id, seg_index)."""
         t = self._visible(self._read("segments"))
         if t is None or t.num_rows == 0:
-            return {c: np.empty(0, dtype=str if c.endswith(("id", "text")) else np.float64)
-                    for c in ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text")}
+            return {c: np.empty(0, dtype=np.float64 if c in ("start", "end") else str) for c in SEGMENT_COLUMNS}
         t = t.sort_by([("video_id", "ascending"), ("seg_index", "ascending")])
-        return _columns(t, ("video_id", "segment_id", "start", "end", "ocr_text", "asr_text"))
+        have = [c for c in SEGMENT_COLUMNS if c in t.column_names]
+        return {c: np.full(t.num_rows, "") for c in SEGMENT_COLUMNS} | _columns(t, have)
+
+    def rows_of(self, name: str, video_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Every row of table ``name`` that belongs to the given visible videos, as dicts ([] without the table)."""
+        tbl = self._table(name)
+        if tbl is None or not len(video_ids) or "video_id" not in tbl.schema.names:
+            return []
+        t = tbl.search().where(f"video_id IN ({_sql_str(sorted(set(video_ids)))})").limit(None).to_arrow()
+        return self._visible(t).to_pylist()
 
     def segment_count(self) -> int:
         """Rows in the ``segments`` table (visible or not: a cheap count, no scan)."""
@@ -755,7 +772,6 @@ class IndexStore:
         row, ``meta`` (title, description, tags, text; None without metadata), ``segments`` (segment_id, start, end,
         ocr_text, asr_text, in order) and ``subtitles`` (the ASR transcript). Rows are picked by id from the cached
         tables, so the cost does not grow with the number of videos asked about."""
-        import pyarrow.compute as pc
 
         v = self.videos()
         rows = [] if v is None else v.filter(pc.equal(v["video_id"], video_id)).to_pylist()

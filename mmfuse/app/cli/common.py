@@ -121,7 +121,8 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
     ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
     ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
-    ``mode``, the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
+    ``mode``, ``asr_model``, ``asr_task``, ``text_model``, ``vlm_model``, ``vlm_base_url``, ``caption_template``,
+    the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
     ``llm_base_url``, ``llm_cache``, ``llm_timeout``, ``llm_retries``, ``llm_concurrency`` and its other settings as
     ``expand_options``), with relative paths resolved against the config file's folder. ``command`` ("index", "search",
     "rerank") picks the meaning of ``window`` (segment length for index, sliding window for rerank). An absent
@@ -137,7 +138,9 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     rets = cfg.enabled_retrievers()
     vis = next((r for r in rets.values() if r.kind == "visual"), None)
     aud = next((r for r in rets.values() if r.kind == "audio"), None)
-    text = [r for r in rets.values() if r.kind in ("asr", "meta")]
+    asr = next((r for r in rets.values() if r.kind == "asr"), None)
+    cap = next((r for r in rets.values() if r.kind == "caption"), None)
+    text = [r for r in rets.values() if r.kind in ("asr", "meta", "caption")]
     out: dict[str, Any] = {
         "index": cfg.resolve(cfg.index.path, base),
         "k": cfg.search.k,
@@ -153,6 +156,12 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "clip_checkpoint": cfg.resolve(vis.checkpoint, base) if vis else None,
         "clap_model": (cfg.resolve(aud.model, base) if aud and aud.model and _looks_local(aud.model, base) else
                        (aud.model if aud else None)),
+        "asr_model": _model(cfg, asr.model, base) if asr else None,
+        "asr_task": asr.task if asr else None,
+        "text_model": _model(cfg, cfg.index.text_model, base),
+        "vlm_model": _model(cfg, cap.model, base) if cap else None,
+        "vlm_base_url": cap.base_url if cap else None,
+        "caption_template": cfg.resolve(cap.template, base) if cap else None,
         "frames": cfg.index.frames_per_segment,
         "workers": cfg.index.workers,
         "metadata": cfg.resolve(cfg.index.metadata, base),
@@ -188,6 +197,11 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     }
     out["window"] = cfg.rerank.window if command == "rerank" else cfg.index.window
     return out
+
+
+def _model(cfg: Any, model: str | None, base: Path | None) -> str | None:
+    """A model setting: a path that looks local resolved against the config's folder, else the name as written."""
+    return cfg.resolve(model, base) if model and _looks_local(model, base) else model
 
 
 def _looks_local(model: str, base: Path | None) -> bool:

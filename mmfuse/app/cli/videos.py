@@ -24,6 +24,8 @@ from mmfuse.expand import METHODS as EXPAND_METHODS
 from mmfuse.expand import build_expander
 from mmfuse.fusion import get_method
 from mmfuse.ingest import IndexConfig, index_folder
+from mmfuse.ingest.caption import INPUTS as CAPTION_INPUTS
+from mmfuse.ingest.plan import ASR_TASKS
 from mmfuse.ingest.ray_engine import index_with_ray
 from mmfuse.pipeline import Pipeline, searcher
 from mmfuse.rerankers import load_queries
@@ -56,7 +58,8 @@ def index_cmd(
     video_dir: str = typer.Argument(..., help="Folder of videos (searched recursively)."),
     index: Optional[str] = typer.Option(None, "--index", help="Index directory (created if missing)."),
     modalities: str = typer.Option("visual,audio,ocr,asr,meta", "--modalities", parser=Csv(),
-                                   help="Comma-separated built-in modalities, or 'none' (plug-ins only)."),
+                                   help="Comma-separated built-in modalities (visual, audio, ocr, asr, meta, caption), "
+                                        "or 'none' (plug-ins only)."),
     retriever: list[str] = typer.Option([], "--retriever", help="Plug-in: module:Class or entry-point name (repeatable)."),
     clip_model: Optional[str] = typer.Option(None, "--clip-model", help="open_clip model name, config JSON or local dir."),
     clip_pretrained: Optional[str] = typer.Option(None, "--clip-pretrained", help="open_clip pretrained tag."),
@@ -70,10 +73,44 @@ def index_cmd(
     engine: str = typer.Option("local", "--engine", parser=Choice(ENGINES),
                                help="local (threads on this machine) or ray (Ray Data pipeline)."),
     address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: cluster to join ('auto', 'ray://host:10001')."),
+    asr_model: Optional[str] = typer.Option(None, "--asr-model",
+                                            help="faster-whisper model: size name (small, large-v3) or folder "
+                                                 "(default: the bundled tiny.en)."),
+    asr_task: str = typer.Option("transcribe", "--asr-task", parser=Choice(ASR_TASKS),
+                                 help="translate: also index Whisper's English translation (modality asr_en; needs a "
+                                      "multilingual --asr-model)."),
+    ocr_det_model: Optional[str] = typer.Option(None, "--ocr-det-model", help="PaddleOCR ONNX text detector file."),
+    ocr_rec_model: Optional[str] = typer.Option(None, "--ocr-rec-model",
+                                                help="PaddleOCR ONNX recogniser file (another language's)."),
+    ocr_rec_keys: Optional[str] = typer.Option(None, "--ocr-rec-keys", help="The recogniser's character list file."),
+    text_model: Optional[str] = typer.Option(None, "--text-model",
+                                             help="Dense text embedder: sentence-transformers name or folder "
+                                                  "(default: the bundled all-MiniLM-L6-v2; search uses the same)."),
+    vlm_base_url: Optional[str] = typer.Option(None, "--vlm-base-url",
+                                               help="Captions: OpenAI-compatible server (env MMFUSE_VLM_BASE_URL, "
+                                                    "OPENAI_BASE_URL)."),
+    vlm_model: Optional[str] = typer.Option(None, "--vlm-model",
+                                            help="Captions: served model name, or a local model folder "
+                                                 "(env MMFUSE_VLM_MODEL)."),
+    vlm_cache: Optional[str] = typer.Option(None, "--vlm-cache",
+                                            help="Caption answer cache (default ~/.cache/mmfuse/llm; '' = none)."),
+    vlm_timeout: float = typer.Option(120.0, "--vlm-timeout", parser=Float(min=0, open_min=True),
+                                      help="Seconds per caption request."),
+    vlm_retries: int = typer.Option(2, "--vlm-retries", parser=Int(min=0), help="Retries on timeouts, 429 and 5xx."),
+    vlm_concurrency: int = typer.Option(4, "--vlm-concurrency", parser=Int(min=1), help="Requests in flight at once."),
+    caption_template: Optional[str] = typer.Option(None, "--caption-template",
+                                                   help="Caption prompt file (fields {frames}, {seconds}, {layout})."),
+    caption_input: str = typer.Option("grid", "--caption-input", parser=Choice(CAPTION_INPUTS),
+                                      help="grid: a segment's frames tiled into one image; frames: one image each."),
+    caption_cell: int = typer.Option(336, "--caption-cell", parser=Int(min=16, max=4096),
+                                     help="Width in pixels of each frame the model sees."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline config file (`mmfuse init`); flags override it."),
     repair: bool = typer.Option(False, "--repair", help="Repair a damaged index first (re-indexes what was lost)."),
 ) -> None:
-    """Index a folder of videos: new and changed files only; bad files are reported and skipped."""
+    """Index a folder of videos: new and changed files only; bad files are reported and skipped.
+
+    A file already in the index gets only the modalities it lacks (adding --modalities caption captions, and keeps
+    what the index holds). Captions describe each segment's frames with a vision-language model."""
     v = config_defaults(ctx, "index", locals())
     index = required(v["index"], "--index", "[index] path")
     modalities, retriever, metadata, window, frames, workers, no_dense = (
@@ -86,6 +123,11 @@ def index_cmd(
         clip_model=clip_model,
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
+        **{n: v[n] for n in ("asr_model", "asr_task", "ocr_det_model", "ocr_rec_model", "ocr_rec_keys", "text_model",
+                             "vlm_base_url", "vlm_model", "vlm_timeout", "vlm_retries", "vlm_concurrency",
+                             "caption_input", "caption_cell")},
+        vlm_cache=True if v["vlm_cache"] is None else v["vlm_cache"] or None,
+        caption_template=v["caption_template"] or "caption",
     )
     if repair:
         for line in IndexStore.repair(index):
@@ -123,6 +165,11 @@ def index_cmd(
     for name, reason in summary.failed:
         table.add_row("", "", f"[red]{escape(name)}[/]: {escape(reason)}")
     table.add_row("modalities", str(len(summary.modalities)), escape(", ".join(summary.modalities)))
+    c = summary.captions
+    if c is not None:
+        table.add_row("captions", str(c.calls + c.cache_hits),
+                      f"{c.calls} model call(s) in {c.seconds:.1f} s, {c.cache_hits} from the cache, {c.unusable} "
+                      f"unusable (refusals, empty); {c.prompt_tokens} + {c.completion_tokens} tokens")
     console.print(table)
     if summary.failed:
         raise SystemExit(1)  # typer.Exit is swallowed by click in standalone_mode=False
