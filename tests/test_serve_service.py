@@ -110,7 +110,8 @@ def test_video_details_and_files(service, index):
     v = service.video(UNICODE)
     assert v["title"] == "Café" and v["file"] == "u.bin" and v["modalities"] == ["asr", "meta", "ocr"]
     assert v["segments"] == [{"segment_id": f"{UNICODE}#0", "start": 0.0, "end": 10.0, "ocr_text": "MENU",
-                              "asr_text": "the soup of the day is tomato"}]
+                              "asr_text": "the soup of the day is tomato", "caption_text": "", "asr_lang": "",
+                              "asr_en_text": ""}]  # columns this index was written without read as ""
     assert v["transcript"] == [{"start": 0.0, "end": 10.0, "text": "the soup of the day is tomato"}]
     assert service.media(ODD) == index.parent / "files" / "odd.bin"
     with pytest.raises(NotFound, match="unknown video id 'nope'"):

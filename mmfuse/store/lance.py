@@ -770,8 +770,9 @@ class IndexStore:
     def video(self, video_id: str) -> dict[str, Any] | None:
         """Everything the index holds about one visible video, or None when it holds no such video: its ``videos``
         row, ``meta`` (title, description, tags, text; None without metadata), ``segments`` (segment_id, start, end,
-        ocr_text, asr_text, in order) and ``subtitles`` (the ASR transcript). Rows are picked by id from the cached
-        tables, so the cost does not grow with the number of videos asked about."""
+        and the segment text columns of :data:`SEGMENT_COLUMNS` the index has, in order) and ``subtitles`` (the ASR
+        transcript). Rows are picked by id from the cached tables, so the cost does not grow with the number of
+        videos asked about."""
 
         v = self.videos()
         rows = [] if v is None else v.filter(pc.equal(v["video_id"], video_id)).to_pylist()
@@ -780,11 +781,16 @@ class IndexStore:
 
         def of(name: str, columns: Sequence[str]) -> Any:
             t = self._read(name)
-            return None if t is None else t.filter(pc.equal(t["video_id"], video_id)).select(list(columns))
+            if t is None:
+                return None
+            return t.filter(pc.equal(t["video_id"], video_id)).select([c for c in columns if c in t.column_names])
 
         out = dict(rows[0])
-        seg = of("segments", ("segment_id", "seg_index", "start", "end", "ocr_text", "asr_text"))
-        out["segments"] = [] if seg is None else seg.sort_by("seg_index").drop_columns(["seg_index"]).to_pylist()
+        seg = of("segments", ("segment_id", "seg_index", *SEGMENT_COLUMNS[2:]))
+        segs = [] if seg is None else seg.sort_by("seg_index").drop_columns(["seg_index"]).to_pylist()
+        # a text the segment lacks (or an older index's missing column) reads as "", as in segments()
+        out["segments"] = [{c: r.get(c) if c in ("start", "end") else (r.get(c) or "") for c in SEGMENT_COLUMNS[1:]}
+                           for r in segs]
         meta = of("meta", ("title", "description", "tags", "text"))
         out["meta"] = meta.to_pylist()[0] if meta is not None and meta.num_rows else None
         subs = of("transcripts", ("subtitles",))

@@ -11,7 +11,8 @@
   // what each built-in retriever matched ("dense": by meaning, not by words)
   const LABELS = {
     ocr: "on screen", asr: "speech", asr_dense: "speech (dense)", meta: "metadata", meta_dense: "metadata (dense)",
-    visual: "picture", audio: "sound",
+    asr_en: "speech, in English", asr_en_dense: "speech, in English (dense)", caption: "caption",
+    caption_dense: "caption (dense)", visual: "picture", audio: "sound",
   };
   const details = new Map(); // video id -> promise of /api/videos/ID
   let serverK = 10;
