@@ -29,7 +29,7 @@ import dataclasses
 import os
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,24 @@ def _pack(work: FileExtraction, segments: list) -> bytes:
     return pickle.dumps((work, segments), protocol=5)
 
 
+def _each_file(batch: Any, step: Callable[[FileExtraction, list], list]) -> pa.Table:
+    """Apply ``step(work, segments) -> segments to pass on`` to each decoded file of a batch; a failed file passes
+    through, and a file whose step raises a user-facing error becomes a failed row (the next files go on)."""
+    out = []
+    for row in batch.to_pylist():
+        if row["status"] != "ok":
+            out.append(row)
+            continue
+        work, segments = pickle.loads(row["payload"])
+        try:
+            segments = step(work, segments)
+        except (MmfuseError, OSError) as e:
+            out.append(_fail(row, e))
+            continue
+        out.append({**row, "payload": _pack(work, segments)})
+    return _table(out)
+
+
 # --------------------------------------------------------------------------- stage: decode (tasks)
 def _decode(batch: Any, *, cfg: IndexConfig, plan: Plan, rates: tuple[int, ...]) -> Any:
     """Hash, skip unchanged files, probe, decode once: payload = (FileExtraction, segments)."""
@@ -109,21 +127,9 @@ class _EncodeStage:
             self.models = Models(one, [])
 
     def __call__(self, batch: Any) -> Any:
-        out = []
-        for row in batch.to_pylist():
-            if row["status"] != "ok":
-                out.append(row)
-                continue
-            work, segments = pickle.loads(row["payload"])
-            try:
-                self._run(work, segments)
-            except (MmfuseError, OSError) as e:
-                out.append(_fail(row, e))
-                continue
-            out.append({**row, "payload": _pack(work, segments)})
-        return _table(out)
+        return _each_file(batch, self._run)
 
-    def _run(self, work: FileExtraction, segments: list) -> None:
+    def _run(self, work: FileExtraction, segments: list) -> list:
         if self.stage == "dense":
             work.encode_dense(self.model, self.columns)
         elif self.stage in ("asr", "caption"):
@@ -138,22 +144,20 @@ class _EncodeStage:
         elif self.stage in work.todo:
             for seg in segments:
                 SEGMENT_STEPS[self.stage](work, self.models.encoders[self.stage], seg)
+        return segments
 
 
 # --------------------------------------------------------------------------- stage: assemble (tasks)
 def _assemble(batch: Any, *, meta: dict[str, dict]) -> Any:
     """Segment rows, transcript and caption assignment and the metadata row; the frames and audio are dropped here."""
-    out = []
-    for row in batch.to_pylist():
-        if row["status"] != "ok":
-            out.append(row)
-            continue
-        work, segments = pickle.loads(row["payload"])
+
+    def assemble(work: FileExtraction, segments: list) -> list:
         for seg in segments:
             work.add_segment(seg)
-        work.finish(meta.get(row["video_id"]))
-        out.append({**row, "payload": _pack(work, [])})
-    return _table(out)
+        work.finish(meta.get(work.job.video_id))
+        return []
+
+    return _each_file(batch, assemble)
 
 
 # --------------------------------------------------------------------------- driver
