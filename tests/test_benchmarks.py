@@ -195,9 +195,26 @@ def test_report_json_schema_markdown_and_plots(tiny, tmp_path):
     for f in files.values():
         assert (tmp_path / "plots" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = rep.markdown(res, {ds.name: ds.n_queries}, plots={ds.name: files})
-    table = [ln for ln in md.splitlines() if ln.startswith("| ") and ln.split("|")[1].strip().isdigit()]
-    r1 = [float(ln.split("|")[4]) for ln in table]
+
+    def numbered_rows(heading: str) -> list[list[str]]:
+        part = md.split(heading, 1)[1].split("\n### ", 1)[0]
+        return [[c.strip() for c in ln.split("|")[1:-1]] for ln in part.splitlines()
+                if ln.startswith("| ") and ln.split("|")[1].strip().isdigit()]
+
+    table = numbered_rows("### All measured configurations")
+    r1 = [float(row[3]) for row in table]
     assert r1 == sorted(r1, reverse=True) and len(table) == len(res[ds.name])
+    # each retriever alone, then every method at its defaults on all retrievers (one row per method/norm)
+    per = numbered_rows("### Each retriever alone, and every method")
+    singles = [r for r in res[ds.name] if r.config.method == "single"]
+    assert [row[1] for row in per[:len(singles)]] == sorted((r.config.retrievers[0] for r in singles),
+                                                             key=lambda n: -next(r.metrics["R@1"] for r in singles
+                                                                                 if r.config.retrievers[0] == n))
+    methods = per[len(singles):]
+    assert len(methods) == len({(r.config.method, r.config.norm) for r in res[ds.name] if r.config.method != "single"})
+    full = rep.escape_md("+".join(max((r.config.retrievers for r in res[ds.name]), key=len)))
+    assert all(row[2] == full for row in methods), methods  # the full retriever set
+    assert [float(row[3]) for row in methods] == sorted((float(row[3]) for row in methods), reverse=True)
     assert "Sensitivity" in md
 
 
