@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ParameterError
+from ..errors import InputError, ModelError, ParameterError, suggest
 
 __all__ = [
     "AUDIO_RATE",
@@ -154,8 +154,6 @@ def _font_path(name: str | os.PathLike | None) -> Path | None:
         if w.lower() in by_stem:
             return by_stem[w.lower()]
     if name is not None:
-        from ..errors import suggest
-
         raise InputError(f"font {name!r} not found under {', '.join(FONT_DIRS)}{suggest(str(name), by_stem)}")
     return None
 

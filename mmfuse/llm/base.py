@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mmfuse.errors import BackendError
+from mmfuse.errors import BackendError, ParameterError
 
 from .cache import AnswerCache
 
@@ -121,8 +121,6 @@ class TextGenerator:
         ``temperature``) are returned without calling the model; new answers are cached (failures are not). A prompt
         the model could not answer is a Completion with ``error``; a model that cannot load raises ``ModelError``."""
         if int(max_tokens) < 1:
-            from mmfuse.errors import ParameterError
-
             raise ParameterError(f"max_tokens must be >= 1, got {max_tokens}")
         parts = [as_parts(p) for p in prompts]
         settings = {"max_tokens": int(max_tokens), "temperature": float(temperature)}

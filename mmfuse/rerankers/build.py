@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from mmfuse.errors import ParameterError
+from mmfuse.errors import ParameterError, unknown
 
 from .backends.base import get_backend
 from .grid import GridSpec, parse_cell, parse_grid
@@ -38,8 +38,6 @@ def build_reranker(backend: str, model: str | None, *, mode: str = "listwise", t
     subtitles are checked before the model loads; ``top``/``window``/``step`` by :class:`VLMReranker`.
     """
     if backend not in BACKEND_OPTIONS:
-        from mmfuse.errors import unknown
-
         raise unknown("rerank backend", backend, BACKEND_OPTIONS)
     known = {o for opts in BACKEND_OPTIONS.values() for o in opts}
     extra = set(backend_options) - known

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmfuse.errors import ParameterError
+from mmfuse.errors import ParameterError, unknown
 from mmfuse.ingest.frames import sample_frames, tile_frames
 from mmfuse.ingest.probe import content_hash, probe
-from mmfuse.utils.files import cache_home
+from mmfuse.utils.files import atomic_path, cache_home
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -55,8 +55,6 @@ class GridSpec:
             raise ParameterError(f"grid {self.rows}x{self.cols} of {w}x{h} px cells would be {gw}x{gh} px; at most "
                                  f"{MAX_SIDE} px a side and {MAX_PIXELS} px in all: use smaller cells or fewer frames")
         if self.sampling not in SAMPLINGS:
-            from mmfuse.errors import unknown
-
             raise unknown("grid sampling", self.sampling, SAMPLINGS)
 
     @property
@@ -288,8 +286,6 @@ class GridCache:
         self.misses += 1
         img = build_grid(path, spec)
         if file is not None:
-            from mmfuse.utils.files import atomic_path
-
             file.parent.mkdir(exist_ok=True)
             with atomic_path(file) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(img), allow_pickle=False)

@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mmfuse.errors import ParameterError
+from mmfuse.errors import ParameterError, unknown
 from mmfuse.llm import Part
 
 IMAGE = "<image>"
@@ -67,8 +67,6 @@ class PromptTemplate:
         try:
             text = resources.files("mmfuse.rerankers").joinpath("templates", f"{name_or_path}.txt").read_text("utf-8")
         except FileNotFoundError:
-            from mmfuse.errors import unknown
-
             raise unknown("prompt template", str(name_or_path), ["listwise", "pointwise"]) from None
         return cls.parse(text, f"templates/{name_or_path}.txt")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mmfuse.errors import InputError, ParameterError
+from mmfuse.errors import InputError, MmfuseError, ParameterError
 from mmfuse.ingest.probe import VIDEO_EXTENSIONS
 from mmfuse.runs import RankedList, Run, read_queries
 
@@ -190,8 +190,6 @@ class VLMReranker:
             return memo
 
     def _grid_uncached(self, doc: str, paths: Mapping[str, Path]):
-        from mmfuse.errors import MmfuseError
-
         path = paths.get(doc)
         t0 = time.perf_counter()
         try:

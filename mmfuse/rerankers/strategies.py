@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mmfuse import fusion
 from mmfuse.errors import ParameterError
 
 # rank_fn(positions) -> the same positions, best first
@@ -49,8 +50,6 @@ def fusion_lists(runs: Sequence[Any], depth: int | None = None, names: Sequence[
     the union to rerank (docs in first-appearance order of the interleaving), per doc {run name: 1-based
     rank or None}, and the duplicate-keeping interleaved doc sequence shown to the model as consensus evidence.
     """
-    from mmfuse import fusion
-
     names = list(names) if names else [getattr(r, "name", None) or f"run{i}" for i, r in enumerate(runs)]
     if len(set(names)) != len(names):
         names = [f"{n}#{i + 1}" for i, n in enumerate(names)]

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mmfuse.errors import ModelError, ParameterError
+from mmfuse.errors import ModelError, ParameterError, suggest
 
 from .base import (
     AGGREGATIONS,
@@ -30,6 +30,8 @@ from .modalities import (
     TranslationRetriever,
     VectorRetriever,
     VisualRetriever,
+    clap_from_spec,
+    clip_from_spec,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,8 +74,6 @@ def load_retriever(ref: str) -> Any:
         return obj
     eps = entry_points()
     if ref not in eps:
-        from mmfuse.errors import suggest
-
         names = sorted(eps)
         hint = f"; installed plug-ins: {', '.join(names)}" if names else "; no plug-ins are installed"
         raise ParameterError(
@@ -157,8 +157,6 @@ def retrievers_for_index(
         try:
             enc = clip_encoder
             if enc is None:
-                from .modalities import clip_from_spec
-
                 enc = clip_from_spec(specs["visual"]["spec"])
             out.append(VisualRetriever(store, encoder=enc, pooling=pooling, **kw))
         except ModelError as e:
@@ -167,8 +165,6 @@ def retrievers_for_index(
         try:
             enc = clap_encoder
             if enc is None:
-                from .modalities import clap_from_spec
-
                 enc = clap_from_spec(specs["audio"]["spec"])
             out.append(AudioRetriever(store, encoder=enc, **kw))
         except ModelError as e:

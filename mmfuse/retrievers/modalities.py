@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmfuse.encoders import encoder_from_spec, load_encoder
+from mmfuse.encoders import clip as visual
 from mmfuse.encoders.clip import POOLINGS
-from mmfuse.errors import InputError, ModelError, ParameterError
+from mmfuse.errors import InputError, ModelError, ParameterError, unknown
 from mmfuse.runs import Run
 from mmfuse.store import ann
 from mmfuse.store.bm25 import OCR_ANALYZER, WORD_ANALYZER
@@ -311,8 +312,6 @@ class VisualRetriever(_VectorSearch):
     def __init__(self, store: "IndexStore", encoder: Any = None, pooling: str = "mean", **kw: Any) -> None:
         super().__init__(store, **kw)
         if pooling not in POOLINGS:
-            from mmfuse.errors import unknown
-
             raise unknown("pooling", pooling, POOLINGS)
         self.pooling = pooling
         self._encoder = encoder
@@ -341,8 +340,6 @@ class VisualRetriever(_VectorSearch):
 
     def _frame_scores(self, q: np.ndarray, frames: np.ndarray, owner: np.ndarray, n: int,
                       cache: dict | None = None) -> np.ndarray:
-        from mmfuse.encoders import clip as visual
-
         if self.pooling in ("mean", "max"):
             # Query-independent pooling: pool the frames once (cached by the exact scan), then one matrix product.
             pooled = None if cache is None else cache.get(f"_pooled_{self.pooling}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol, runtime_checkable
 
+from mmfuse.errors import ParameterError, unknown
 from mmfuse.rerankers.parsing import ParseStats, parse_ranking
 from mmfuse.rerankers.prompts import Candidate, Part, PromptTemplate
 
@@ -35,8 +36,6 @@ class PromptedBackend:
 
     def __init__(self, *, mode: str = "listwise", template: str | None = None, max_new_tokens: int | None = None):
         if mode not in MODES:
-            from mmfuse.errors import unknown
-
             raise unknown("rerank mode", mode, MODES)
         self.mode = mode
         self.template = PromptTemplate.load(template or mode)
@@ -97,8 +96,6 @@ class PromptedBackend:
 
 def get_backend(name: str, model: str | None = None, **kwargs) -> RerankBackend:
     """Build a backend by name: ``transformers`` (local model) or ``openai`` (OpenAI-compatible server)."""
-    from mmfuse.errors import ParameterError, unknown
-
     if name == "transformers":
         if not model:
             raise ParameterError("--model is required for the transformers backend (a hub name or a local path)")
