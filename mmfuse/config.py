@@ -31,6 +31,7 @@ DEFAULT_CONFIG_TOML = '''\
 path = "mmfuse-index"        # LanceDB index directory, relative to this file
 window = 10.0                # segment length in seconds
 frames_per_segment = 4       # frames sampled per segment (visual, OCR, grids)
+frame_size = 960             # longer side of decoded frames in pixels
 workers = 1                  # files indexed in parallel
 # metadata = "videos/metadata.json"   # sidecar with title/description/tags (default: VIDEO_DIR/metadata.json)
 # text_model = "paraphrase-multilingual-MiniLM-L12-v2"   # dense text embedder (default: bundled all-MiniLM-L6-v2)

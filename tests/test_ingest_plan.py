@@ -36,7 +36,7 @@ MMFUSE = shutil.which("mmfuse", path=os.pathsep.join([str(Path(sys.executable).p
     ({"window": math.inf}, "got inf"),
     ({"window": "10"}, "got '10'"),
     ({"workers": 0}, "workers (--workers) must be an integer >= 1"),
-    ({"frame_size": 1}, "frame_size must be None or an integer >= 2"),
+    ({"frame_size": 1}, "frame_size (--frame-size) must be None or an integer >= 2"),
     ({"asr_chunk": 0.0}, "asr_chunk"),
     ({"batch_size": 0}, "batch_size"),
     ({"batch_seconds": -1}, "batch_seconds"),
@@ -146,3 +146,39 @@ def test_index_reports_hidden_files_as_skipped(tmp_path):
     r = _mmfuse("index", str(videos), "--index", "idx", "--modalities", "meta", "--no-dense", cwd=tmp_path)
     out = " ".join(r.stdout.split())
     assert r.returncode == 0 and "1 unchanged since the last run" in out and ".clip_copy.mp4: hidden file" in out
+
+
+def test_frame_size_is_recorded_with_the_frame_models_and_never_mixed(tmp_path):
+    """``--frame-size`` (or ``[index] frame_size``) decodes frames at that size and is part of the OCR spec, so a
+    second run at another size is refused in one line and the index keeps what it had."""
+    from mmfuse.store.lance import IndexStore
+
+    videos = tmp_path / "v"
+    videos.mkdir()
+    shutil.copy(CORPUS / "v01_ball.mp4", videos)
+    idx = tmp_path / "idx"
+
+    def run(*args, code=0):
+        p = subprocess.run([MMFUSE, "index", str(videos), "--index", str(idx), "--modalities", "ocr", "--frames", "1",
+                            *args], capture_output=True, text=True, timeout=600, env=dict(os.environ, COLUMNS="200"))
+        assert "Traceback" not in p.stderr and p.returncode == code, p.stdout + p.stderr
+        return p
+
+    run("--frame-size", "480")
+    spec = IndexStore.open(idx).specs()["ocr"]["spec"]
+    assert spec["frame_size"] == 480
+    before = IndexStore.open(idx).segments()["ocr_text"].tolist()
+    assert any("LIGHTHOUSE" in t.upper() for t in before)  # the word is read at 480 px too
+
+    (videos / "v01_copy.mp4").write_bytes((videos / "v01_ball.mp4").read_bytes() + b"\0")  # a new file to index
+    p = run(code=2)  # the default size is another spec
+    assert p.stderr.strip().count("\n") == 0 and "refusing to mix" in p.stderr and '"frame_size": 480' in p.stderr
+    assert IndexStore.open(idx).segments()["ocr_text"].tolist() == before
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[index]\nframe_size = 480\n")
+    run("--config", str(cfg))  # the config's size is the recorded one: the new file is indexed
+    assert len(IndexStore.open(idx).segments()["ocr_text"]) == 2 * len(before)
+
+    p = run("--frame-size", "16", code=2)
+    assert p.stderr.strip().count("\n") == 0 and "--frame-size" in p.stderr

@@ -27,7 +27,7 @@ from mmfuse.retrievers import load_retriever
 from mmfuse.store.lance import VideoRecord
 
 from .caption import CaptionBatch, Captioner, CaptionStats
-from .plan import DENSE, MODALITIES, IndexConfig, Job
+from .plan import DENSE, FRAME_SIZE, MODALITIES, IndexConfig, Job
 from .probe import AUDIO_EXTENSIONS, MediaError, MediaInfo, probe
 from .segments import Segment, iter_segments
 
@@ -45,6 +45,8 @@ _ENCODERS = {
     "asr_en": ("whisper", " (check --asr-model)"),
     "caption": ("vlm", " (check --vlm-model/--vlm-base-url)"),
 }
+# the modalities whose output depends on the size frames are decoded at (--frame-size is part of their spec)
+FRAME_MODALITIES = ("visual", "ocr", "caption")
 # modality -> the columns of the segments table it writes
 SEGMENT_TEXT = {"ocr": ("ocr_text",), "asr": ("asr_text", "asr_lang"), "asr_en": ("asr_en_text",),
                 "caption": ("caption_text",)}
@@ -123,7 +125,10 @@ class Models:
                 warnings.append(_english_only(enc))
                 continue
             self.encoders[m] = enc
-            self._enable(m, enc.spec)
+            spec = dict(enc.spec)
+            if m in FRAME_MODALITIES and cfg.frame_size != FRAME_SIZE:  # the default size keeps older specs valid
+                spec["frame_size"] = cfg.frame_size
+            self._enable(m, spec)
         if cfg.dense_text and set(DENSE) & set(self.enabled):
             self.dense = load_encoder("text", cfg.text_model, lazy=True)
             for m in DENSE:

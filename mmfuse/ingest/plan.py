@@ -24,13 +24,14 @@ from .caption import INPUTS, CaptionStats, load_template
 from .probe import VIDEO_EXTENSIONS, display_name, is_media_file
 
 __all__ = [
-    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
+    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "FRAME_SIZE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
     "find_metadata", "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
 ]
 
 MODALITIES = ("visual", "audio", "ocr", "asr", "meta", "caption")
 # what an index holds when the user names no modality: captions need a vision-language model, so they are asked for
 DEFAULT_MODALITIES = ("visual", "audio", "ocr", "asr", "meta")
+FRAME_SIZE = 960  # default cap on the longer side of decoded frames, in pixels
 ASR_TASKS = ("transcribe", "translate")  # translate: also the English translation, as the modality asr_en
 # text modalities also searched with the dense text embedder, in the vector column NAME_dense
 DENSE = ("asr", "asr_en", "meta", "caption")
@@ -91,7 +92,7 @@ class IndexConfig:
     modalities: Sequence[str] = DEFAULT_MODALITIES
     window: float | None = 10.0
     frames_per_segment: int = 4
-    frame_size: int | None = 960
+    frame_size: int | None = FRAME_SIZE
     clip_model: str | None = None
     clip_pretrained: str | None = None
     clip_checkpoint: str | os.PathLike | None = None
@@ -138,7 +139,8 @@ class IndexConfig:
         if self.frame_size is not None:
             if isinstance(self.frame_size, bool) or not isinstance(self.frame_size, numbers.Integral) \
                     or self.frame_size < 2:
-                raise ParameterError(f"frame_size must be None or an integer >= 2 (pixels), got {self.frame_size!r}")
+                raise ParameterError(f"frame_size (--frame-size) must be None or an integer >= 2 (pixels), "
+                                     f"got {self.frame_size!r}")
             set_(self, "frame_size", int(self.frame_size))
         set_(self, "workers", _positive_int("workers (--workers)", self.workers))
         set_(self, "asr_chunk", _seconds("asr_chunk", self.asr_chunk))

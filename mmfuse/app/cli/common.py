@@ -119,7 +119,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
     ``ctx_or_path`` is a path or a click/typer Context (its ``params['config']`` is used). Returns a dict
     keyed by the CLI option names of ``mmfuse index``/``search``/``rerank`` (``index``, ``k``, ``fusion``,
     ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
-    ``frames``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
+    ``frames``, ``frame_size``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
     ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
     ``mode``, ``asr_model``, ``asr_task``, ``text_model``, ``vlm_model``, ``vlm_base_url``, ``caption_template``,
     the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
@@ -163,6 +163,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "vlm_base_url": cap.base_url if cap else None,
         "caption_template": cfg.resolve(cap.template, base) if cap else None,
         "frames": cfg.index.frames_per_segment,
+        "frame_size": cfg.index.frame_size,
         "workers": cfg.index.workers,
         "metadata": cfg.resolve(cfg.index.metadata, base),
         "no_dense": bool(text) and not any(r.dense for r in text),

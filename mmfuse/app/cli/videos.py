@@ -68,6 +68,8 @@ def index_cmd(
     metadata: Optional[str] = typer.Option(None, "--metadata", help="Sidecar JSON/CSV (default VIDEO_DIR/metadata.json)."),
     window: float = typer.Option(10.0, "--window", parser=Float(min=0, open_min=True), help="Segment length in seconds."),
     frames: int = typer.Option(4, "--frames", parser=Int(min=1, max=64), help="Frames sampled per segment."),
+    frame_size: int = typer.Option(960, "--frame-size", parser=Int(min=32, max=8192),
+                                   help="Longer side of decoded frames in pixels (CLIP, OCR and captions read them)."),
     workers: int = typer.Option(1, "--workers", parser=Int(min=1), help="Files processed in parallel."),
     no_dense: bool = typer.Option(False, "--no-dense", help="Skip dense text embeddings of ASR/metadata."),
     engine: str = typer.Option("local", "--engine", parser=Choice(ENGINES),
@@ -120,6 +122,7 @@ def index_cmd(
     mods = split_csv(modalities) or []
     cfg = IndexConfig(
         modalities=[] if [m.lower() for m in mods] == ["none"] else mods, window=window, frames_per_segment=frames,
+        frame_size=v["frame_size"],
         clip_model=clip_model,
         clip_pretrained=clip_pretrained, clip_checkpoint=clip_checkpoint, clap_model=clap_model,
         dense_text=not no_dense, retrievers=list(retriever), metadata=metadata, workers=workers,
