@@ -14,6 +14,7 @@ case "$cmd" in
   demo) exec .venv/bin/mmfuse demo "$@" ;;
   test)
     bash scripts/setup-system.sh
-    exec .venv/bin/python -m pytest "$@" ;;
+    # two workers on two cores: most tests run one process on one core (MMFUSE_TEST_WORKERS=0 runs them serially)
+    exec .venv/bin/python -m pytest -n "${MMFUSE_TEST_WORKERS:-2}" "$@" ;;
   *) echo "usage: bash scripts/run.sh demo|test [args...]" >&2; exit 2 ;;
 esac
