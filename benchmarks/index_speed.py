@@ -158,7 +158,7 @@ def build_synthetic(path: Path, n_videos: int, n_segments: int, seed: int = 0) -
 
 
 def bench_search(n_videos: int, n_segments: int, n_queries: int, k: int) -> dict:
-    from mmfuse.pipeline import fuse_available
+    from mmfuse.fusion import fuse
     from mmfuse.retrievers import AsrRetriever, DenseTextRetriever, OcrRetriever, VisualRetriever
     from mmfuse.store.lance import IndexStore
 
@@ -193,7 +193,7 @@ def bench_search(n_videos: int, n_segments: int, n_queries: int, k: int) -> dict
                 t = time.perf_counter()
                 runs.append(r.search(qd, depth))
                 lat[r.name].append(time.perf_counter() - t)
-            fuse_available(runs, ["q"], k=k)
+            fuse(runs, depth=depth, queries=["q"])  # the default fusion, with the coverage rule of search
             lat["fused (all 4 + fusion)"].append(time.perf_counter() - t_all)
         for name, xs in lat.items():
             a = np.asarray(xs) * 1000
