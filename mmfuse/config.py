@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mmfuse.encoders.clip import POOLINGS
 from mmfuse.errors import ConfigError, MmfuseError
@@ -329,7 +329,15 @@ class PipelineConfig(_Strict):
                 r.kind = name  # type: ignore[assignment]
         return v
 
+    _named: frozenset = PrivateAttr(default_factory=frozenset)
+
     # --- conveniences ------------------------------------------------------------------------------------------
+    @property
+    def named_retrievers(self) -> frozenset:
+        """The ``[retrievers.NAME]`` tables the file itself holds (the built-ins it leaves out come from the
+        defaults)."""
+        return self._named
+
     def enabled_retrievers(self) -> dict[str, RetrieverConfig]:
         return {n: r for n, r in self.retrievers.items() if r.enabled}
 
@@ -363,6 +371,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> PipelineConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of settings")
     data = dict(data)
+    named = frozenset(data["retrievers"]) if isinstance(data.get("retrievers"), dict) else frozenset()
     if "retrievers" in data and isinstance(data["retrievers"], dict):
         # A partial [retrievers] section replaces the defaults, except that built-in tables the user left out
         # stay as in the default file (so `[retrievers.ocr] enabled = false` does not drop the others).
@@ -371,9 +380,11 @@ def parse_config(data: dict[str, Any], source: str = "config") -> PipelineConfig
             merged[name] = table
         data["retrievers"] = merged
     try:
-        return PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_error_line(e, source)) from None
+    cfg._named = named
+    return cfg
 
 
 def load_config(path: str | os.PathLike) -> tuple[PipelineConfig, Path]:

@@ -12,8 +12,10 @@ from mmfuse.errors import ConfigError
 
 def test_default_text_is_the_default_config():
     cfg = parse_config(tomllib.loads(DEFAULT_CONFIG_TOML), "default")
-    assert cfg == PipelineConfig()
+    assert cfg.model_dump() == PipelineConfig().model_dump()
     assert list(cfg.retrievers) == ["visual", "audio", "ocr", "asr", "meta"]
+    # the file names its five tables; a config built in Python names none
+    assert cfg.named_retrievers == {"visual", "audio", "ocr", "asr", "meta"} and PipelineConfig().named_retrievers == set()
     assert cfg.fusion.method is None and cfg.rerank.enabled is False and cfg.search.k == 10
 
 

@@ -198,3 +198,28 @@ def test_expansion_mistakes_are_one_line(index, env, tmp_path):
                       '[retrievers.audio]\nenabled = false\n[expand]\nmethod = "q2e"\n')
     p = _cli(env, "search", QUERY, "--config", config, "--json", "--expand", "none")
     assert "expansion" not in json.loads(p.stdout)
+
+
+def test_serve_expands_with_the_config(index, server, env, tmp_path):
+    """``mmfuse serve --config`` with an ``[expand]`` table expands every query as ``mmfuse search`` does, over
+    real loopback HTTP: the clip is found at rank 1 and the answer carries the expansion."""
+    import httpx
+    from test_serve import start, stop
+
+    cfg = tmp_path / "serve.toml"
+    cfg.write_text(f'[expand]\nmethod = "q2e"\nmodel = "fake-llm"\nbase_url = "{server.url}"\n'
+                   f'cache = "{tmp_path / "llm"}"\n')
+    before = len(server.requests)
+    srv = start(index, tmp_path, "--config", str(cfg), env={k: v for k, v in env.items() if k != "MMFUSE_CACHE_DIR"})
+    try:
+        doc = srv.get("/api/search", params={"q": QUERY, "k": 3}).json()
+        assert "hits" in doc, doc
+        assert doc["hits"][0]["video_id"] == TARGET
+        assert doc["expansion"]["method"] == "q2e" and doc["expansion"]["texts"][0] == "the lighthouse"
+        assert any(QUERY in json.dumps(r) for r in server.requests[before:])  # asked by the server, not by the test
+        # the batch endpoint expands each query of the batch
+        got = httpx.post(srv.url + "/api/search", json={"queries": {"a": QUERY}, "k": 3}, timeout=120).json()
+        a = got["a"] if "a" in got else got["results"]["a"]
+        assert a["hits"][0]["video_id"] == TARGET
+    finally:
+        stop(srv)

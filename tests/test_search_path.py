@@ -135,3 +135,27 @@ def test_blank_query_in_a_batch_is_a_warning(index, tmp_path):
     q.write_text(json.dumps({"a": "lighthouse", "b": "  "}))
     p = _cli("search", "--queries", q, "--index", index, "-o", tmp_path / "o.trec")
     assert "'b'" in p.stderr and "empty" in p.stderr
+
+
+def test_a_config_file_selects_modalities_the_index_has(index, tmp_path):
+    """A config file's retrievers are defaults, not a demand: a file that names none searches every modality the
+    index holds (the default visual and audio retrievers are not an error on a text-only index); one the file names
+    but the index lacks is a warning line; a retriever it turns off is left out; --modalities stays strict."""
+    plain = json.loads(_cli("search", "fireworks", "--index", index, "--json").stdout)
+    only_k = tmp_path / "k.toml"
+    only_k.write_text("[search]\nk = 3\n")
+    p = _cli("search", "fireworks", "--index", index, "--json", "--config", only_k)
+    doc = json.loads(p.stdout)
+    assert p.stderr == "" and len(doc["hits"]) == 3
+    assert [(h["video_id"], h["score"]) for h in doc["hits"]] == [(h["video_id"], h["score"]) for h in plain["hits"][:3]]
+
+    named = tmp_path / "named.toml"
+    named.write_text('[retrievers.visual]\nmodel = "ViT-B-32"\n\n[retrievers.ocr]\nenabled = false\n')
+    p = _cli("search", "fireworks", "--index", index, "--json", "--config", named)
+    assert p.stderr.strip() == (f"warning: [retrievers] visual: index {index} has no visual modality; "
+                                "searching without it")
+    mods = {m for h in json.loads(p.stdout)["hits"] for m in h["modalities"]}
+    assert mods and "ocr" not in mods and mods <= {"asr", "asr_dense", "meta", "meta_dense"}
+
+    p = _cli("search", "fireworks", "--index", index, "--modalities", "visual", "--config", only_k, check=False)
+    assert p.returncode == 2 and "no modality 'visual'" in p.stderr and p.stderr.count("\n") == 1

@@ -150,6 +150,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "fusion_params": dict(cfg.fusion.params),
         "depth": cfg.fusion.depth,
         "modalities": ",".join(dict.fromkeys(r.kind for r in rets.values() if r.kind != "plugin")),
+        "modalities_named": [r.kind for n, r in rets.items() if r.kind != "plugin" and n in cfg.named_retrievers],
         "retriever": [r.ref for r in rets.values() if r.kind == "plugin" and r.ref],
         "clip_model": vis.model if vis else None,
         "clip_pretrained": vis.pretrained if vis else None,

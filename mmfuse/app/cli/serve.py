@@ -18,7 +18,7 @@ from mmfuse.utils.lazy import require
 
 from .args import Int
 from .common import app, apply_defaults, err_console, load_config_defaults, required, split_csv, warn
-from .videos import open_searcher
+from .videos import config_modalities, open_searcher
 
 # `mmfuse search`'s defaults of the options that shape its pipeline (a --config file may set them)
 SEARCH_OPTIONS = {"aggregation": "max", "pooling": "mean", "clip_model": None, "clip_pretrained": None,
@@ -94,7 +94,7 @@ def serve_cmd(
     one_thread_per_call()
     service = SearchService(
         store, lambda s, fusion, modalities: open_searcher(s, v, cfg, fusion=fusion, modalities=modalities),
-        k=cfg.get("k") or 10, fusion=cfg.get("fusion"), modalities=split_csv(cfg.get("modalities")))
+        k=cfg.get("k") or 10, fusion=cfg.get("fusion"), modalities=config_modalities(store, cfg))
     sock = _listen(host, port)
     loopback = _is_loopback(host)
     if not loopback:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from mmfuse.config import AGGREGATIONS, POOLINGS
 from mmfuse.encoders import load_encoder
-from mmfuse.errors import ParameterError
+from mmfuse.errors import MmfuseError, ParameterError
 from mmfuse.expand import METHODS as EXPAND_METHODS
 from mmfuse.expand import build_expander
 from mmfuse.fusion import get_method
@@ -195,6 +195,29 @@ def _expander(v: dict, cfg: dict):
                           retries=v["llm_retries"], concurrency=v["llm_concurrency"], **opts)
 
 
+def config_modalities(index: Any, cfg: dict[str, Any]) -> list[str] | None:
+    """The modalities a ``--config`` file selects for searching ``index`` (a folder or an open store): its enabled
+    built-in retrievers that the index holds (None: every one it holds). A retriever the file names but the index
+    lacks is left out with a warning; the built-ins the file does not name are defaults, so an index without them is
+    not a mistake. An index that cannot be opened is the searcher's to report: the modalities go through as they are."""
+    mods = split_csv(cfg.get("modalities")) if cfg else None
+    if not mods:
+        return None
+    if isinstance(index, IndexStore):
+        have = index.specs()
+    else:
+        try:
+            with IndexStore.open(index) as store:
+                have = store.specs()
+        except MmfuseError:
+            return mods
+    keep = [m for m in mods if any(h == m or h.startswith(f"{m}_") for h in have)]
+    for m in mods:
+        if m not in keep and m in (cfg.get("modalities_named") or ()):
+            warn(f"[retrievers] {m}: index {getattr(index, 'path', index)} has no {m} modality; searching without it")
+    return keep or None
+
+
 def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion: str | None,
                   modalities: list[str] | None, depth: int | None = None) -> Pipeline:
     """The pipeline ``mmfuse search`` runs (and ``mmfuse serve`` keeps): ``index`` a folder or an open store, ``v``
@@ -202,10 +225,10 @@ def open_searcher(index: Any, v: dict[str, Any], cfg: dict[str, Any], *, fusion:
     ``--config`` values. Each retriever contributes ``depth`` (else the config's depth, else 100) candidates, or
     ``k`` when a search asks for more."""
     clip = clap = None
-    if v["clip_model"] or v["clip_checkpoint"]:
+    if (v["clip_model"] or v["clip_checkpoint"]) and (not modalities or "visual" in modalities):
         clip = load_encoder("clip", v["clip_model"], pretrained=v["clip_pretrained"], checkpoint=v["clip_checkpoint"],
                             lazy=True)
-    if v["clap_model"]:
+    if v["clap_model"] and (not modalities or "audio" in modalities):
         clap = load_encoder("clap", v["clap_model"], lazy=True)
     # The config's [fusion] norm, params and depth go with its method (not with another one named by --fusion).
     # Its weights are per configured retriever, which need not match the modalities this index answers with.
@@ -281,6 +304,8 @@ def search_cmd(
         raise ParameterError("--queries needs -o/--output FILE for the fused run")
     if not batch and (output is not None or per_modality_dir is not None):
         raise ParameterError("-o/--output and --per-modality-dir go with --queries FILE (batch search)")
+    if ctx.params.get("modalities") is None and modalities:  # from the config file, not from --modalities
+        modalities = ",".join(config_modalities(index, cfg) or [])
     pipe = open_searcher(index, v, cfg, fusion=fusion, modalities=split_csv(modalities), depth=depth)
     if batch:
         texts = load_queries(queries)
