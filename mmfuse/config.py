@@ -371,8 +371,9 @@ def parse_config(data: dict[str, Any], source: str = "config") -> PipelineConfig
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a table of settings")
     data = dict(data)
-    named = frozenset(data["retrievers"]) if isinstance(data.get("retrievers"), dict) else frozenset()
-    if "retrievers" in data and isinstance(data["retrievers"], dict):
+    named: frozenset = frozenset()
+    if isinstance(data.get("retrievers"), dict):
+        named = frozenset(data["retrievers"])
         # A partial [retrievers] section replaces the defaults, except that built-in tables the user left out
         # stay as in the default file (so `[retrievers.ocr] enabled = false` does not drop the others).
         merged: dict[str, Any] = {m: {"kind": m} for m in ("visual", "audio", "ocr", "asr", "meta")}

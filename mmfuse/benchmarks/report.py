@@ -254,6 +254,7 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
     lines += regime_summary(results)
     for name, res in results.items():
         res = list(res)
+        metrics = list(res[0].metrics) if res else []  # the columns of this dataset's tables
         lines += [f"## {escape_md(name)} ({n_queries[name]} queries)", ""]
         if notes and name in notes:
             lines += [notes[name], ""]
@@ -264,7 +265,6 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       + " (R@1).", ""]
         at_defaults = [d for d, _ in method_table(res)]
         if at_defaults:
-            metrics = list(at_defaults[0].metrics)
             lines += ["### Each retriever alone, and every method on all of them at its default parameters", ""]
             lines += _table([*singles, *at_defaults], metrics) + [""]
         cmp_rows = default_vs_combsum(res)
@@ -298,7 +298,6 @@ def markdown(results: Mapping[str, Sequence[Result]], n_queries: Mapping[str, in
                       "| R@1 | " + " | ".join(f"{s:.3f}" for _, s in pts) + " |", ""]
         if plots and name in plots:
             lines += ["### Plots", ""] + [f"![{escape_md(k)}]({_md_link(v)})" for k, v in plots[name].items()] + [""]
-        metrics = list(next(iter(res)).metrics) if res else []
         rows = sorted(res, key=lambda r: (-r.metrics.get("R@1", 0.0), r.ms_per_query))
         shown = rows if top is None else rows[:top]
         lines += [f"### All measured configurations, sorted by R@1 ({len(rows)} configurations"

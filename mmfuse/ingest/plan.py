@@ -20,12 +20,11 @@ from mmfuse.errors import InputError, ParameterError, unknown
 from mmfuse.store.lance import IndexStore
 
 from .caption import INPUTS, CaptionStats, load_template
-
 from .probe import VIDEO_EXTENSIONS, display_name, is_media_file
 
 __all__ = [
-    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "FRAME_SIZE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary", "Job", "Plan", "Walk",
-    "find_metadata", "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
+    "ASR_TASKS", "DEFAULT_MODALITIES", "DENSE", "FRAME_SIZE", "MODALITIES", "UNCHANGED", "IndexConfig", "IndexSummary",
+    "Job", "Plan", "Walk", "find_metadata", "load_metadata", "plan_folder", "read_sidecar", "video_folder", "walk",
 ]
 
 MODALITIES = ("visual", "audio", "ocr", "asr", "meta", "caption")
@@ -148,13 +147,12 @@ class IndexConfig:
         set_(self, "batch_seconds", _seconds("batch_seconds", self.batch_seconds, zero=True))
         if self.asr_task not in ASR_TASKS:
             raise unknown("ASR task (--asr-task)", self.asr_task, ASR_TASKS)
-        for flag, value, files_only in (("--clip-checkpoint", self.clip_checkpoint, True),
-                                        ("--ocr-det-model", self.ocr_det_model, True),
-                                        ("--ocr-rec-model", self.ocr_rec_model, True),
-                                        ("--ocr-rec-keys", self.ocr_rec_keys, True),
-                                        ("--clip-model", self.clip_model, False), ("--clap-model", self.clap_model, False),
-                                        ("--asr-model", self.asr_model, False), ("--text-model", self.text_model, False)):
-            _check_path(flag, value, always=files_only)
+        for flag, value in (("--clip-checkpoint", self.clip_checkpoint), ("--ocr-det-model", self.ocr_det_model),
+                            ("--ocr-rec-model", self.ocr_rec_model), ("--ocr-rec-keys", self.ocr_rec_keys)):
+            _check_path(flag, value, always=True)  # files only
+        for flag, value in (("--clip-model", self.clip_model), ("--clap-model", self.clap_model),
+                            ("--asr-model", self.asr_model), ("--text-model", self.text_model)):
+            _check_path(flag, value)  # a hub name or a folder
         if "caption" in mods:
             self._check_captions()
 

@@ -773,7 +773,6 @@ class IndexStore:
         and the segment text columns of :data:`SEGMENT_COLUMNS` the index has, in order) and ``subtitles`` (the ASR
         transcript). Rows are picked by id from the cached tables, so the cost does not grow with the number of
         videos asked about."""
-
         v = self.videos()
         rows = [] if v is None else v.filter(pc.equal(v["video_id"], video_id)).to_pylist()
         if not rows:

@@ -118,9 +118,10 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
 
     ``ctx_or_path`` is a path or a click/typer Context (its ``params['config']`` is used). Returns a dict
     keyed by the CLI option names of ``mmfuse index``/``search``/``rerank`` (``index``, ``k``, ``fusion``,
-    ``modalities``, ``clip_model``, ``clip_pretrained``, ``clip_checkpoint``, ``clap_model``, ``window``,
-    ``frames``, ``frame_size``, ``workers``, ``metadata``, ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``,
-    ``base_url``, ``top``, ``window`` (rerank: ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
+    ``modalities`` (and ``modalities_named``, those the file has tables for), ``clip_model``, ``clip_pretrained``,
+    ``clip_checkpoint``, ``clap_model``, ``window``, ``frames``, ``frame_size``, ``workers``, ``metadata``,
+    ``no_dense``, ``aggregation``, ``pooling``, ``backend``, ``model``, ``base_url``, ``top``, ``window`` (rerank:
+    ``rerank_window``), ``step``, ``grid``, ``cell``, ``cache_dir``,
     ``mode``, ``asr_model``, ``asr_task``, ``text_model``, ``vlm_model``, ``vlm_base_url``, ``caption_template``,
     the ``[expand]`` flags ``expand``, ``expand_n``, ``expand_fusion``, ``expand_template``, ``llm_model``,
     ``llm_base_url``, ``llm_cache``, ``llm_timeout``, ``llm_retries``, ``llm_concurrency`` and its other settings as
@@ -155,8 +156,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "clip_model": vis.model if vis else None,
         "clip_pretrained": vis.pretrained if vis else None,
         "clip_checkpoint": cfg.resolve(vis.checkpoint, base) if vis else None,
-        "clap_model": (cfg.resolve(aud.model, base) if aud and aud.model and _looks_local(aud.model, base) else
-                       (aud.model if aud else None)),
+        "clap_model": _model(cfg, aud.model, base) if aud else None,
         "asr_model": _model(cfg, asr.model, base) if asr else None,
         "asr_task": asr.task if asr else None,
         "text_model": _model(cfg, cfg.index.text_model, base),
@@ -185,8 +185,7 @@ def load_config_defaults(ctx_or_path: Any, command: str | None = None) -> dict[s
         "expand_n": cfg.expand.n,
         "expand_fusion": cfg.expand.fusion,
         "expand_template": cfg.resolve(cfg.expand.template, base),
-        "llm_model": (cfg.resolve(cfg.expand.model, base) if cfg.expand.model and _looks_local(cfg.expand.model, base)
-                      else cfg.expand.model),
+        "llm_model": _model(cfg, cfg.expand.model, base),
         "llm_base_url": cfg.expand.base_url,
         "llm_cache": cfg.resolve(cfg.expand.cache, base),
         "llm_timeout": cfg.expand.timeout,

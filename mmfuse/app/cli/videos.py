@@ -304,9 +304,10 @@ def search_cmd(
         raise ParameterError("--queries needs -o/--output FILE for the fused run")
     if not batch and (output is not None or per_modality_dir is not None):
         raise ParameterError("-o/--output and --per-modality-dir go with --queries FILE (batch search)")
-    if ctx.params.get("modalities") is None and modalities:  # from the config file, not from --modalities
-        modalities = ",".join(config_modalities(index, cfg) or [])
-    pipe = open_searcher(index, v, cfg, fusion=fusion, modalities=split_csv(modalities), depth=depth)
+    mods = split_csv(modalities)
+    if ctx.params.get("modalities") is None and mods:  # from the config file, not from --modalities
+        mods = config_modalities(index, cfg)
+    pipe = open_searcher(index, v, cfg, fusion=fusion, modalities=mods, depth=depth)
     if batch:
         texts = load_queries(queries)
         with progress_bar(TextColumn("[bold]searching"), BarColumn(), MofNCompleteColumn(), TextColumn("queries"),
