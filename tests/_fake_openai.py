@@ -71,7 +71,8 @@ class FakeOpenAI:
 
     ``script`` lists one behaviour per request in arrival order, then ``default`` for the rest. ``slow``
     sleeps ``slow_seconds`` before a good answer. The server shuts itself down after ``lifetime`` seconds.
-    ``requests`` keeps each request body and headers; ``max_in_flight`` the peak number of parallel requests.
+    ``requests`` keeps each request body and headers; ``max_in_flight`` the peak number of parallel requests (one
+    counts from its arrival until its reply starts, so a client that waits for replies is never over-counted).
     ``text``: the scripted answers to text-only prompts, ``vision`` to prompts with images (see the module doc);
     ``delay`` is slept before every answer.
     """
@@ -107,6 +108,7 @@ class FakeOpenAI:
 
             def _send(self, code: int, payload, ctype="application/json"):
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self._finished()  # before the reply goes out: a client may send its next request once it has read it
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
@@ -125,9 +127,16 @@ class FakeOpenAI:
                     fake.headers.append(dict(self.headers))
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                self._counted = True
                 try:
                     self._answer(body, fake._next_mode())
                 finally:
+                    self._finished()
+
+            def _finished(self):
+                """This request no longer counts as in flight (once, whichever comes first: its reply or its end)."""
+                if getattr(self, "_counted", False):
+                    self._counted = False
                     with fake._lock:
                         fake.in_flight -= 1
 
